@@ -20,7 +20,7 @@ export interface Ed25519KeyPair {
 
 /** Generates a new ed25519 key pair. */
 export function generateKeyPair(): Ed25519KeyPair {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+  const { privateKey } = generateKeyPairSync('ed25519')
   return keyPairFromPrivateKey(privateKey)
 }
 
@@ -47,11 +47,7 @@ export function privateKeyFromSeed(seed: Uint8Array): KeyObject {
   if (seed.byteLength !== 32) {
     throw new AuthError('key_file_invalid', `an ed25519 private key seed is 32 bytes, got ${seed.byteLength}`)
   }
-  const pub = createPublicKey({ key: pkcs8FromSeed(seed), format: 'der', type: 'pkcs8' })
-  return createPrivateKey({
-    key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(seed).toString('base64url'), x: rawPublicKey(pub).toString('base64url') },
-    format: 'jwk',
-  })
+  return createPrivateKey({ key: pkcs8FromSeed(seed), format: 'der', type: 'pkcs8' })
 }
 
 const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
