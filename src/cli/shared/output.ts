@@ -95,6 +95,11 @@ export function reportError(err: unknown): number {
  * process.exitCode rather than calling process.exit so stdout is flushed.
  */
 export async function runCli(main: () => Promise<void>): Promise<void> {
+  // `tool | head` closes stdout early: stop quietly instead of crashing with EPIPE.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw err
+  })
   try {
     await main()
   } catch (err) {
