@@ -35,3 +35,13 @@ export function lp(bytes: Uint8Array): Buffer {
 export function utf8(text: string): Buffer {
   return Buffer.from(text, 'utf8')
 }
+
+/** Writes a non-negative integer below 2^53 (e.g. ms since epoch) as 8 bytes big-endian. */
+export function writeU64(buf: Buffer, value: number, offset: number): void {
+  buf.writeUInt32BE(Math.floor(value / 0x100000000), offset)
+  buf.writeUInt32BE(value >>> 0, offset + 4)
+}
+
+export function readU64(buf: Buffer, offset: number): number {
+  return buf.readUInt32BE(offset) * 0x100000000 + buf.readUInt32BE(offset + 4)
+}

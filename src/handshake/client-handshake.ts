@@ -1,0 +1,230 @@
+/**
+ * The client side of the handshake: a pure object with no I/O. It proves the client's key,
+ * checks that the server's key is one the client trusts (allowlist, pinned fingerprint, or a
+ * trust-on-first-use decision), verifies both server signatures over the whole transcript, and
+ * ends with the session token and the session key only the two parties know.
+ * @module
+ */
+import type { KeyObject } from 'node:crypto'
+import type { KeyLookup } from '../allowlist/types.js'
+import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../errors.js'
+import { b64u, constantTimeEqual } from '../internal/bytes.js'
+import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
+import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { CONTEXT, MAX_AUDIENCE_LENGTH, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
+import {
+  parseAuthChallenge,
+  parseAuthComplete,
+  parseAuthError,
+  type AuthChallenge,
+  type AuthRequestWire,
+  type AuthResponseWire,
+} from '../protocol/messages.js'
+import { challengeFieldsOf, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
+import { checkWindow, deriveSessionKey, generateEphemeral, type Ephemeral } from './common.js'
+
+/** What the client learned and holds after a successful handshake. */
+export interface ClientSession {
+  token: string
+  /** Secret: signs every later request (createRequestProof). Never log it. */
+  sessionKey: Buffer
+  expiresAt: number
+  clientFingerprint: string
+  serverFingerprint: string
+  serverPublicKey: KeyObject
+  /** Allowlist metadata of the server, when it came from the client allowlist. */
+  serverMetadata: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * Decides whether to trust a server key. Returns the server's metadata (or undefined) when
+ * trusted; throws AuthError (`server_key_unknown`, `server_key_mismatch`, `key_expired`,
+ * `server_key_rejected`) when not.
+ */
+export type ServerTrust = (fingerprint: string, publicKeyRaw: Buffer) => Promise<Readonly<Record<string, unknown>> | undefined> | Readonly<Record<string, unknown>> | undefined
+
+export interface ServerTrustOptions {
+  /** The client's allowlist of server keys (like ssh known_hosts). */
+  allowlist?: KeyLookup
+  /** Fingerprint pinned for this server in the client config; only this key is accepted. */
+  pinnedFingerprint?: string | null
+  /** Trust on first use: asked about a key that is not on the allowlist; true = trust (and remember). */
+  onUnknownKey?: (fingerprint: string, publicKeyRaw: Buffer) => Promise<boolean> | boolean
+  clock?: Clock
+}
+
+export function createServerTrust(o: ServerTrustOptions): ServerTrust {
+  const clock = o.clock ?? systemClock
+  const pinned = o.pinnedFingerprint?.toLowerCase() ?? null
+  return async (fingerprint, publicKeyRaw) => {
+    if (pinned !== null && !constantTimeEqual(Buffer.from(pinned), Buffer.from(fingerprint))) {
+      throw new AuthError('server_key_mismatch', `server key ${fingerprint} does not match the fingerprint pinned for this server (${pinned}); refusing to talk`)
+    }
+    if (o.allowlist !== undefined) {
+      const found = o.allowlist.lookup(fingerprint, clock(), publicKeyRaw)
+      if (found.status === 'ok') return found.entry.metadata
+      if (found.status === 'expired') throw new AuthError('key_expired', `server key ${fingerprint} has an expired entry in the client allowlist`)
+    }
+    if (pinned !== null) return undefined
+    if (o.onUnknownKey !== undefined && (await o.onUnknownKey(fingerprint, publicKeyRaw))) return undefined
+    throw new AuthError(
+      'server_key_unknown',
+      `server key ${fingerprint} is not on the client allowlist; if you trust it, add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
+    )
+  }
+}
+
+export interface ClientHandshakeOptions {
+  keyPair: Ed25519KeyPair
+  /** The server identity or URL this client means to reach; bound into every signature. */
+  audience: string
+  serverTrust: ServerTrust
+  timestampTolerance?: number
+  clock?: Clock
+  random?: RandomSource
+}
+
+export interface ClientHandshake {
+  /** Message 1. */
+  start(): AuthRequestWire
+  /** Message 2 (or an auth_error) → message 3. Throws AuthError. */
+  handleChallenge(message: unknown): Promise<AuthResponseWire>
+  /** Message 4 (or an auth_error) → the session. Throws AuthError. */
+  handleComplete(message: unknown): ClientSession
+}
+
+/** Turns an auth_error message from the server into a local AuthError (or returns quietly). */
+export function throwIfAuthError(message: unknown): void {
+  const err = parseAuthError(message)
+  if (err === undefined) return
+  const code: ProtocolErrorCode = (PROTOCOL_ERROR_CODES as readonly string[]).includes(err.error.code) ? err.error.code : 'internal_error'
+  throw new AuthError(code, `server refused: ${err.error.message}`, err.retry_after === undefined ? {} : { retryAfter: err.retry_after })
+}
+
+export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshake {
+  if (!o.keyPair?.privateKey) throw new TypeError('keyPair is required')
+  if (typeof o.audience !== 'string' || o.audience.length === 0 || o.audience.length > MAX_AUDIENCE_LENGTH) {
+    throw new TypeError(`audience must be a non-empty string of at most ${MAX_AUDIENCE_LENGTH} characters`)
+  }
+  if (typeof o.serverTrust !== 'function') throw new TypeError('serverTrust is required (createServerTrust)')
+  const clock = o.clock ?? systemClock
+  const random = o.random ?? systemRandom
+  const toleranceMs = (o.timestampTolerance ?? 300) * 1000
+
+  let step: 'new' | 'sent-request' | 'sent-response' | 'done' | 'failed' = 'new'
+  let eph: Ephemeral | undefined
+  let fields: RequestFields | undefined
+  let t3: Buffer | undefined
+  let sig3: Buffer | undefined
+  let sessionKey: Buffer | undefined
+  let server: { fingerprint: string; publicKey: KeyObject; metadata: Readonly<Record<string, unknown>> | undefined } | undefined
+
+  function expect(s: typeof step, what: string): void {
+    if (step !== s) throw new AuthError('invalid_message', `handshake is not expecting ${what} now (state: ${step})`)
+  }
+
+  function fail(err: unknown): never {
+    step = 'failed'
+    sessionKey?.fill(0)
+    throw err
+  }
+
+  return {
+    start() {
+      expect('new', 'to start')
+      eph = generateEphemeral()
+      const nonce = random(NONCE_SIZE)
+      const timestamp = formatTimestamp(clock())
+      fields = { clientPublicKey: o.keyPair.publicKeyRaw, clientNonce: nonce, clientEphemeral: eph.publicRaw, timestamp, audience: o.audience }
+      step = 'sent-request'
+      return {
+        type: 'auth_request',
+        version: PROTOCOL_VERSION,
+        client_public_key: b64u(o.keyPair.publicKeyRaw),
+        client_nonce: b64u(nonce),
+        client_ephemeral: b64u(eph.publicRaw),
+        timestamp,
+        audience: o.audience,
+      }
+    },
+
+    async handleChallenge(message) {
+      expect('sent-request', 'a challenge')
+      try {
+        throwIfAuthError(message)
+        const challenge: AuthChallenge = parseAuthChallenge(message)
+        const now = clock()
+        checkWindow(challenge.timestamp, now, toleranceMs, 'auth_challenge')
+        if (challenge.expiresAt <= now) throw new AuthError('challenge_expired', 'the server sent a challenge that has already expired')
+        const fingerprint = fingerprintOf(challenge.serverPublicKey)
+        const metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey)
+        const publicKey = publicKeyFromRaw(challenge.serverPublicKey)
+        const t2pre = transcript2pre(transcript1(fields!), challengeFieldsOf(challenge))
+        const t2 = transcript2(t2pre, challenge.challengeToken)
+        if (!verifyBytes(publicKey, signingInput(CONTEXT.serverChallenge, t2), challenge.signature)) {
+          throw new AuthError('invalid_signature', `the server's challenge signature does not verify for key ${fingerprint.slice(0, 16)}…`)
+        }
+        server = { fingerprint, publicKey, metadata }
+        sessionKey = deriveSessionKey(eph!.privateKey, challenge.serverEphemeral, sha256(t2pre))
+        const timestamp = formatTimestamp(clock())
+        t3 = transcript3(t2, challenge.signature, timestamp)
+        sig3 = signBytes(o.keyPair.privateKey, signingInput(CONTEXT.clientResponse, t3))
+        step = 'sent-response'
+        const f = fields!
+        return {
+          type: 'auth_response',
+          version: PROTOCOL_VERSION,
+          request: {
+            type: 'auth_request',
+            version: PROTOCOL_VERSION,
+            client_public_key: b64u(f.clientPublicKey),
+            client_nonce: b64u(f.clientNonce),
+            client_ephemeral: b64u(f.clientEphemeral),
+            timestamp: f.timestamp,
+            audience: f.audience,
+          },
+          challenge: challenge.wire,
+          timestamp,
+          signature: b64u(sig3),
+        }
+      } catch (err) {
+        fail(err)
+      }
+    },
+
+    handleComplete(message) {
+      expect('sent-response', 'a completion')
+      try {
+        throwIfAuthError(message)
+        const complete = parseAuthComplete(message)
+        const srv = server!
+        if (complete.clientFingerprint !== o.keyPair.fingerprint || complete.serverFingerprint !== srv.fingerprint) {
+          throw new AuthError('invalid_message', 'auth_complete names other keys than the ones in this handshake')
+        }
+        const t4 = transcript4(t3!, sig3!, {
+          sessionToken: complete.sessionToken,
+          expiresAt: complete.wire.expires_at,
+          clientFingerprint: complete.clientFingerprint,
+          serverFingerprint: complete.serverFingerprint,
+          timestamp: complete.wire.timestamp,
+        })
+        if (!verifyBytes(srv.publicKey, signingInput(CONTEXT.serverComplete, t4), complete.signature)) {
+          throw new AuthError('invalid_signature', `the server's completion signature does not verify for key ${srv.fingerprint.slice(0, 16)}…`)
+        }
+        checkWindow(complete.timestamp, clock(), toleranceMs, 'auth_complete')
+        step = 'done'
+        return {
+          token: complete.sessionToken,
+          sessionKey: sessionKey!,
+          expiresAt: complete.expiresAt,
+          clientFingerprint: complete.clientFingerprint,
+          serverFingerprint: srv.fingerprint,
+          serverPublicKey: srv.publicKey,
+          serverMetadata: srv.metadata,
+        }
+      } catch (err) {
+        fail(err)
+      }
+    },
+  }
+}

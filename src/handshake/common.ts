@@ -1,0 +1,43 @@
+import { createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto'
+import { AuthError } from '../errors.js'
+import { CONTEXT, SESSION_KEY_SIZE } from '../protocol/constants.js'
+
+/** An ephemeral X25519 key pair for one handshake. */
+export interface Ephemeral {
+  privateKey: KeyObject
+  publicRaw: Buffer
+}
+
+export function generateEphemeral(): Ephemeral {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519')
+  return { privateKey, publicRaw: Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url') }
+}
+
+export function x25519PublicFromRaw(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
+}
+
+/**
+ * session_key = HKDF-SHA256(ikm = X25519(own, peer), salt = SHA-256(T2pre), info = "mcp-pki/1 session-key").
+ * A low-order peer key (all-zero shared secret) is refused as invalid_message.
+ */
+export function deriveSessionKey(own: KeyObject, peerRaw: Uint8Array, t2preHash: Uint8Array): Buffer {
+  let shared: Buffer
+  try {
+    shared = diffieHellman({ privateKey: own, publicKey: x25519PublicFromRaw(peerRaw) })
+  } catch {
+    throw new AuthError('invalid_message', 'ephemeral key is not a usable X25519 public key')
+  }
+  if (shared.every((b) => b === 0)) throw new AuthError('invalid_message', 'ephemeral key is not a usable X25519 public key')
+  return Buffer.from(hkdfSync('sha256', shared, t2preHash, Buffer.from(CONTEXT.sessionKey), SESSION_KEY_SIZE))
+}
+
+export function checkWindow(ts: number, now: number, toleranceMs: number, what: string): void {
+  if (Math.abs(now - ts) > toleranceMs) {
+    const skew = Math.round((ts - now) / 1000)
+    throw new AuthError(
+      'timestamp_skew',
+      `${what} timestamp is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} this clock (allowed ±${Math.round(toleranceMs / 1000)} s); check the clocks`,
+    )
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * The server side of the handshake: a pure object with no I/O and no per-client state between
+ * message 2 and message 3. Checks run cheapest first (docs/PROTOCOL.md §Order of checks):
+ * size/schema → version → timestamp window → allowlist → MAC (challenge token) → expiry →
+ * signature → nonce insert.
+ * @module
+ */
+import type { KeyObject } from 'node:crypto'
+import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
+import { AuthError } from '../errors.js'
+import { b64u, constantTimeEqual, readU64, writeU64 } from '../internal/bytes.js'
+import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
+import { fingerprintOf, privateKeySeed, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
+import type { NonceStore } from '../nonce/nonce-store.js'
+import { CONTEXT, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
+import {
+  parseAuthRequest,
+  parseAuthResponse,
+  type AuthChallengeWire,
+  type AuthCompleteWire,
+  type AuthRequest,
+} from '../protocol/messages.js'
+import {
+  challengeFieldsOf,
+  requestFieldsOf,
+  sha256,
+  signingInput,
+  transcript1,
+  transcript2,
+  transcript2pre,
+  transcript3,
+  transcript4,
+} from '../protocol/transcript.js'
+import { deriveTicketKey, openTicket, sealTicket, TICKET_KIND, type TicketKey } from '../session/ticket.js'
+import { encodeSessionTicket } from '../session/session-token.js'
+import { checkWindow, deriveSessionKey, generateEphemeral } from './common.js'
+
+export interface ServerHandshakeOptions {
+  keyPair: Ed25519KeyPair
+  /** Which client keys may authenticate. */
+  allowlist: KeyLookup
+  /** Single-use server nonces; fails closed when full. */
+  nonceStore: NonceStore
+  /** Seconds of clock difference allowed between peers (default 300). */
+  timestampTolerance?: number
+  /** Seconds a challenge stays valid (default 60). */
+  challengeTtl?: number
+  /** Seconds a session stays valid (default 900). */
+  sessionTtl?: number
+  /** Audiences this server answers to; null/empty = any (the client still binds the one it meant). */
+  audience?: string | readonly string[] | null
+  /** Ticket keys: the first seals, all open. Default: one derived from the server's private key. */
+  ticketKeys?: readonly TicketKey[]
+  clock?: Clock
+  random?: RandomSource
+}
+
+export interface HandshakeResult {
+  message: AuthCompleteWire
+  clientFingerprint: string
+  entry: AllowlistEntry
+  sessionId: string
+  expiresAt: number
+}
+
+export interface ServerHandshake {
+  readonly fingerprint: string
+  readonly ticketKeys: readonly TicketKey[]
+  /** Message 1 → message 2. Throws AuthError. */
+  handleRequest(message: unknown): AuthChallengeWire
+  /** Message 3 → message 4. Throws AuthError. */
+  handleResponse(message: unknown): Promise<HandshakeResult>
+}
+
+const CHALLENGE_PLAINTEXT = 8 + 32 + SESSION_KEY_SIZE
+
+export function createServerHandshake(options: ServerHandshakeOptions): ServerHandshake {
+  const { keyPair, allowlist, nonceStore } = options
+  if (!keyPair?.privateKey || !allowlist || typeof allowlist.lookup !== 'function') throw new TypeError('keyPair and allowlist are required')
+  if (!nonceStore || typeof nonceStore.checkAndInsert !== 'function') throw new TypeError('nonceStore is required')
+  const toleranceMs = seconds(options.timestampTolerance, 300, 'timestampTolerance') * 1000
+  const challengeTtlMs = seconds(options.challengeTtl, 60, 'challengeTtl') * 1000
+  const sessionTtlMs = seconds(options.sessionTtl, 900, 'sessionTtl') * 1000
+  const clock = options.clock ?? systemClock
+  const random = options.random ?? systemRandom
+  const audiences = options.audience == null ? [] : typeof options.audience === 'string' ? [options.audience] : [...options.audience]
+  const ticketKeys = options.ticketKeys?.length ? [...options.ticketKeys] : [deriveTicketKey(privateKeySeed(keyPair.privateKey))]
+  const sealKey = ticketKeys[0]!
+  const serverPk = keyPair.publicKeyRaw
+  const serverPkB64 = b64u(serverPk)
+  const serverFp = keyPair.fingerprint
+
+  function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
+    const fingerprint = fingerprintOf(request.clientPublicKey)
+    const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
+    if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
+    if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
+    return { entry: found.entry, publicKey: found.publicKey, fingerprint }
+  }
+
+  function checkAudience(audience: string): void {
+    if (audiences.length > 0 && !audiences.includes(audience)) {
+      throw new AuthError('invalid_message', 'audience does not name this server')
+    }
+  }
+
+  return {
+    fingerprint: serverFp,
+    ticketKeys,
+
+    handleRequest(message: unknown): AuthChallengeWire {
+      const request = parseAuthRequest(message)
+      const now = clock()
+      checkWindow(request.timestamp, now, toleranceMs, 'auth_request')
+      checkAudience(request.audience)
+      lookupClient(request, now)
+
+      const serverNonce = random(NONCE_SIZE)
+      const eph = generateEphemeral()
+      const timestamp = formatTimestamp(now)
+      const expiresAtMs = now + challengeTtlMs
+      const expiresAt = formatTimestamp(expiresAtMs)
+      const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), {
+        serverPublicKey: serverPk,
+        serverNonce,
+        serverEphemeral: eph.publicRaw,
+        timestamp,
+        expiresAt,
+      })
+      const h = sha256(t2pre)
+      const sessionKey = deriveSessionKey(eph.privateKey, request.clientEphemeral, h)
+      const plain = Buffer.allocUnsafe(CHALLENGE_PLAINTEXT)
+      writeU64(plain, expiresAtMs, 0)
+      h.copy(plain, 8)
+      sessionKey.copy(plain, 40)
+      const token = sealTicket(sealKey, TICKET_KIND.challenge, plain, random)
+      sessionKey.fill(0)
+      const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token)))
+      return {
+        type: 'auth_challenge',
+        version: PROTOCOL_VERSION,
+        server_public_key: serverPkB64,
+        server_nonce: b64u(serverNonce),
+        server_ephemeral: b64u(eph.publicRaw),
+        timestamp,
+        expires_at: expiresAt,
+        challenge_token: b64u(token),
+        signature: b64u(signature),
+      }
+    },
+
+    async handleResponse(message: unknown): Promise<HandshakeResult> {
+      const response = parseAuthResponse(message)
+      const { request, challenge } = response
+      const now = clock()
+      checkWindow(response.timestamp, now, toleranceMs, 'auth_response')
+      checkAudience(request.audience)
+      const client = lookupClient(request, now)
+
+      // MAC: the challenge token must be ours and bind exactly the echoed fields.
+      const plain = openTicket(ticketKeys, TICKET_KIND.challenge, challenge.challengeToken)
+      if (plain === undefined || plain.byteLength !== CHALLENGE_PLAINTEXT) {
+        throw new AuthError('invalid_message', 'challenge token is not valid for this server')
+      }
+      const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), challengeFieldsOf(challenge))
+      if (!constantTimeEqual(sha256(t2pre), plain.subarray(8, 40)) || !constantTimeEqual(challenge.serverPublicKey, serverPk)) {
+        throw new AuthError('invalid_message', 'echoed handshake fields do not match the challenge')
+      }
+      const expiresAtMs = readU64(plain, 0)
+      if (now >= expiresAtMs) throw new AuthError('challenge_expired', 'the challenge expired; start a new handshake')
+
+      const t3 = transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, response.wire.timestamp)
+      if (!verifyBytes(client.publicKey, signingInput(CONTEXT.clientResponse, t3), response.signature)) {
+        throw new AuthError('invalid_signature', `signature by client ${client.fingerprint.slice(0, 16)}… does not verify`)
+      }
+
+      const inserted = await nonceStore.checkAndInsert(challenge.wire.server_nonce, expiresAtMs)
+      if (inserted === 'replay') throw new AuthError('replay_detected', 'this challenge was already used; start a new handshake')
+      if (inserted === 'full') {
+        throw new AuthError('server_busy', 'the server is handling too many handshakes; try again shortly', {
+          retryAfter: Math.max(1, Math.ceil(challengeTtlMs / 1000)),
+        })
+      }
+
+      const sessionKey = plain.subarray(40, 72)
+      let sessionExpires = now + sessionTtlMs
+      if (client.entry.notAfter !== undefined && client.entry.notAfter < sessionExpires) sessionExpires = client.entry.notAfter
+      const sessionId = random(16)
+      const token = b64u(
+        encodeSessionTicket(sealKey, { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt: now, expiresAt: sessionExpires }, random),
+      )
+      plain.fill(0)
+      const timestamp = formatTimestamp(now)
+      const expiresAt = formatTimestamp(sessionExpires)
+      const t4 = transcript4(t3, response.signature, {
+        sessionToken: token,
+        expiresAt,
+        clientFingerprint: client.fingerprint,
+        serverFingerprint: serverFp,
+        timestamp,
+      })
+      const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverComplete, t4))
+      return {
+        message: {
+          type: 'auth_complete',
+          version: PROTOCOL_VERSION,
+          success: true,
+          session_token: token,
+          expires_at: expiresAt,
+          client_fingerprint: client.fingerprint,
+          server_fingerprint: serverFp,
+          timestamp,
+          signature: b64u(signature),
+        },
+        clientFingerprint: client.fingerprint,
+        entry: client.entry,
+        sessionId: b64u(sessionId),
+        expiresAt: sessionExpires,
+      }
+    },
+  }
+}
+
+function seconds(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number of seconds`)
+  return value
+}
