@@ -1,0 +1,271 @@
+/**
+ * Loading the YAML configuration: parse → validate (config-schema.ts, defaults) → resolve
+ * relative paths against the config file's directory → environment overrides → cross-field
+ * checks → deep freeze.
+ *
+ * Environment variables (each overrides the file; a bad value is an error naming the variable;
+ * an empty value counts as unset, except MCP_AUDIT_LOG_FILE where "" or "null" means stdout;
+ * relative paths from the environment resolve against the current directory):
+ *
+ * | variable                | key                         | accepted values                         |
+ * |-------------------------|-----------------------------|-----------------------------------------|
+ * | MCP_PRIVATE_KEY_PATH    | keys.private_key_path       | path                                    |
+ * | MCP_PUBLIC_KEY_PATH     | keys.public_key_path        | path                                    |
+ * | MCP_ALLOWLIST_PATH      | acl.allowlist_path          | path                                    |
+ * | MCP_TIMESTAMP_TOLERANCE | auth.timestamp_tolerance    | positive integer                        |
+ * | MCP_NONCE_CACHE_SIZE    | auth.nonce_cache_size       | positive integer                        |
+ * | MCP_CHALLENGE_TTL       | auth.challenge_ttl          | positive integer                        |
+ * | MCP_SESSION_TTL         | auth.session_ttl            | positive integer                        |
+ * | MCP_SESSION_BINDING     | auth.session_binding        | proof, bearer                           |
+ * | MCP_NONCE_STORE         | auth.nonce_store.type       | memory, redis                           |
+ * | MCP_REDIS_URL           | auth.nonce_store.url        | redis:// or rediss:// URL               |
+ * | MCP_AUDIT_ENABLED       | audit.enabled               | true/false/1/0/yes/no                   |
+ * | MCP_AUDIT_LOG_FILE      | audit.log_file              | path; "" or "null" = stdout             |
+ * | MCP_AUDIT_LOG_LEVEL     | audit.log_level             | DEBUG, INFO, WARN, ERROR                |
+ * | MCP_TRANSPORT_TYPE      | transport.type              | http, https, ws, wss                    |
+ * | MCP_TRANSPORT_HOST      | transport.host              | host name or address                    |
+ * | MCP_TRANSPORT_PORT      | transport.port              | 0-65535                                 |
+ * @module
+ */
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { parseDocument } from 'yaml'
+import { ConfigError } from '../errors.js'
+import { isKnownEventFilter } from '../audit/audit-event.js'
+import { TRANSPORT_TYPES, describeValue, isPort, isRedisUrl, validateConfigObject } from './config-schema.js'
+import type { Config, LogLevel, SessionBinding, TransportType } from './types.js'
+
+export interface ParseConfigOptions {
+  /** Environment to read overrides from; default `process.env`. Pass `{}` to ignore the environment. */
+  env?: NodeJS.ProcessEnv
+  /** Directory relative paths in the file resolve against; default the current directory. */
+  baseDir?: string
+  /** Name used in error messages (the file path); default `config`. */
+  source?: string
+}
+
+export interface LoadConfigOptions {
+  /** Environment to read overrides from; default `process.env`. */
+  env?: NodeJS.ProcessEnv
+}
+
+export interface ParsedConfig {
+  config: Config
+  /** Allowed but risky settings (e.g. bearer sessions over plain HTTP). */
+  warnings: string[]
+}
+
+/** All defaults, paths unresolved (as written in the table in config-schema.ts). A fresh, mutable object. */
+export function defaultConfig(): Config {
+  const result = validateConfigObject({})
+  /* c8 ignore next */
+  if (!result.ok) throw new Error('internal: defaults do not validate')
+  return result.config
+}
+
+function configError(source: string, problems: string[]): ConfigError {
+  const message =
+    problems.length === 1
+      ? `${source}: ${problems[0]}`
+      : `${source}: ${problems.length} problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`
+  return new ConfigError(message, problems, { path: source })
+}
+
+function parseYaml(text: string, source: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    // Only the first: later YAML errors are usually consequences of it.
+    const e = doc.errors[0]!
+    const pos = e.linePos?.[0]
+    const first = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')
+    throw configError(source, [pos ? `line ${pos.line}, column ${pos.col}: invalid YAML: ${first}` : `invalid YAML: ${first}`])
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    throw configError(source, [`invalid YAML: ${err instanceof Error ? err.message : String(err)}`])
+  }
+}
+
+function resolveFilePaths(config: Config, baseDir: string): void {
+  const r = (p: string): string => path.resolve(baseDir, p)
+  config.keys.private_key_path = r(config.keys.private_key_path)
+  config.keys.public_key_path = r(config.keys.public_key_path)
+  config.acl.allowlist_path = r(config.acl.allowlist_path)
+  if (config.audit.log_file !== null) config.audit.log_file = r(config.audit.log_file)
+  const ssl = config.transport.ssl
+  if (ssl.cert_file !== null) ssl.cert_file = r(ssl.cert_file)
+  if (ssl.key_file !== null) ssl.key_file = r(ssl.key_file)
+  if (ssl.ca_file !== null) ssl.ca_file = r(ssl.ca_file)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment overrides
+// ---------------------------------------------------------------------------------------------
+
+type EnvParser<T> = (value: string) => T | undefined
+
+const positiveIntEnv: EnvParser<number> = (v) => (/^\d+$/.test(v.trim()) && Number(v) > 0 && Number.isSafeInteger(Number(v)) ? Number(v) : undefined)
+const portEnv: EnvParser<number> = (v) => (/^\d+$/.test(v.trim()) && isPort(Number(v)) ? Number(v) : undefined)
+const boolEnv: EnvParser<boolean> = (v) => {
+  const s = v.trim().toLowerCase()
+  if (['true', '1', 'yes', 'on'].includes(s)) return true
+  if (['false', '0', 'no', 'off'].includes(s)) return false
+  return undefined
+}
+function enumEnv<T extends string>(values: readonly T[], upper = false): EnvParser<T> {
+  return (v) => {
+    const s = upper ? v.trim().toUpperCase() : v.trim().toLowerCase()
+    const norm = upper && s === 'WARNING' ? 'WARN' : s
+    return (values as readonly string[]).includes(norm) ? (norm as T) : undefined
+  }
+}
+
+interface EnvRule {
+  name: string
+  expected: string
+  /** Do not echo the value in errors (URLs may carry passwords). */
+  secret?: boolean
+  apply: (config: Config, value: string, cwd: string) => boolean
+}
+
+function rule<T>(name: string, expected: string, parse: EnvParser<T>, set: (config: Config, value: T) => void, secret = false): EnvRule {
+  return {
+    name,
+    expected,
+    secret,
+    apply: (config, value) => {
+      const parsed = parse(value)
+      if (parsed === undefined) return false
+      set(config, parsed)
+      return true
+    },
+  }
+}
+
+function pathRule(name: string, set: (config: Config, value: string) => void): EnvRule {
+  return { name, expected: 'a file path', apply: (config, value, cwd) => (set(config, path.resolve(cwd, value)), true) }
+}
+
+const ENV_RULES: readonly EnvRule[] = [
+  pathRule('MCP_PRIVATE_KEY_PATH', (c, v) => (c.keys.private_key_path = v)),
+  pathRule('MCP_PUBLIC_KEY_PATH', (c, v) => (c.keys.public_key_path = v)),
+  pathRule('MCP_ALLOWLIST_PATH', (c, v) => (c.acl.allowlist_path = v)),
+  rule('MCP_TIMESTAMP_TOLERANCE', 'a positive integer (seconds)', positiveIntEnv, (c, v) => (c.auth.timestamp_tolerance = v)),
+  rule('MCP_NONCE_CACHE_SIZE', 'a positive integer', positiveIntEnv, (c, v) => (c.auth.nonce_cache_size = v)),
+  rule('MCP_CHALLENGE_TTL', 'a positive integer (seconds)', positiveIntEnv, (c, v) => (c.auth.challenge_ttl = v)),
+  rule('MCP_SESSION_TTL', 'a positive integer (seconds)', positiveIntEnv, (c, v) => (c.auth.session_ttl = v)),
+  rule('MCP_SESSION_BINDING', 'one of "proof", "bearer"', enumEnv<SessionBinding>(['proof', 'bearer']), (c, v) => (c.auth.session_binding = v)),
+  rule('MCP_NONCE_STORE', 'one of "memory", "redis"', enumEnv<'memory' | 'redis'>(['memory', 'redis']), (c, v) => (c.auth.nonce_store.type = v)),
+  rule('MCP_REDIS_URL', 'a redis:// or rediss:// URL', (v) => (isRedisUrl(v.trim()) ? v.trim() : undefined), (c, v) => (c.auth.nonce_store.url = v), true),
+  rule('MCP_AUDIT_ENABLED', 'true, false, 1, 0, yes or no', boolEnv, (c, v) => (c.audit.enabled = v)),
+  {
+    name: 'MCP_AUDIT_LOG_FILE',
+    expected: 'a file path, or "null" for stdout',
+    apply: (c, v, cwd) => {
+      c.audit.log_file = v.trim() === '' || v.trim().toLowerCase() === 'null' ? null : path.resolve(cwd, v)
+      return true
+    },
+  },
+  rule('MCP_AUDIT_LOG_LEVEL', 'one of "DEBUG", "INFO", "WARN", "ERROR"', enumEnv<LogLevel>(['DEBUG', 'INFO', 'WARN', 'ERROR'], true), (c, v) => (c.audit.log_level = v)),
+  rule('MCP_TRANSPORT_TYPE', 'one of "http", "https", "ws", "wss"', enumEnv<TransportType>(TRANSPORT_TYPES), (c, v) => (c.transport.type = v)),
+  rule('MCP_TRANSPORT_HOST', 'a host name or address', (v) => (v.trim() !== '' && !/\s/.test(v.trim()) ? v.trim() : undefined), (c, v) => (c.transport.host = v)),
+  rule('MCP_TRANSPORT_PORT', 'a port number 0-65535', portEnv, (c, v) => (c.transport.port = v)),
+]
+
+/** Names of every environment variable that overrides the configuration. */
+export const CONFIG_ENV_VARIABLES: readonly string[] = ENV_RULES.map((r) => r.name)
+
+function applyEnv(config: Config, env: NodeJS.ProcessEnv, cwd: string): string[] {
+  const problems: string[] = []
+  for (const r of ENV_RULES) {
+    const value = env[r.name]
+    if (value === undefined) continue
+    if (value.trim() === '' && r.name !== 'MCP_AUDIT_LOG_FILE') continue
+    if (!r.apply(config, value, cwd)) {
+      problems.push(`environment variable ${r.name}: expected ${r.expected}${r.secret ? ' (value not shown)' : `, got ${describeValue(value)}`}`)
+    }
+  }
+  return problems
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-field checks
+// ---------------------------------------------------------------------------------------------
+
+function crossCheck(config: Config): { problems: string[]; warnings: string[] } {
+  const problems: string[] = []
+  const warnings: string[] = []
+  const t = config.transport
+  const tls = t.type === 'https' || t.type === 'wss'
+  if (tls) {
+    if (t.ssl.cert_file === null) problems.push(`transport.ssl.cert_file: required when transport.type is "${t.type}"`)
+    if (t.ssl.key_file === null) problems.push(`transport.ssl.key_file: required when transport.type is "${t.type}"`)
+  } else if (t.ssl.cert_file !== null || t.ssl.key_file !== null) {
+    warnings.push(`transport.ssl is ignored because transport.type is "${t.type}" (use "https" or "wss" to enable TLS)`)
+  }
+  if (config.auth.session_binding === 'bearer' && !tls) {
+    warnings.push(
+      `auth.session_binding: "bearer" with transport.type "${t.type}" sends session tokens in clear text; ` +
+        'anyone who can read the traffic can steal and replay them (use "proof" or https/wss)',
+    )
+  }
+  // A request proof is acceptable for ±proof_window, so its nonce must be remembered that long.
+  if (2 * config.auth.proof_window > config.auth.nonce_cache_ttl) {
+    problems.push(
+      `auth.proof_window: must be at most half of auth.nonce_cache_ttl (${config.auth.nonce_cache_ttl}) so replays stay detectable, got ${config.auth.proof_window}`,
+    )
+  }
+  config.audit.filter_events.forEach((name, i) => {
+    if (!isKnownEventFilter(name)) warnings.push(`audit.filter_events[${i}]: unknown event ${JSON.stringify(name)}; it will never match`)
+  })
+  return { problems, warnings }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}
+
+/**
+ * Parses and validates YAML text. Throws {@link ConfigError} (code `config_invalid`) listing
+ * every problem, one per line in `problems`. The returned config is deeply frozen.
+ */
+export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): ParsedConfig {
+  const source = opts.source ?? 'config'
+  const env = opts.env ?? process.env
+  const cwd = process.cwd()
+  const baseDir = opts.baseDir ?? cwd
+  const raw = parseYaml(yamlText, source)
+  const result = validateConfigObject(raw)
+  if (!result.ok) throw configError(source, result.problems)
+  const config = result.config
+  resolveFilePaths(config, baseDir)
+  const envProblems = applyEnv(config, env, cwd)
+  if (envProblems.length > 0) throw configError(source, envProblems)
+  const { problems, warnings } = crossCheck(config)
+  if (problems.length > 0) throw configError(source, problems)
+  return { config: deepFreeze(config), warnings }
+}
+
+/** Reads, parses and validates a config file, returning the config and its warnings. */
+export async function loadConfigFile(file: string, opts: LoadConfigOptions = {}): Promise<ParsedConfig> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new ConfigError(`${file}: no such file`, [`${file}: no such file`], { path: file, cause: err })
+    if (code === 'EISDIR') throw new ConfigError(`${file}: is a directory`, [`${file}: is a directory`], { path: file, cause: err })
+    throw new ConfigError(`${file}: cannot read (${code ?? 'error'})`, [`${file}: cannot read (${code ?? 'error'})`], { path: file, cause: err })
+  }
+  return parseConfig(text, { env: opts.env, baseDir: path.dirname(path.resolve(file)), source: file })
+}
+
+/** Reads, parses and validates a config file. Warnings are dropped; use {@link loadConfigFile} to see them. */
+export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<Config> {
+  return (await loadConfigFile(file, opts)).config
+}
