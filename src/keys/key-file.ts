@@ -201,7 +201,9 @@ function noFollow(): number {
  */
 export async function loadPrivateKeyFile(path: string, opts: LoadPrivateKeyOptions = {}): Promise<LoadedPrivateKey> {
   const { text, mode } = await readKeyFile(path)
-  if (!opts.allowInsecurePermissions && process.platform !== 'win32' && (mode & 0o077) !== 0) {
+  // A file that is not a private key at all gets the clearer "this is a public key" error.
+  const checkMode = looksLikePrivateKey(text) && !opts.allowInsecurePermissions && process.platform !== 'win32'
+  if (checkMode && (mode & 0o077) !== 0) {
     const shown = (mode & 0o777).toString(8).padStart(4, '0')
     throw new AuthError(
       'key_file_permissions',

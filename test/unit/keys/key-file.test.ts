@@ -240,11 +240,11 @@ describe('loading private keys', () => {
     const badMagic = Buffer.from(data)
     badMagic[0] = 0x78
     throwsWith(() => parsePrivateKey(wrap(badMagic), 'magic'), 'key_file_invalid', /bad magic/)
-    // Flip a byte of the second check integer (after magic, 3 strings, count, pub string, section length).
+    // Flip a byte of the first check integer (after magic, 3 strings, count, pub string, section length).
     const check = Buffer.from(data)
     const pubLen = check.readUInt32BE(15 + 4 + 4 + 4 + 4 + 4 + 4)
-    const sectionStart = 15 + 12 + 4 + 4 + 4 + pubLen + 4
-    check[sectionStart + 4] = check[sectionStart + 4]! ^ 0xff
+    const sectionStart = 15 + 8 + 8 + 4 + 4 + 4 + pubLen + 4
+    check[sectionStart] = check[sectionStart]! ^ 0xff
     throwsWith(() => parsePrivateKey(wrap(check), 'check'), 'key_file_invalid', /check integers differ/)
   })
 
