@@ -1,0 +1,192 @@
+/**
+ * The server's authentication service, independent of any transport: one entry point for
+ * handshake messages (dispatch on `type`, never throws, returns the status and body to send) and
+ * one for checking requests made with a session. Rate limiting and audit happen here so HTTP,
+ * WebSocket and the MCP integrations behave the same.
+ * @module
+ */
+import { AuthError, httpStatusFor, toWireError } from '../errors.js'
+import { fromB64u } from '../internal/bytes.js'
+import { systemClock, type Clock } from '../internal/clock.js'
+import { fingerprintOf } from '../keys/key-pair.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
+import { messageTypeOf, parseJsonMessage, type AuthChallengeWire, type AuthCompleteWire, type AuthErrorWire } from '../protocol/messages.js'
+import { createServerHandshake, type HandshakeResult, type ServerHandshake, type ServerHandshakeOptions } from '../handshake/server-handshake.js'
+import {
+  createSessionVerifier,
+  type RequestToVerify,
+  type RevocationCheck,
+  type SessionBinding,
+  type SessionInfo,
+  type SessionVerifier,
+} from '../session/session-verifier.js'
+
+export type AuditLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR'
+
+/** Where the service reports events (AuditLogger implements it). */
+export interface AuditSink {
+  log(event: string, fields: Record<string, unknown>, level?: AuditLevel): void
+}
+
+/** A limiter keyed by address or fingerprint (RateLimiter implements it). */
+export interface Limiter {
+  take(key: string): boolean
+  retryAfterSeconds(key: string): number
+}
+
+export interface AuthServiceOptions extends ServerHandshakeOptions {
+  binding?: SessionBinding
+  proofWindow?: number
+  revocation?: RevocationCheck
+  audit?: AuditSink
+  /** Limits handshake messages per remote address. */
+  perAddressLimiter?: Limiter
+  /** Limits handshake starts per claimed client key. */
+  perKeyLimiter?: Limiter
+  /** Largest handshake message in bytes (default 16 KiB). */
+  maxMessageSize?: number
+}
+
+export interface RequestContext {
+  /** Remote address, for rate limiting and audit. */
+  remote?: string
+  /** `http`, `https`, `ws`, `wss`, `mcp` … for audit. */
+  transport?: string
+}
+
+export interface AuthReply {
+  status: number
+  headers: Record<string, string>
+  body: AuthChallengeWire | AuthCompleteWire | AuthErrorWire
+  /** Set when this message completed a handshake. */
+  result?: HandshakeResult
+  /** Set on failure: the precise local error (the body carries the folded wire code). */
+  error?: AuthError
+}
+
+export interface AuthService {
+  readonly fingerprint: string
+  readonly handshake: ServerHandshake
+  readonly verifier: SessionVerifier
+  readonly binding: SessionBinding
+  /** One handshake message (parsed JSON, or raw text/bytes to size-check and parse). Never throws. */
+  handleMessage(input: unknown, ctx?: RequestContext): Promise<AuthReply>
+  /** Checks a request made with a session; audits and rethrows failures as AuthError. */
+  verifyRequest(request: RequestToVerify, ctx?: RequestContext): Promise<SessionInfo>
+}
+
+export function createAuthService(options: AuthServiceOptions): AuthService {
+  const handshake = createServerHandshake(options)
+  const binding = options.binding ?? 'proof'
+  const verifier = createSessionVerifier({
+    ticketKeys: handshake.ticketKeys,
+    allowlist: options.allowlist,
+    nonceStore: options.nonceStore,
+    binding,
+    ...(options.proofWindow === undefined ? {} : { proofWindow: options.proofWindow }),
+    ...(options.revocation === undefined ? {} : { revocation: options.revocation }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  })
+  const clock: Clock = options.clock ?? systemClock
+  const maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+  const audit = options.audit
+  const serverFp = handshake.fingerprint
+
+  function failure(err: unknown, ctx: RequestContext, step: string, clientFingerprint: string | undefined, started: number): AuthReply {
+    const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
+    const wire = toWireError(error)
+    const body: AuthErrorWire = { type: 'auth_error', version: PROTOCOL_VERSION, success: false, error: wire }
+    const headers: Record<string, string> = {}
+    if (error.retryAfter !== undefined) {
+      body.retry_after = error.retryAfter
+      headers['retry-after'] = String(error.retryAfter)
+    }
+    audit?.log(
+      'handshake.failure',
+      {
+        step,
+        code: error.code,
+        reason: error.code === 'internal_error' ? 'internal error' : error.message,
+        client_fingerprint: clientFingerprint,
+        server_fingerprint: serverFp,
+        remote: ctx.remote,
+        transport: ctx.transport,
+        duration_ms: elapsed(started),
+      },
+      error.code === 'internal_error' ? 'ERROR' : 'WARN',
+    )
+    return { status: httpStatusFor(wire.code), headers, body, error }
+  }
+
+  function limit(limiter: Limiter | undefined, key: string | undefined, what: string): void {
+    if (limiter === undefined || key === undefined) return
+    if (!limiter.take(key)) {
+      throw new AuthError('rate_limited', `too many handshakes from this ${what}; slow down`, { retryAfter: limiter.retryAfterSeconds(key) })
+    }
+  }
+
+  return {
+    fingerprint: serverFp,
+    handshake,
+    verifier,
+    binding,
+
+    async handleMessage(input, ctx = {}) {
+      const started = performance.now()
+      let step = 'unknown'
+      let clientFp: string | undefined
+      try {
+        limit(options.perAddressLimiter, ctx.remote, 'address')
+        const message = typeof input === 'string' || Buffer.isBuffer(input) ? parseJsonMessage(input, maxSize) : input
+        step = messageTypeOf(message)
+        clientFp = claimedClient(message, step)
+        if (step === 'auth_request') {
+          limit(options.perKeyLimiter, clientFp, 'client key')
+          const body = handshake.handleRequest(message)
+          return { status: 200, headers: {}, body }
+        }
+        if (step === 'auth_response') {
+          const result = await handshake.handleResponse(message)
+          audit?.log('handshake.success', {
+            client_fingerprint: result.clientFingerprint,
+            server_fingerprint: serverFp,
+            session_id: result.sessionId,
+            expires_at: new Date(result.expiresAt).toISOString(),
+            role: typeof result.entry.metadata.role === 'string' ? result.entry.metadata.role : undefined,
+            remote: ctx.remote,
+            transport: ctx.transport,
+            duration_ms: elapsed(started),
+          })
+          return { status: 200, headers: {}, body: result.message, result }
+        }
+        throw new AuthError('invalid_message', 'message.type must be "auth_request" or "auth_response"')
+      } catch (err) {
+        return failure(err, ctx, step, clientFp, started)
+      }
+    },
+
+    async verifyRequest(request, ctx = {}) {
+      try {
+        return await verifier.verify(request)
+      } catch (err) {
+        const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
+        audit?.log('session.rejected', { code: error.code, reason: error.message, method: request.method, target: request.target.slice(0, 200), remote: ctx.remote, transport: ctx.transport, at: clock() }, 'WARN')
+        throw error
+      }
+    },
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 1000) / 1000
+}
+
+/** The fingerprint a message claims (unauthenticated; for rate limiting and audit only). */
+function claimedClient(message: unknown, type: string): string | undefined {
+  const m = message as Record<string, unknown>
+  const req = type === 'auth_request' ? m : type === 'auth_response' && typeof m.request === 'object' && m.request !== null ? (m.request as Record<string, unknown>) : undefined
+  const pk = req?.client_public_key
+  if (typeof pk !== 'string' || pk.length !== 43) return undefined
+  const raw = fromB64u(pk)
+  return raw?.byteLength === 32 ? fingerprintOf(raw) : undefined
+}

@@ -1,0 +1,70 @@
+/** Small in-test stand-ins for the allowlist and nonce store, plus a controllable clock. */
+import type { KeyObject } from 'node:crypto'
+import type { AllowlistEntry, KeyLookup, LookupResult } from '../../src/allowlist/types.js'
+import { fingerprintOf, generateKeyPair, publicKeyFromRaw, type Ed25519KeyPair } from '../../src/keys/key-pair.js'
+import type { NonceResult, NonceStore } from '../../src/nonce/nonce-store.js'
+
+export class TestAllowlist implements KeyLookup {
+  readonly entries = new Map<string, { entry: AllowlistEntry; key: KeyObject }>()
+  add(raw: Buffer, metadata: Record<string, unknown> = {}, notAfter?: number): string {
+    const fingerprint = fingerprintOf(raw)
+    this.entries.set(fingerprint, {
+      entry: { fingerprint, publicKeyRaw: raw, description: undefined, metadata, addedAt: new Date(0).toISOString(), addedBy: 'test', notAfter },
+      key: publicKeyFromRaw(raw),
+    })
+    return fingerprint
+  }
+  remove(fp: string): void {
+    this.entries.delete(fp)
+  }
+  lookup(fingerprint: string, now: number): LookupResult {
+    const e = this.entries.get(fingerprint)
+    if (e === undefined) return { status: 'unknown' }
+    if (e.entry.notAfter !== undefined && e.entry.notAfter <= now) return { status: 'expired', entry: e.entry }
+    return { status: 'ok', entry: e.entry, publicKey: e.key }
+  }
+}
+
+export class TestNonceStore implements NonceStore {
+  readonly map = new Map<string, number>()
+  constructor(
+    readonly max = 1000,
+    readonly now: () => number = Date.now,
+  ) {}
+  checkAndInsert(nonce: string, expiresAt: number): NonceResult {
+    const t = this.now()
+    const e = this.map.get(nonce)
+    if (e !== undefined && e > t) return 'replay'
+    if (e === undefined && this.map.size >= this.max) return 'full'
+    this.map.set(nonce, expiresAt)
+    return 'ok'
+  }
+  size(): number {
+    return this.map.size
+  }
+}
+
+export class TestClock {
+  constructor(public ms = Date.parse('2026-11-26T12:00:00.000Z')) {}
+  readonly now = (): number => this.ms
+  advance(seconds: number): void {
+    this.ms += seconds * 1000
+  }
+}
+
+export interface Parties {
+  server: Ed25519KeyPair
+  client: Ed25519KeyPair
+  serverAllowlist: TestAllowlist
+  clientAllowlist: TestAllowlist
+}
+
+export function makeParties(): Parties {
+  const server = generateKeyPair()
+  const client = generateKeyPair()
+  const serverAllowlist = new TestAllowlist()
+  const clientAllowlist = new TestAllowlist()
+  serverAllowlist.add(client.publicKeyRaw, { role: 'trusted_client', org: 'example_org' })
+  clientAllowlist.add(server.publicKeyRaw, { role: 'mcp_server' })
+  return { server, client, serverAllowlist, clientAllowlist }
+}
