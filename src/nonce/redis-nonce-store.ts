@@ -1,0 +1,240 @@
+/**
+ * Nonce store shared by several server processes through Redis.
+ *
+ * One round trip per check: `SET <prefix>n:<nonce> 1 PX <ttl> NX` — Redis makes check-and-insert
+ * atomic across every process using the same Redis and key prefix.
+ *
+ * Fails closed: when Redis errors, is unreachable, or does not answer within the command timeout
+ * (500 ms by default), `checkAndInsert` throws `AuthError('server_busy')` (HTTP 503, Retry-After 1)
+ * and never answers `ok` without the store. Commands are not queued while disconnected.
+ *
+ * Capacity: Redis's own `maxmemory`. An `OOM` reply maps to `full` (nothing recorded). Run Redis
+ * with `maxmemory-policy noeviction`: any other policy lets Redis evict live nonces under memory
+ * pressure, which reopens replay; {@link RedisNonceStore.evictionPolicyWarning} checks for it.
+ *
+ * `size()` is honest about what one process can know cheaply: the number of entries this
+ * process inserted that have not yet expired (a lower bound of the shared total). Counting the
+ * shared keyspace would need a SCAN, far too slow for a health check under load.
+ *
+ * @module
+ */
+
+import { Redis, type RedisOptions } from 'ioredis'
+import { AuthError } from '../errors.js'
+import { systemClock, type Clock } from '../internal/clock.js'
+import type { NonceResult, NonceStore } from './nonce-store.js'
+
+/** Default per-command timeout for connections this package creates. */
+export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 500
+
+const MAX_NONCE_LENGTH = 512
+
+/**
+ * ioredis options that fail fast instead of queueing: short connect and command timeouts,
+ * one retry per request, no offline queue, and reconnection with a capped backoff.
+ */
+export function failFastRedisOptions(commandTimeoutMs = DEFAULT_REDIS_COMMAND_TIMEOUT_MS): RedisOptions {
+  return {
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: Math.max(1000, commandTimeoutMs * 2),
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: (times: number) => Math.min(times * 200, 2000),
+  }
+}
+
+/**
+ * Creates an ioredis client from a `redis://` / `rediss://` URL with {@link failFastRedisOptions}.
+ * An `error` listener is attached (ioredis would otherwise print every reconnect failure);
+ * errors are passed to `onError` if given.
+ */
+export function createRedisClient(
+  url: string,
+  options: { commandTimeoutMs?: number; onError?: (err: Error) => void; extra?: RedisOptions } = {},
+): Redis {
+  if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) {
+    throw new TypeError('redis url must start with redis:// or rediss://')
+  }
+  const client = new Redis(url, { ...failFastRedisOptions(options.commandTimeoutMs), ...options.extra })
+  client.on('error', (err: Error) => options.onError?.(err))
+  return client
+}
+
+/** Waits until `client` is ready, up to `timeoutMs`; throws AuthError('server_busy') otherwise. */
+export async function waitForRedis(client: Redis, timeoutMs: number, what: string): Promise<void> {
+  if (client.status === 'ready') return
+  if (client.status === 'wait') client.connect().catch(() => undefined)
+  if (client.status === 'end') {
+    throw new AuthError('server_busy', `${what} unavailable (connection closed)`, { retryAfter: 1 })
+  }
+  await new Promise<void>((resolve, reject) => {
+    const onReady = (): void => {
+      cleanup()
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new AuthError('server_busy', `${what} unavailable: no connection within ${timeoutMs} ms`, { retryAfter: 1 }))
+    }, timeoutMs)
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+    }
+    client.on('ready', onReady)
+  })
+}
+
+export interface RedisNonceStoreOptions {
+  /** An ioredis client (not closed by `close()`), or a `redis://` URL (a client is created and owned). */
+  redis: Redis | string
+  /** Key prefix shared by every process of one deployment. Default `mcp-pki:`. */
+  keyPrefix?: string
+  /** For a URL: per-command timeout in ms. Default 500. */
+  commandTimeoutMs?: number
+  /** Connection errors (for logging; never contains a password). */
+  onError?: (err: Error) => void
+  clock?: Clock
+}
+
+/**
+ * @example
+ * const store = new RedisNonceStore({ redis: 'redis://127.0.0.1:6379', keyPrefix: 'mcp-pki:' })
+ * await store.ready()
+ * await store.checkAndInsert(nonce, expiresAt) // 'ok' | 'replay' | 'full', or throws server_busy
+ */
+export class RedisNonceStore implements NonceStore {
+  readonly keyPrefix: string
+  private readonly client: Redis
+  private readonly ownsClient: boolean
+  private readonly clock: Clock
+  /** Our own timeout, used only for a caller's client that has no commandTimeout. */
+  private readonly guardTimeoutMs: number | undefined
+  /** Expiry second → entries this process inserted (for the approximate size). */
+  private readonly localExpiries = new Map<number, number>()
+  private localCount = 0
+
+  constructor(options: RedisNonceStoreOptions) {
+    const { redis, keyPrefix = 'mcp-pki:', clock = systemClock, commandTimeoutMs } = options
+    if (typeof keyPrefix !== 'string') throw new TypeError('keyPrefix must be a string')
+    if (typeof clock !== 'function') throw new TypeError('clock must be a function')
+    if (commandTimeoutMs !== undefined && (!Number.isFinite(commandTimeoutMs) || commandTimeoutMs <= 0)) {
+      throw new RangeError('commandTimeoutMs must be a positive number')
+    }
+    this.keyPrefix = keyPrefix
+    this.clock = clock
+    if (typeof redis === 'string') {
+      this.client = createRedisClient(redis, { commandTimeoutMs, onError: options.onError })
+      this.ownsClient = true
+      this.guardTimeoutMs = undefined
+    } else if (typeof redis === 'object' && redis !== null && typeof redis.set === 'function') {
+      this.client = redis
+      this.ownsClient = false
+      this.guardTimeoutMs = redis.options?.commandTimeout === undefined
+        ? (commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS)
+        : undefined
+    } else {
+      throw new TypeError('redis must be an ioredis client or a redis:// URL')
+    }
+  }
+
+  /** Resolves once connected; throws AuthError('server_busy') after `timeoutMs` (default 2000). */
+  async ready(timeoutMs = 2000): Promise<void> {
+    await waitForRedis(this.client, timeoutMs, 'replay protection store')
+  }
+
+  /**
+   * Records `nonce` until `expiresAt` (ms since epoch) unless already present.
+   * @throws AuthError `server_busy` (retryAfter 1) when Redis is unreachable, slow or erroring.
+   */
+  async checkAndInsert(nonce: string, expiresAt: number): Promise<NonceResult> {
+    if (typeof nonce !== 'string' || nonce.length === 0) throw new TypeError('nonce must be a non-empty string')
+    if (nonce.length > MAX_NONCE_LENGTH) throw new RangeError(`nonce longer than ${MAX_NONCE_LENGTH} characters`)
+    if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt)) {
+      throw new TypeError('expiresAt must be a finite number of ms since the epoch')
+    }
+    const now = this.clock()
+    const ttl = Math.max(1, Math.ceil(expiresAt - now))
+    let reply: string | null
+    try {
+      const pending = this.client.set(this.keyPrefix + 'n:' + nonce, '1', 'PX', ttl, 'NX')
+      reply = this.guardTimeoutMs === undefined ? await pending : await withTimeout(pending, this.guardTimeoutMs)
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('OOM')) return 'full'
+      throw new AuthError('server_busy', 'replay protection store unavailable; try again shortly', {
+        retryAfter: 1,
+        cause: err,
+      })
+    }
+    if (reply === 'OK') {
+      this.countLocal(now + ttl, now)
+      return 'ok'
+    }
+    if (reply === null) return 'replay'
+    throw new AuthError('server_busy', 'replay protection store gave an unexpected reply', { retryAfter: 1 })
+  }
+
+  /** Live entries this process inserted (lower bound of the shared total; see module doc). */
+  size(): number {
+    this.pruneLocal(this.clock())
+    return this.localCount
+  }
+
+  /**
+   * A warning when Redis may evict live nonces (`maxmemory` set with a policy other than
+   * `noeviction`), undefined when the setting is safe or cannot be read.
+   */
+  async evictionPolicyWarning(): Promise<string | undefined> {
+    let info: string
+    try {
+      info = await this.client.info('memory')
+    } catch {
+      return undefined
+    }
+    const maxmemory = /^maxmemory:(\d+)/m.exec(info)?.[1]
+    const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1]
+    if (maxmemory === undefined || policy === undefined) return undefined
+    if (maxmemory !== '0' && policy !== 'noeviction') {
+      return `redis maxmemory-policy is ${policy}: under memory pressure Redis may evict live nonces; use noeviction`
+    }
+    return undefined
+  }
+
+  /** Closes the connection if this store created it. */
+  async close(): Promise<void> {
+    if (!this.ownsClient) return
+    try {
+      await this.client.quit()
+    } catch {
+      this.client.disconnect()
+    }
+  }
+
+  private countLocal(expiresAt: number, now: number): void {
+    const second = Math.ceil(expiresAt / 1000)
+    this.localExpiries.set(second, (this.localExpiries.get(second) ?? 0) + 1)
+    this.localCount++
+    if (this.localExpiries.size > 4096) this.pruneLocal(now)
+  }
+
+  private pruneLocal(now: number): void {
+    const current = now / 1000
+    for (const [second, count] of this.localExpiries) {
+      if (second <= current) {
+        this.localExpiries.delete(second)
+        this.localCount -= count
+      }
+    }
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`command timed out after ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
