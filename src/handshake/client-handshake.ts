@@ -21,7 +21,7 @@ import {
   type AuthResponseWire,
 } from '../protocol/messages.js'
 import { challengeFieldsOf, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
-import { checkWindow, deriveSessionKey, generateEphemeral, type Ephemeral } from './common.js'
+import { checkWindow, deriveSessionKey, generateEphemeral, type Ephemeral, type EphemeralSource } from './common.js'
 
 /** What the client learned and holds after a successful handshake. */
 export interface ClientSession {
@@ -82,6 +82,8 @@ export interface ClientHandshakeOptions {
   timestampTolerance?: number
   clock?: Clock
   random?: RandomSource
+  /** Ephemeral X25519 key pairs (default: fresh random ones). Inject only for reproducible test vectors. */
+  ephemeral?: EphemeralSource
 }
 
 export interface ClientHandshake {
@@ -132,7 +134,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
   return {
     start() {
       expect('new', 'to start')
-      eph = generateEphemeral()
+      eph = (o.ephemeral ?? generateEphemeral)()
       const nonce = random(NONCE_SIZE)
       const timestamp = formatTimestamp(clock())
       fields = { clientPublicKey: o.keyPair.publicKeyRaw, clientNonce: nonce, clientEphemeral: eph.publicRaw, timestamp, audience: o.audience }

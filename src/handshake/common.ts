@@ -1,4 +1,4 @@
-import { createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto'
 import { AuthError } from '../errors.js'
 import { CONTEXT, SESSION_KEY_SIZE } from '../protocol/constants.js'
 
@@ -12,6 +12,18 @@ export function generateEphemeral(): Ephemeral {
   const { privateKey, publicKey } = generateKeyPairSync('x25519')
   return { privateKey, publicRaw: Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url') }
 }
+
+/** Source of ephemeral key pairs; injected (e.g. {@link ephemeralFromSeed}) only to make test vectors reproducible. */
+export type EphemeralSource = () => Ephemeral
+
+/** An X25519 key pair from 32 raw private bytes (RFC 7748 clamping is applied by X25519 itself). Tests and vectors only. */
+export function ephemeralFromSeed(seed: Uint8Array): Ephemeral {
+  if (seed.byteLength !== 32) throw new RangeError('an X25519 private key is 32 bytes')
+  const privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
+  return { privateKey, publicRaw: Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x as string, 'base64url') }
+}
+
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
 
 export function x25519PublicFromRaw(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })

@@ -33,7 +33,7 @@ import {
 } from '../protocol/transcript.js'
 import { deriveTicketKey, openTicket, sealTicket, TICKET_KIND, type TicketKey } from '../session/ticket.js'
 import { encodeSessionTicket } from '../session/session-token.js'
-import { checkWindow, deriveSessionKey, generateEphemeral } from './common.js'
+import { checkWindow, deriveSessionKey, generateEphemeral, type EphemeralSource } from './common.js'
 
 export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
@@ -53,6 +53,8 @@ export interface ServerHandshakeOptions {
   ticketKeys?: readonly TicketKey[]
   clock?: Clock
   random?: RandomSource
+  /** Ephemeral X25519 key pairs (default: fresh random ones). Inject only for reproducible test vectors. */
+  ephemeral?: EphemeralSource
 }
 
 export interface HandshakeResult {
@@ -83,6 +85,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   const sessionTtlMs = seconds(options.sessionTtl, 900, 'sessionTtl') * 1000
   const clock = options.clock ?? systemClock
   const random = options.random ?? systemRandom
+  const newEphemeral = options.ephemeral ?? generateEphemeral
   const audiences = options.audience == null ? [] : typeof options.audience === 'string' ? [options.audience] : [...options.audience]
   const ticketKeys = options.ticketKeys?.length ? [...options.ticketKeys] : [deriveTicketKey(privateKeySeed(keyPair.privateKey))]
   const sealKey = ticketKeys[0]!
@@ -116,7 +119,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       lookupClient(request, now)
 
       const serverNonce = random(NONCE_SIZE)
-      const eph = generateEphemeral()
+      const eph = newEphemeral()
       const timestamp = formatTimestamp(now)
       const expiresAtMs = now + challengeTtlMs
       const expiresAt = formatTimestamp(expiresAtMs)
