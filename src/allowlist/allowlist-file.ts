@@ -1,0 +1,282 @@
+/**
+ * The allowlist on disk: load (streaming, for very large files), locked read-modify-write with
+ * atomic replace, and a watcher that swaps in a new list when the file changes.
+ *
+ * A corrupt file is an error (AuthError allowlist_invalid naming the file and position) and is never
+ * replaced by an empty list; `autoCreate` only applies when the file does not exist.
+ * @module
+ */
+import { watch, type FSWatcher } from 'node:fs'
+import { mkdir, open, readFile, stat } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
+import { StringDecoder } from 'node:string_decoder'
+import { AuthError } from '../errors.js'
+import { Allowlist, LineLayoutReader, entryHasKey } from './allowlist.js'
+import { withFileLock, writeFileAtomic, type LockOptions } from './file-lock.js'
+import type { AllowlistEntry, KeyLookup, LookupResult } from './types.js'
+
+export interface LoadAllowlistOptions {
+  /** When the file does not exist: create an empty one (true) or throw (false, default). */
+  autoCreate?: boolean
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+}
+
+function fileError(path: string, err: unknown): AuthError {
+  if (err instanceof AuthError) return err
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') {
+    return new AuthError('allowlist_invalid', `${path}: allowlist file not found (set acl.auto_create: true to start with an empty one)`, { path, cause: err })
+  }
+  return new AuthError('allowlist_invalid', `${path}: cannot read allowlist: ${code ?? (err as Error).message}`, { path, cause: err })
+}
+
+/** Reads the file a chunk at a time through the line-layout reader; undefined = not that layout. */
+async function readLineLayout(path: string): Promise<Allowlist | undefined> {
+  const fh = await open(path, 'r')
+  try {
+    const reader = new LineLayoutReader(path)
+    const decoder = new StringDecoder('utf8')
+    const buf = Buffer.allocUnsafe(1 << 20)
+    let pending = ''
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+      if (bytesRead === 0) break
+      const text = pending + decoder.write(buf.subarray(0, bytesRead))
+      let start = 0
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+        if (!reader.push(text.slice(start, nl))) return undefined
+        start = nl + 1
+      }
+      pending = text.slice(start)
+      if (pending.length > 1 << 20) return undefined // a huge single line: not our layout
+    }
+    pending += decoder.end()
+    if (!reader.push(pending)) return undefined
+    return reader.finish()
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Loads an allowlist file (any supported format). Throws AuthError(allowlist_invalid) for a missing
+ * file (unless `autoCreate`), unreadable file, invalid JSON (with line and column) or a bad entry.
+ */
+export async function loadAllowlistFile(path: string, options: LoadAllowlistOptions = {}): Promise<Allowlist> {
+  try {
+    const fast = await readLineLayout(path)
+    if (fast) return fast
+    return Allowlist.fromJSON(await readFile(path, 'utf8'), path)
+  } catch (err) {
+    if (isMissing(err) && options.autoCreate) {
+      const list = new Allowlist(path)
+      await withFileLock(path, async () => {
+        try {
+          await stat(path)
+        } catch (e) {
+          if (!isMissing(e)) throw e
+          await writeFileAtomic(path, list.toJSON())
+        }
+      })
+      return loadAllowlistFile(path)
+    }
+    throw fileError(path, err)
+  }
+}
+
+/** Writes the allowlist to `path` atomically, under the file lock. */
+export async function saveAllowlistFile(path: string, allowlist: Allowlist, options: LockOptions = {}): Promise<void> {
+  await withFileLock(path, () => writeFileAtomic(path, allowlist.toJSON()), options)
+}
+
+export interface UpdateAllowlistOptions extends LockOptions {
+  /** Run `mutate` but do not write (default false). */
+  dryRun?: boolean
+  /** Start from an empty list when the file does not exist (default true); else throw. */
+  createIfMissing?: boolean
+}
+
+/**
+ * Locked read-modify-write: takes `${path}.lock`, loads the file (or an empty list if it does not
+ * exist), runs `mutate`, writes atomically, releases. Concurrent updaters (other processes) are
+ * serialized, so none loses another's change. Returns the list as written.
+ */
+export async function updateAllowlistFile(
+  path: string,
+  mutate: (allowlist: Allowlist) => void | Promise<void>,
+  options: UpdateAllowlistOptions = {},
+): Promise<Allowlist> {
+  const createIfMissing = options.createIfMissing ?? true
+  if (createIfMissing && !options.dryRun) await mkdir(dirname(path), { recursive: true })
+  const run = async (): Promise<Allowlist> => {
+    let list: Allowlist
+    try {
+      list = await loadAllowlistFile(path)
+    } catch (err) {
+      if (!(err instanceof AuthError && isMissing(err.cause) && createIfMissing)) throw err
+      list = new Allowlist(path)
+    }
+    await mutate(list)
+    if (!options.dryRun) await writeFileAtomic(path, list.toJSON())
+    return list
+  }
+  if (options.dryRun) return run()
+  return withFileLock(path, run, options)
+}
+
+/**
+ * Writes a completed fingerprint-only entry's key back to the file (if the entry is still there and
+ * still fingerprint-only). Meant for {@link Allowlist.onComplete}.
+ */
+export async function persistCompletedEntry(path: string, entry: AllowlistEntry): Promise<void> {
+  if (!entry.publicKeyRaw) return
+  await updateAllowlistFile(
+    path,
+    (list) => {
+      const current = list.get(entry.fingerprint)
+      if (current && !entryHasKey(current)) list.put(entry)
+    },
+    { createIfMissing: false },
+  )
+}
+
+/**
+ * Holds the current allowlist so the handshake can keep one {@link KeyLookup} across reloads.
+ */
+export class AllowlistHolder implements KeyLookup {
+  #current: Allowlist
+  #onComplete: ((entry: AllowlistEntry) => void) | undefined
+
+  constructor(initial: Allowlist, onComplete?: (entry: AllowlistEntry) => void) {
+    this.#current = initial
+    this.#onComplete = onComplete
+    initial.onComplete = onComplete
+  }
+
+  get current(): Allowlist {
+    return this.#current
+  }
+
+  /** Swaps in a new list (keeps the completion callback). */
+  set current(next: Allowlist) {
+    next.onComplete = this.#onComplete
+    this.#current = next
+  }
+
+  get size(): number {
+    return this.#current.size
+  }
+
+  lookup(fingerprint: string, now: number, publicKeyRaw?: Uint8Array): LookupResult {
+    return this.#current.lookup(fingerprint, now, publicKeyRaw)
+  }
+
+  has(fingerprint: string, now: number): boolean {
+    return this.#current.has(fingerprint, now)
+  }
+}
+
+export interface WatchAllowlistOptions {
+  onReload?: (allowlist: Allowlist) => void
+  /** A failed reload: the last good list stays in place. */
+  onError?: (err: AuthError) => void
+  /** Stat-poll interval in ms (fallback for fs.watch), default 1000. */
+  pollIntervalMs?: number
+}
+
+export interface AllowlistWatcher {
+  close(): void
+  /** Checks the file now and reloads if it changed. */
+  check(): Promise<void>
+}
+
+async function signature(path: string): Promise<string> {
+  try {
+    const st = await stat(path, { bigint: true })
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+  } catch (err) {
+    return isMissing(err) ? 'missing' : `error:${(err as NodeJS.ErrnoException).code ?? ''}`
+  }
+}
+
+/**
+ * Watches `path` (fs.watch on its directory, since a rename-over replaces the inode, plus a
+ * stat poll) and swaps a freshly loaded list into `holder` on every change. A broken or missing
+ * file keeps the last good list and is reported through `onError`.
+ */
+export function watchAllowlistFile(path: string, holder: AllowlistHolder, options: WatchAllowlistOptions = {}): AllowlistWatcher {
+  const name = basename(path)
+  let closed = false
+  let running: Promise<void> | undefined
+  let again = false
+  let lastSig: string | undefined
+  let debounce: NodeJS.Timeout | undefined
+
+  const reloadIfChanged = async (): Promise<void> => {
+    const sig = await signature(path)
+    if (sig === lastSig || closed) return
+    lastSig = sig
+    try {
+      const next = await loadAllowlistFile(path)
+      if (closed) return
+      holder.current = next
+      options.onReload?.(next)
+    } catch (err) {
+      if (closed) return
+      options.onError?.(err instanceof AuthError ? err : fileError(path, err))
+    }
+  }
+
+  const check = (): Promise<void> => {
+    if (running) {
+      again = true
+      return running
+    }
+    running = (async () => {
+      do {
+        again = false
+        await reloadIfChanged()
+      } while (again && !closed)
+    })().finally(() => {
+      running = undefined
+    })
+    return running
+  }
+
+  // The first signature is the file as the holder's list was loaded from (best effort).
+  void signature(path).then((sig) => {
+    lastSig ??= sig
+  })
+
+  let watcher: FSWatcher | undefined
+  try {
+    watcher = watch(dirname(path), { persistent: false }, (_event, filename) => {
+      if (filename !== null && filename !== name) return
+      if (debounce) clearTimeout(debounce)
+      debounce = setTimeout(() => void check(), 25)
+      debounce.unref()
+    })
+    watcher.on('error', () => {
+      // fall back to polling only
+      watcher?.close()
+      watcher = undefined
+    })
+  } catch {
+    watcher = undefined
+  }
+  const poll = setInterval(() => void check(), options.pollIntervalMs ?? 1000)
+  poll.unref()
+
+  return {
+    close() {
+      closed = true
+      clearInterval(poll)
+      if (debounce) clearTimeout(debounce)
+      watcher?.close()
+    },
+    check,
+  }
+}
