@@ -1,0 +1,176 @@
+/**
+ * Revocation of client keys (by fingerprint) and of single sessions (by session id).
+ *
+ * The per-request checks `isRevoked` / `isSessionRevoked` are synchronous Map/Set lookups with
+ * no allocation. Changes are asynchronous so a shared implementation
+ * ({@link RedisRevocationList}) can publish them to every server process.
+ *
+ * @module
+ */
+
+import { systemClock, type Clock } from '../internal/clock.js'
+
+export interface RevocationInfo {
+  fingerprint: string
+  reason: string | undefined
+  /** ms since the epoch. */
+  revokedAt: number
+}
+
+export interface RevocationList {
+  /** True when the key with this fingerprint (lowercase hex SHA-256) is revoked. Sync, O(1). */
+  isRevoked(fingerprint: string): boolean
+  /** True when this session id was revoked and its revocation has not yet expired. Sync, O(1). */
+  isSessionRevoked(sessionId: string): boolean
+  /** Revokes a key everywhere this list is shared. */
+  revoke(fingerprint: string, reason?: string): Promise<void>
+  unrevoke(fingerprint: string): Promise<void>
+  /** Revokes one session until `expiresAt` (ms since epoch; pass the session's own expiry). */
+  revokeSession(sessionId: string, expiresAt: number): Promise<void>
+  /** Revoked keys with their reasons. */
+  list(): RevocationInfo[]
+  close(): Promise<void> | void
+}
+
+const FINGERPRINT = /^[0-9a-fA-F]{64}$/
+const MAX_SESSION_ID = 256
+const MAX_REASON = 1024
+
+/** Validates and lowercases a hex SHA-256 fingerprint. @throws TypeError */
+export function normalizeFingerprint(fingerprint: string): string {
+  if (typeof fingerprint !== 'string' || !FINGERPRINT.test(fingerprint)) {
+    throw new TypeError('fingerprint must be 64 hex characters (SHA-256 of the raw public key)')
+  }
+  return fingerprint.toLowerCase()
+}
+
+export function checkSessionId(sessionId: string): void {
+  if (typeof sessionId !== 'string' || sessionId.length === 0 || sessionId.length > MAX_SESSION_ID) {
+    throw new TypeError(`sessionId must be a non-empty string of at most ${MAX_SESSION_ID} characters`)
+  }
+}
+
+export function checkReason(reason: string | undefined): void {
+  if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON)) {
+    throw new TypeError(`reason must be a string of at most ${MAX_REASON} characters`)
+  }
+}
+
+export function checkExpiresAt(expiresAt: number): void {
+  if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt)) {
+    throw new TypeError('expiresAt must be a finite number of ms since the epoch')
+  }
+}
+
+export interface InMemoryRevocationListOptions {
+  clock?: Clock
+  /** Period of the (unref'd) sweep of expired session revocations; 0 = lazy only. Default 30 000. */
+  sweepIntervalMs?: number
+}
+
+/**
+ * Revocations kept in this process only (lost at restart; one process).
+ *
+ * @example
+ * const revocations = new InMemoryRevocationList()
+ * await revocations.revoke(fingerprint, 'laptop stolen')
+ * revocations.isRevoked(fingerprint) // true
+ */
+export class InMemoryRevocationList implements RevocationList {
+  private readonly clock: Clock
+  private revoked = new Map<string, RevocationInfo>()
+  private sessions = new Map<string, number>()
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(options: InMemoryRevocationListOptions = {}) {
+    const { clock = systemClock, sweepIntervalMs = 30_000 } = options
+    if (typeof clock !== 'function') throw new TypeError('clock must be a function')
+    if (!Number.isFinite(sweepIntervalMs) || sweepIntervalMs < 0) {
+      throw new RangeError('sweepIntervalMs must be a non-negative number')
+    }
+    this.clock = clock
+    if (sweepIntervalMs > 0) {
+      this.timer = setInterval(() => this.sweepSessions(), sweepIntervalMs)
+      this.timer.unref()
+    }
+  }
+
+  isRevoked(fingerprint: string): boolean {
+    return this.revoked.has(fingerprint)
+  }
+
+  isSessionRevoked(sessionId: string): boolean {
+    const exp = this.sessions.get(sessionId)
+    if (exp === undefined) return false
+    if (this.clock() < exp) return true
+    this.sessions.delete(sessionId)
+    return false
+  }
+
+  revoke(fingerprint: string, reason?: string): Promise<void> {
+    const fp = normalizeFingerprint(fingerprint)
+    checkReason(reason)
+    this.applyRevoke(fp, reason, this.clock())
+    return Promise.resolve()
+  }
+
+  unrevoke(fingerprint: string): Promise<void> {
+    this.applyUnrevoke(normalizeFingerprint(fingerprint))
+    return Promise.resolve()
+  }
+
+  revokeSession(sessionId: string, expiresAt: number): Promise<void> {
+    checkSessionId(sessionId)
+    checkExpiresAt(expiresAt)
+    this.applyRevokeSession(sessionId, expiresAt)
+    return Promise.resolve()
+  }
+
+  list(): RevocationInfo[] {
+    return [...this.revoked.values()].map((info) => ({ ...info }))
+  }
+
+  /** Revoked sessions not yet expired. */
+  sessionCount(): number {
+    this.sweepSessions()
+    return this.sessions.size
+  }
+
+  close(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** @internal Used by shared implementations to apply a change seen elsewhere. */
+  applyRevoke(fingerprint: string, reason: string | undefined, revokedAt: number): void {
+    this.revoked.set(fingerprint, { fingerprint, reason, revokedAt })
+  }
+
+  /** @internal */
+  applyUnrevoke(fingerprint: string): void {
+    this.revoked.delete(fingerprint)
+  }
+
+  /** @internal */
+  applyRevokeSession(sessionId: string, expiresAt: number): void {
+    if (expiresAt <= this.clock()) return
+    const current = this.sessions.get(sessionId)
+    if (current === undefined || current < expiresAt) this.sessions.set(sessionId, expiresAt)
+  }
+
+  /** @internal Replaces everything (a full reload from the shared store). */
+  replaceAll(revoked: Iterable<RevocationInfo>, sessions: Iterable<readonly [string, number]>): void {
+    const nextRevoked = new Map<string, RevocationInfo>()
+    for (const info of revoked) nextRevoked.set(info.fingerprint, info)
+    const now = this.clock()
+    const nextSessions = new Map<string, number>()
+    for (const [id, exp] of sessions) if (exp > now) nextSessions.set(id, exp)
+    this.revoked = nextRevoked
+    this.sessions = nextSessions
+  }
+
+  private sweepSessions(): void {
+    const now = this.clock()
+    for (const [id, exp] of this.sessions) if (exp <= now) this.sessions.delete(id)
+  }
+}
