@@ -11,6 +11,7 @@
  * start-up. Usage errors exit 2.
  * @module
  */
+import type { Stats } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { Command, Option } from 'commander'
 import { loadAllowlistFile } from '../allowlist/allowlist-file.js'
@@ -49,7 +50,7 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-async function statOrUndefined(path: string): Promise<import('node:fs').Stats | undefined> {
+async function statOrUndefined(path: string): Promise<Stats | undefined> {
   try {
     return await stat(path)
   } catch (err) {
