@@ -139,3 +139,17 @@ test('checkAndInsert is synchronous', () => {
   assert.equal(typeof r, 'string')
   store.close()
 })
+
+test('createNonceStore builds the configured store', async () => {
+  const { createNonceStore, isSyncNonceStore, RedisNonceStore } = await import('../../../src/nonce/index.js')
+  const mem = createNonceStore({ type: 'memory', url: '', key_prefix: 'x:' }, { maxEntries: 2 })
+  assert.ok(mem instanceof InMemoryNonceStore)
+  assert.equal(mem.maxEntries, 2)
+  assert.equal(isSyncNonceStore(mem), true)
+  mem.close()
+  const redis = createNonceStore({ type: 'redis', url: 'redis://127.0.0.1:1', key_prefix: 'x:' }, { maxEntries: 2, onError: () => undefined })
+  assert.ok(redis instanceof RedisNonceStore)
+  assert.equal(isSyncNonceStore(redis), false)
+  await redis.close()
+  assert.throws(() => createNonceStore({ type: 'disk' as 'memory', url: '', key_prefix: '' }, { maxEntries: 1 }), TypeError)
+})
