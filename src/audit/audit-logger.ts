@@ -209,8 +209,20 @@ export class AuditLogger implements AuditSink {
     return this.exactFilter.has(name) || this.prefixFilter.some((p) => name.startsWith(p))
   }
 
-  /** Queues one event. Never throws for odd field values; never blocks on I/O. */
+  /**
+   * Queues one event. Never throws for odd field values; never blocks on I/O.
+   * `handshake.success` / `handshake.failure` events also feed the performance metrics
+   * (with their `duration_ms`), so callers may use either this or {@link logAuthAttempt}.
+   */
   log(event: string, fields: Readonly<Record<string, unknown>> = {}, level: AuditLevel = 'INFO'): void {
+    if (event === 'handshake.success' || event === 'handshake.failure') {
+      const ms = fields.duration_ms
+      this.recordDuration(typeof ms === 'number' ? ms : NaN, event === 'handshake.success')
+    }
+    this.emit(event, fields, level)
+  }
+
+  private emit(event: string, fields: Readonly<Record<string, unknown>>, level: AuditLevel): void {
     if (!this.isEnabled(event, level)) return
     const record: Record<string, unknown> = { ts: formatTimestamp(this.clock()), level, event }
     for (const [key, value] of Object.entries(fields)) {
@@ -237,7 +249,7 @@ export class AuditLogger implements AuditSink {
       duration_ms: Number.isFinite(attempt.durationMs) ? Math.round(attempt.durationMs * 1000) / 1000 : undefined,
     }
     for (const [k, v] of Object.entries(attempt.metadata ?? {})) if (!(k in fields)) fields[k] = v
-    this.log(attempt.success ? 'handshake.success' : 'handshake.failure', fields, attempt.success ? 'INFO' : 'WARN')
+    this.emit(attempt.success ? 'handshake.success' : 'handshake.failure', fields, attempt.success ? 'INFO' : 'WARN')
   }
 
   /** A key checked against the allowlist: `key.validation` (INFO when valid, WARN otherwise). */

@@ -181,6 +181,18 @@ test('metrics: count, success rate, average and percentiles on known durations',
   assert.equal(m.p99_ms, 99)
 })
 
+test('handshake events logged through log() feed the metrics too (no double counting)', () => {
+  const logger = new AuditLogger({ enabled: false })
+  logger.log('handshake.success', { duration_ms: 4 })
+  logger.log('handshake.failure', { duration_ms: 2, code: 'unknown_key' }, 'WARN')
+  logger.log('server.start', { duration_ms: 100 })
+  logger.logAuthAttempt({ success: true, durationMs: 6 })
+  const m = logger.getPerformanceMetrics()
+  assert.equal(m.count, 3)
+  assert.equal(m.success_count, 2)
+  assert.equal(m.avg_auth_time_ms, 4)
+})
+
 test('percentiles use the most recent 10 000 durations; totals use all', () => {
   const logger = new AuditLogger({ enabled: false })
   for (let i = 0; i < 10_000; i++) logger.logAuthAttempt({ success: true, durationMs: 1000 })
