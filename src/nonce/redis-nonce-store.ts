@@ -8,7 +8,8 @@
  * (500 ms by default), `checkAndInsert` throws `AuthError('server_busy')` (HTTP 503, Retry-After 1)
  * and never answers `ok` without the store. Commands are not queued while disconnected.
  *
- * Capacity: Redis's own `maxmemory`. An `OOM` reply maps to `full` (nothing recorded). Run Redis
+ * Capacity: Redis's own `maxmemory`. An `OOM` reply maps to `full` (nothing recorded; Redis refuses
+ * every SET while out of memory, so a replayed nonce then also answers `full` — refused either way). Run Redis
  * with `maxmemory-policy noeviction`: any other policy lets Redis evict live nonces under memory
  * pressure, which reopens replay; {@link RedisNonceStore.evictionPolicyWarning} checks for it.
  *
