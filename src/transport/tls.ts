@@ -1,0 +1,163 @@
+/**
+ * TLS for the transports, from `transport.ssl`.
+ *
+ * Server side ({@link tlsServerOptions}): `cert_file` and `key_file` (PEM) are the server's
+ * certificate and key; `ca_file` is the CA bundle client certificates are checked against;
+ * `verify_mode` asks for client certificates on top of the ed25519 handshake:
+ * `none` (default) → no client certificate requested; `optional` → requested, an unverified one is
+ * let through to the handshake (which authenticates the client anyway); `required` → a client
+ * certificate signed by `ca_file` (or a public CA) is mandatory, others are cut at the TLS layer.
+ *
+ * Client side ({@link tlsClientOptions}, {@link createNodeFetch}): the client always verifies the
+ * server certificate. `ca_file` is trusted in addition to Node's built-in roots (for a private or
+ * self-signed certificate); `cert_file`/`key_file`, when set in a client config, are presented as
+ * the client certificate. Node's global fetch cannot take a CA per call (undici's Agent is not a
+ * dependency here), so {@link createNodeFetch} is a small fetch-like function over `node:https`
+ * with a keep-alive agent; the HTTP client and `authenticateWithConfig` use it for https URLs when
+ * `ca_file` is set. (Setting `NODE_EXTRA_CA_CERTS` before start also works with the global fetch.)
+ * @module
+ */
+import { readFile } from 'node:fs/promises'
+import * as http from 'node:http'
+import * as https from 'node:https'
+import { rootCertificates } from 'node:tls'
+import type { Config } from '../config/types.js'
+import { AuthError } from '../errors.js'
+
+export interface TlsFiles {
+  cert: Buffer
+  key: Buffer
+  ca?: Buffer
+}
+
+async function readPem(path: string, what: string, configPath: string): Promise<Buffer> {
+  try {
+    return await readFile(path)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    throw new AuthError('config_invalid', `${configPath}: cannot read the ${what} at ${path} (${code})`, { path: configPath, cause: err })
+  }
+}
+
+/** https/wss server options from `transport.ssl`. Throws AuthError(config_invalid) for a missing file. */
+export async function tlsServerOptions(ssl: Config['transport']['ssl']): Promise<https.ServerOptions> {
+  if (ssl.cert_file === null || ssl.key_file === null) {
+    throw new AuthError('config_invalid', 'transport.ssl.cert_file and transport.ssl.key_file are required for https/wss', { path: 'transport.ssl' })
+  }
+  const options: https.ServerOptions = {
+    cert: await readPem(ssl.cert_file, 'certificate', 'transport.ssl.cert_file'),
+    key: await readPem(ssl.key_file, 'private key', 'transport.ssl.key_file'),
+    minVersion: 'TLSv1.2',
+  }
+  if (ssl.ca_file !== null) options.ca = await readPem(ssl.ca_file, 'CA bundle', 'transport.ssl.ca_file')
+  options.requestCert = ssl.verify_mode !== 'none'
+  options.rejectUnauthorized = ssl.verify_mode === 'required'
+  return options
+}
+
+export interface TlsClientSettings {
+  /** PEM file of CA certificates to trust in addition to Node's built-in roots. */
+  caFile?: string | null
+  /** Client certificate and key to present (for servers with verify_mode optional/required). */
+  certFile?: string | null
+  keyFile?: string | null
+}
+
+/** Options for https.request / ws client connections. The server certificate is always verified. */
+export interface TlsClientOptions {
+  rejectUnauthorized: true
+  ca?: string[]
+  cert?: Buffer
+  key?: Buffer
+}
+
+export async function tlsClientOptions(s: TlsClientSettings): Promise<TlsClientOptions> {
+  const options: TlsClientOptions = { rejectUnauthorized: true }
+  if (s.caFile) options.ca = [...rootCertificates, (await readPem(s.caFile, 'CA bundle', 'transport.ssl.ca_file')).toString('utf8')]
+  if (s.certFile && s.keyFile) {
+    options.cert = await readPem(s.certFile, 'client certificate', 'transport.ssl.cert_file')
+    options.key = await readPem(s.keyFile, 'client key', 'transport.ssl.key_file')
+  }
+  return options
+}
+
+/** The client TLS settings of a client config. */
+export function tlsClientSettingsFromConfig(config: Config): TlsClientSettings {
+  return { caFile: config.transport.ssl.ca_file, certFile: config.transport.ssl.cert_file, keyFile: config.transport.ssl.key_file }
+}
+
+export interface NodeFetchOptions extends TlsClientSettings {
+  /** Sockets kept per origin (default 10). */
+  maxSockets?: number
+}
+
+interface FetchInit {
+  method: string
+  headers: Record<string, string>
+  body: string
+  signal: AbortSignal
+}
+
+interface FetchResponse {
+  status: number
+  headers: { get(name: string): string | null }
+  text(): Promise<string>
+}
+
+/**
+ * A minimal fetch over node:http/node:https with keep-alive agents, trusting `caFile`. Enough for
+ * the handshake client (POST a string body, read a text reply); rejects with an Error named
+ * `AbortError`/`TimeoutError` when the signal fires, like fetch.
+ */
+export async function createNodeFetch(o: NodeFetchOptions = {}): Promise<(url: string, init: FetchInit) => Promise<FetchResponse>> {
+  const tlsOptions = await tlsClientOptions(o)
+  const maxSockets = o.maxSockets ?? 10
+  const httpsAgent = new https.Agent({ keepAlive: true, maxSockets, ...tlsOptions })
+  const httpAgent = new http.Agent({ keepAlive: true, maxSockets })
+  return (url, init) =>
+    new Promise<FetchResponse>((resolve, reject) => {
+      const u = new URL(url)
+      const lib = u.protocol === 'https:' ? https : http
+      const agent = u.protocol === 'https:' ? httpsAgent : httpAgent
+      if (init.signal.aborted) {
+        reject(abortReason(init.signal))
+        return
+      }
+      const req = lib.request(u, { method: init.method, headers: { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }, agent }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('error', reject)
+        res.on('end', () => {
+          init.signal.removeEventListener('abort', onAbort)
+          const text = Buffer.concat(chunks).toString('utf8')
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: { get: (name) => headerValue(res.headers[name.toLowerCase()]) },
+            text: () => Promise.resolve(text),
+          })
+        })
+      })
+      const onAbort = (): void => {
+        req.destroy(abortReason(init.signal))
+      }
+      init.signal.addEventListener('abort', onAbort, { once: true })
+      req.on('error', (err) => {
+        init.signal.removeEventListener('abort', onAbort)
+        reject(err)
+      })
+      req.end(init.body)
+    })
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason
+  if (reason instanceof Error) return reason
+  const err = new Error('the operation was aborted')
+  err.name = 'AbortError'
+  return err
+}
+
+function headerValue(v: string | string[] | undefined): string | null {
+  if (v === undefined) return null
+  return Array.isArray(v) ? v.join(', ') : v
+}
