@@ -217,6 +217,14 @@ export function findServerEntry(config: Config, serverUrl: string): ServerEntryC
   })
 }
 
+/**
+ * The default audience for a handshake URL: its origin, with ws/wss mapped to http/https (one
+ * server answers both on one port, under one identity).
+ */
+export function audienceForUrl(url: string): string {
+  return originOf(url)
+}
+
 /** Origin with ws/wss mapped to http/https (a server answers both on one port). */
 function originOf(url: string): string {
   const u = new URL(url)

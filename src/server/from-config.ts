@@ -1,0 +1,170 @@
+/**
+ * Builds the server's {@link AuthService} from a loaded {@link Config}: the server key, the client
+ * allowlist (watched: an edit is picked up without a restart, a broken edit keeps the last good
+ * list and is audited as `allowlist.reload_failed`), the nonce store (memory, bounded by
+ * `auth.nonce_cache_size`, or Redis shared by several processes), revocation (Redis), rate limits,
+ * the ticket key, session binding, proof window, audience and lifetimes.
+ * @module
+ */
+import { mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { AllowlistHolder, loadAllowlistFile, persistCompletedEntry, watchAllowlistFile, type AllowlistWatcher } from '../allowlist/allowlist-file.js'
+import { AuditLogger, type AuditLevel } from '../audit/audit-logger.js'
+import type { Config } from '../config/types.js'
+import { AuthError } from '../errors.js'
+import { fromB64u } from '../internal/bytes.js'
+import type { Clock } from '../internal/clock.js'
+import { loadPrivateKeyFile, writePrivateKeyFile, writePublicKeyFile } from '../keys/key-file.js'
+import { generateKeyPair, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { InMemoryNonceStore } from '../nonce/memory-nonce-store.js'
+import type { NonceStore } from '../nonce/nonce-store.js'
+import { RedisNonceStore } from '../nonce/redis-nonce-store.js'
+import { RateLimiter } from '../ratelimit/token-bucket.js'
+import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
+import { ticketKeyFrom } from '../session/ticket.js'
+import { createAuthService, type AuditSink, type AuthService } from '../transport/auth-service.js'
+
+export interface FromConfigOptions {
+  clock?: Clock
+  /** Audit logger to use (default: AuditLogger.fromConfig(config.audit), closed by close()). */
+  audit?: AuditLogger
+  /** Sees every audit event too (the server command prints them to stderr). */
+  onEvent?: (event: string, fields: Readonly<Record<string, unknown>>, level: AuditLevel) => void
+  /** Allowlist file poll interval in ms (default 500). */
+  allowlistPollMs?: number
+}
+
+export interface ConfiguredAuthService {
+  service: AuthService
+  keyPair: Ed25519KeyPair
+  allowlist: AllowlistHolder
+  audit: AuditLogger
+  /** The audit sink the service writes to (audit plus onEvent). */
+  events: AuditSink
+  nonceStore: NonceStore
+  /** Checks the allowlist file now and reloads if it changed. */
+  reloadAllowlist(): Promise<void>
+  /** Stops watching, closes the stores and (if created here) the audit log. */
+  close(): Promise<void>
+}
+
+async function loadOrCreateKey(config: Config): Promise<Ed25519KeyPair> {
+  try {
+    return await loadPrivateKeyFile(config.keys.private_key_path)
+  } catch (err) {
+    const missing = err instanceof AuthError && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+    if (!missing || !config.keys.auto_generate) throw err
+    const kp = generateKeyPair()
+    await mkdir(dirname(config.keys.private_key_path), { recursive: true })
+    await writePrivateKeyFile(config.keys.private_key_path, kp.privateKey)
+    await writePublicKeyFile(config.keys.public_key_path, kp.publicKey).catch(() => undefined)
+    return kp
+  }
+}
+
+export async function createAuthServiceFromConfig(config: Config, opts: FromConfigOptions = {}): Promise<ConfiguredAuthService> {
+  const clock = opts.clock
+  const ownsAudit = opts.audit === undefined
+  const audit = opts.audit ?? AuditLogger.fromConfig(config.audit)
+  const onEvent = opts.onEvent
+  const events: AuditSink = onEvent
+    ? {
+        log(event, fields = {}, level = 'INFO') {
+          audit.log(event, fields, level)
+          onEvent(event, fields, level)
+        },
+      }
+    : audit
+
+  const closers: Array<() => unknown> = []
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.reverse()) {
+      try {
+        await c()
+      } catch {
+        // closing is best effort
+      }
+    }
+    closers.length = 0
+    if (ownsAudit) await audit.close()
+  }
+
+  try {
+    const keyPair = await loadOrCreateKey(config)
+    const allowlistPath = config.acl.allowlist_path
+    const initial = await loadAllowlistFile(allowlistPath, { autoCreate: config.acl.auto_create })
+    const holder = new AllowlistHolder(initial, (entry) => {
+      persistCompletedEntry(allowlistPath, entry).catch((err: unknown) => {
+        events.log('allowlist.reload_failed', { path: allowlistPath, reason: `could not record the key of ${entry.fingerprint}: ${(err as Error).message}` }, 'WARN')
+      })
+    })
+    const watcher: AllowlistWatcher = watchAllowlistFile(allowlistPath, holder, {
+      pollIntervalMs: opts.allowlistPollMs ?? 500,
+      onReload: (list) => events.log('allowlist.reload', { path: allowlistPath, entries: list.size }),
+      onError: (err) => events.log('allowlist.reload_failed', { path: allowlistPath, code: err.code, reason: `${err.message}; keeping the last good allowlist` }, 'ERROR'),
+    })
+    closers.push(() => watcher.close())
+
+    const ns = config.auth.nonce_store
+    let nonceStore: NonceStore
+    let revocation: RedisRevocationList | undefined
+    if (ns.type === 'redis') {
+      const onError = (err: Error): void => events.log('server.error', { component: 'redis', reason: err.message }, 'ERROR')
+      const redisStore = new RedisNonceStore({ redis: ns.url, keyPrefix: ns.key_prefix, onError, ...(clock ? { clock } : {}) })
+      closers.push(() => redisStore.close())
+      await redisStore.ready()
+      nonceStore = redisStore
+      const rl = new RedisRevocationList({ redis: ns.url, keyPrefix: ns.key_prefix, onError, ...(clock ? { clock } : {}) })
+      closers.push(() => rl.close())
+      await rl.ready()
+      revocation = rl
+    } else {
+      const mem = new InMemoryNonceStore({ maxEntries: config.auth.nonce_cache_size, ...(clock ? { clock } : {}) })
+      closers.push(() => mem.close())
+      nonceStore = mem
+    }
+
+    const rl = config.auth.rate_limit
+    const perAddressLimiter = rl.per_address > 0 ? new RateLimiter({ ratePerSecond: rl.per_address, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
+    const perKeyLimiter = rl.per_key > 0 ? new RateLimiter({ ratePerSecond: rl.per_key, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
+    let ticketKeys
+    if (config.auth.ticket_key !== null) {
+      const raw = fromB64u(config.auth.ticket_key)
+      if (raw === undefined || raw.byteLength !== 32) throw new AuthError('config_invalid', 'auth.ticket_key must be base64url of exactly 32 bytes', { path: 'auth.ticket_key' })
+      ticketKeys = [ticketKeyFrom(raw)]
+    }
+
+    const service = createAuthService({
+      keyPair,
+      allowlist: holder,
+      nonceStore,
+      timestampTolerance: config.auth.timestamp_tolerance,
+      challengeTtl: config.auth.challenge_ttl,
+      sessionTtl: config.auth.session_ttl,
+      audience: config.auth.audience,
+      binding: config.auth.session_binding,
+      proofWindow: config.auth.proof_window,
+      maxMessageSize: config.transport.max_body_size,
+      audit: events,
+      ...(ticketKeys ? { ticketKeys } : {}),
+      ...(revocation ? { revocation } : {}),
+      ...(perAddressLimiter ? { perAddressLimiter } : {}),
+      ...(perKeyLimiter ? { perKeyLimiter } : {}),
+      ...(clock ? { clock } : {}),
+    })
+
+    return {
+      service,
+      keyPair,
+      allowlist: holder,
+      audit,
+      events,
+      nonceStore,
+      reloadAllowlist: () => watcher.check(),
+      close: closeAll,
+    }
+  } catch (err) {
+    await closeAll()
+    throw err
+  }
+}
