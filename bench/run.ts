@@ -1,0 +1,474 @@
+/**
+ * `npm run bench`: every benchmark of the project in one process tree, printed as tables and
+ * written to bench/results.json.
+ *
+ *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp]
+ *                                  [--rounds N] [--out path]
+ *
+ * Each group runs in fresh child processes. Every figure is a median over several runs with its
+ * spread; ours/peer ratios are computed pair by pair within a round (ours, peer, ours, peer …).
+ * @module
+ */
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { makeCerts, type CertFiles } from './certs.js'
+import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } from './lib.js'
+
+const HERE = dirname(fileURLToPath(import.meta.url))
+const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp'] as const
+type Group = (typeof GROUPS)[number]
+
+interface Args {
+  quick: boolean
+  only: Set<Group>
+  rounds: number
+  out: string
+}
+
+function parseArgs(argv: string[]): Args {
+  let quick = false
+  let only = new Set<Group>(GROUPS)
+  let rounds: number | undefined
+  let out = join(HERE, 'results.json')
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--quick') quick = true
+    else if (a === '--only') {
+      const list = (argv[++i] ?? '').split(',').filter(Boolean)
+      for (const g of list) if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`unknown group ${g}; groups: ${GROUPS.join(', ')}`)
+      only = new Set(list as Group[])
+    } else if (a === '--rounds') rounds = Number(argv[++i])
+    else if (a === '--out') out = argv[++i] ?? out
+    else if (a === '--help' || a === '-h') {
+      console.log(`usage: node --import tsx bench/run.ts [--quick] [--only ${GROUPS.join(',')}] [--rounds N] [--out file]`)
+      process.exit(0)
+    } else throw new Error(`unknown argument ${a}`)
+  }
+  return { quick, only, rounds: rounds ?? (quick ? 2 : 3), out }
+}
+
+const output: string[] = []
+function print(text: string): void {
+  output.push(text)
+  process.stdout.write(text)
+}
+function progress(text: string): void {
+  process.stderr.write(`  … ${text}\n`)
+}
+
+// ---------- in-process groups ----------
+
+async function micro(group: 'floor' | 'inprocess' | 'session', args: Args): Promise<Record<string, unknown>> {
+  const w = new Worker('./micro-worker.ts')
+  try {
+    await w.ready()
+    const r = await w.request(group, { quick: args.quick })
+    return r.result as Record<string, unknown>
+  } finally {
+    await w.stop()
+  }
+}
+
+function printFloor(r: Record<string, Stat>): void {
+  const rows = Object.entries(r).map(([k, s]) => [k, fmtStat(s, 2), fmt(1e6 / s.median, 0)])
+  print(table('Floor: single operations, in-process (µs per call, median [min–max] of runs)', ['operation', 'µs', 'ops/s'], rows))
+}
+
+function printInprocess(r: Record<string, unknown>): void {
+  const s = (k: string): Stat => r[k] as Stat
+  const parts = r.crypto_parts_us as Record<string, number>
+  print(
+    table('Our handshake in-process, no network (µs per handshake)', ['figure', 'median [min–max]'], [
+      ['client + server, one handshake', fmtStat(s('handshake_us'))],
+      ['server CPU (process.cpuUsage around server calls)', fmtStat(s('server_cpu_us'))],
+      ['server wall time in its two calls', fmtStat(s('server_wall_us'))],
+      ['server core crypto: 2 sign + verify + X25519 keygen + DH + HKDF', fmtStat(s('server_crypto_core_us'))],
+      ['server all crypto (+ key import/export, 3 AES-GCM, hashes)', fmtStat(s('server_crypto_all_us'))],
+      ['ratio server CPU / core crypto (target ≤ 2)', fmtStat(s('ratio_cpu_to_core_crypto'), 2)],
+      ['ratio server CPU / all crypto', fmtStat(s('ratio_cpu_to_all_crypto'), 2)],
+      ['crypto parts (µs)', Object.entries(parts).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')],
+    ]),
+  )
+}
+
+function printSession(r: Record<string, unknown>): void {
+  const b = r.breakdown_us as Record<string, Stat>
+  print(
+    table('Session check per request (µs per call)', ['step', 'median [min–max]'], [
+      ['verifier.verify: token + proof + nonce (target < 5)', fmtStat(r.verify_us as Stat, 2)],
+      ['verifier.verifyToken (token only, cached)', fmtStat(r.verify_token_only_us as Stat, 2)],
+      ...Object.entries(b).map(([k, s]) => [`  ${k}`, fmtStat(s, 2)]),
+    ]),
+  )
+}
+
+// ---------- network ----------
+
+interface NetTarget {
+  name: 'http' | 'https' | 'ws' | 'tls'
+  server: Worker
+  target: Record<string, unknown>
+}
+
+async function network(args: Args): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-pki-bench-'))
+  const workers: Worker[] = []
+  try {
+    const certs: CertFiles = makeCerts(dir)
+    const { generateKeyPair, privateKeySeed } = await import('../src/keys/key-pair.js')
+    const server = generateKeyPair()
+    const client = generateKeyPair()
+    const serverSeed = privateKeySeed(server.privateKey).toString('base64url')
+    const clientSeed = privateKeySeed(client.privateKey).toString('base64url')
+    const wsAvailable = existsSync(join(HERE, '../src/transport/ws-client.ts')) && existsSync(join(HERE, '../src/transport/ws-server.ts'))
+    const modes: NetTarget['name'][] = wsAvailable ? ['http', 'https', 'ws', 'tls'] : ['http', 'https', 'tls']
+    const targets: NetTarget[] = []
+    for (const mode of modes) {
+      const w = new Worker('./server-worker.ts')
+      workers.push(w)
+      await w.ready()
+      const r = await w.request('start', { mode, serverSeed, clientPublicKey: client.publicKeyRaw.toString('base64url'), certs })
+      const port = Number(r.port)
+      const target =
+        mode === 'tls'
+          ? { kind: 'tls', port, certs }
+          : {
+              kind: 'ours',
+              transport: mode,
+              url: mode === 'ws' ? `ws://127.0.0.1:${port}/ws` : `${mode}://127.0.0.1:${port}/auth`,
+              clientSeed,
+              serverPublicKey: server.publicKeyRaw.toString('base64url'),
+              ca: certs.ca,
+            }
+      targets.push({ name: mode, server: w, target })
+    }
+    const load = new Worker('./load-worker.ts')
+    workers.push(load)
+    await load.ready()
+
+    const seqN = args.quick ? 100 : 1000
+    const seqWarm = args.quick ? 30 : 200
+    const durationMs = args.quick ? 400 : 2000
+    const warmupMs = args.quick ? 150 : 400
+    const concurrencies = [1, 10, 50]
+    type Round = Record<string, { p50: number; p99: number; rate: Record<number, number>; cpu: Record<string, number>; coreUs?: number; errors: number }>
+    const rounds: Round[] = []
+    for (let r = 0; r < args.rounds; r++) {
+      const round: Round = {}
+      for (const t of targets) {
+        progress(`round ${r + 1}/${args.rounds}: ${t.name}`)
+        const rec = { p50: 0, p99: 0, rate: {} as Record<number, number>, cpu: {} as Record<string, number>, errors: 0 } as Round[string]
+        const c0 = await t.server.request('cpu')
+        const sq = await load.request('seq', { target: t.target, n: seqN, warmup: seqWarm })
+        const c1 = await t.server.request('cpu')
+        rec.p50 = Number(sq.p50)
+        rec.p99 = Number(sq.p99)
+        rec.cpu.seq = cpuPer(c0, c1)
+        for (const c of concurrencies) {
+          const marks: Promise<Message>[] = []
+          load.onEvent = (m) => {
+            if (m.type === 'window') marks.push(t.server.request('cpu'))
+          }
+          const tp = await load.request('throughput', { target: t.target, concurrency: c, durationMs, warmupMs })
+          load.onEvent = undefined
+          const [a, b] = await Promise.all(marks)
+          rec.rate[c] = Number(tp.rate)
+          rec.errors += Number(tp.errors)
+          if (Number(tp.errors) > 0) progress(`${t.name} c=${c}: ${String(tp.errors)} errors, first: ${String(tp.firstError)}`)
+          if (a !== undefined && b !== undefined) rec.cpu[`c${c}`] = cpuPer(a, b)
+        }
+        if (t.name !== 'tls') rec.coreUs = Number((await t.server.request('crypto', { iterations: args.quick ? 100 : 400 })).coreUs)
+        round[t.name] = rec
+      }
+      rounds.push(round)
+    }
+    // summarize
+    const names = targets.map((t) => t.name)
+    const perTarget: Record<string, unknown> = {}
+    for (const n of names) {
+      const recs = rounds.map((r) => r[n]!)
+      const cpuKeys = Object.keys(recs[0]!.cpu)
+      perTarget[n] = {
+        seq_p50_ms: statOf(recs.map((x) => x.p50)),
+        seq_p99_ms: statOf(recs.map((x) => x.p99)),
+        throughput: Object.fromEntries(concurrencies.map((c) => [`c${c}`, statOf(recs.map((x) => x.rate[c]!))])),
+        server_cpu_us: Object.fromEntries(cpuKeys.map((k) => [k, statOf(recs.map((x) => x.cpu[k]!))])),
+        ...(n === 'tls'
+          ? {}
+          : {
+              server_core_crypto_us: statOf(recs.map((x) => x.coreUs!)),
+              cpu_ratio_core_crypto_c10: statOf(recs.map((x) => x.cpu.c10! / x.coreUs!)),
+            }),
+        errors: recs.reduce((s, x) => s + x.errors, 0),
+      }
+    }
+    const ratios: Record<string, unknown> = {}
+    for (const n of names.filter((x) => x !== 'tls')) {
+      ratios[n] = {
+        // >1 means ours is faster
+        seq_p50_speedup: statOf(rounds.map((r) => r.tls!.p50 / r[n]!.p50)),
+        ...Object.fromEntries(concurrencies.map((c) => [`throughput_c${c}`, statOf(rounds.map((r) => r[n]!.rate[c]! / r.tls!.rate[c]!))])),
+        server_cpu_c10: statOf(rounds.map((r) => r.tls!.cpu.c10! / r[n]!.cpu.c10!)),
+      }
+    }
+    return { rounds: args.rounds, seq_n: seqN, duration_ms: durationMs, targets: perTarget, ours_vs_tls: ratios, ws_available: wsAvailable }
+  } finally {
+    for (const w of workers) await w.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function cpuPer(a: Message, b: Message): number {
+  const hs = Number(b.handshakes) - Number(a.handshakes)
+  return hs > 0 ? (Number(b.cpuUs) - Number(a.cpuUs)) / hs : Number.NaN
+}
+
+function printNetwork(r: Record<string, unknown>): void {
+  const targets = r.targets as Record<string, Record<string, unknown>>
+  const rows: string[][] = []
+  for (const [n, t] of Object.entries(targets)) {
+    const tp = t.throughput as Record<string, Stat>
+    const cpu = t.server_cpu_us as Record<string, Stat>
+    rows.push([
+      n === 'tls' ? 'TLS 1.3 mutual (peer)' : `ours ${n}`,
+      fmtStat(t.seq_p50_ms as Stat, 3),
+      fmtStat(t.seq_p99_ms as Stat, 3),
+      fmtStat(tp.c1, 0),
+      fmtStat(tp.c10, 0),
+      fmtStat(tp.c50, 0),
+      fmtStat(cpu.c10, 0),
+      t.cpu_ratio_core_crypto_c10 === undefined ? '—' : fmtStat(t.cpu_ratio_core_crypto_c10 as Stat, 2),
+    ])
+  }
+  print(
+    table(
+      `Handshakes between two processes on loopback (${String(r.rounds)} rounds; seq over ${String(r.seq_n)} handshakes; throughput windows ${String(r.duration_ms)} ms)`,
+      ['target', 'seq p50 ms', 'seq p99 ms', 'hs/s c=1', 'hs/s c=10', 'hs/s c=50', 'server CPU µs/hs (c=10)', 'CPU / core crypto'],
+      rows,
+    ),
+  )
+  const ratios = r.ours_vs_tls as Record<string, Record<string, Stat>>
+  print(
+    table('Ours vs TLS 1.3 mutual auth, per-round pairs (×, higher = ours better; target throughput ≥ 5×)', ['transport', 'p50 latency', 'throughput c=1', 'c=10', 'c=50', 'server CPU'], Object.entries(ratios).map(([n, x]) => [
+      n,
+      fmtStat(x.seq_p50_speedup, 2),
+      fmtStat(x.throughput_c1, 2),
+      fmtStat(x.throughput_c10, 2),
+      fmtStat(x.throughput_c50, 2),
+      fmtStat(x.server_cpu_c10, 2),
+    ])),
+  )
+}
+
+// ---------- memory ----------
+
+function runNode(script: string, argv: string[], execArgv: string[] = []): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [...execArgv, '--import', 'tsx', join(HERE, script), ...argv], { maxBuffer: 16 << 20, timeout: 300_000 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(new Error(`${script} ${argv.join(' ')}: ${err.message}\n${stderr.slice(-2000)}`))
+        return
+      }
+      const line = stdout.trim().split('\n').pop() ?? ''
+      try {
+        resolve(JSON.parse(line) as Record<string, unknown>)
+      } catch {
+        reject(new Error(`${script}: no JSON result in output: ${stdout.slice(-500)}`))
+      }
+    })
+  })
+}
+
+function summarize(samples: Record<string, unknown>[]): Record<string, Stat> {
+  const out: Record<string, Stat> = {}
+  for (const k of Object.keys(samples[0] ?? {})) {
+    if (typeof samples[0]![k] === 'number') out[k] = statOf(samples.map((s) => s[k] as number))
+  }
+  return out
+}
+
+async function memory(args: Args): Promise<Record<string, unknown>> {
+  const sizes = args.quick ? [1000, 10_000] : [1000, 10_000, 100_000, 1_000_000]
+  const nonceSizes = args.quick ? [10_000] : [10_000, 100_000, 1_000_000]
+  const runs = args.quick ? 1 : 3
+  const allowlist: Record<string, unknown> = {}
+  for (const size of sizes) {
+    const gen = await runNode('memory-worker.ts', ['generate', String(size)])
+    if (Number(gen.generatedMs) > 0) progress(`generated allowlist of ${size} keys in ${fmt(Number(gen.generatedMs) / 1000, 1)} s (cached in ${dirname(String(gen.file))})`)
+    const samples: Record<string, unknown>[] = []
+    for (let i = 0; i < runs; i++) {
+      progress(`allowlist ${size}: run ${i + 1}/${runs}`)
+      samples.push(await runNode('memory-worker.ts', ['allowlist', String(gen.file), String(gen.probes)], ['--expose-gc']))
+    }
+    allowlist[String(size)] = summarize(samples)
+  }
+  const nonce: Record<string, unknown> = {}
+  for (const size of nonceSizes) {
+    const samples: Record<string, unknown>[] = []
+    for (let i = 0; i < runs; i++) {
+      progress(`nonce store ${size}: run ${i + 1}/${runs}`)
+      samples.push(await runNode('memory-worker.ts', ['nonce', String(size)], ['--expose-gc']))
+    }
+    nonce[String(size)] = summarize(samples)
+  }
+  return { runs, allowlist, nonce }
+}
+
+function printMemory(r: Record<string, unknown>): void {
+  const al = r.allowlist as Record<string, Record<string, Stat>>
+  print(
+    table(
+      `Allowlist at scale (fresh process per size, ${String(r.runs)} runs; targets at 1M: load < 5 s, RSS < 500 MB, cold handshake < 1 ms)`,
+      ['keys', 'load ms', 'RSS MB', 'heap MB', 'heap B/key', 'lookup warm µs', 'lookup cold µs', 'server hs cold key ms', 'server hs warm key ms'],
+      Object.entries(al).map(([n, s]) => [
+        Number(n).toLocaleString('en-US'),
+        fmtStat(s.load_ms, 0),
+        fmtStat(s.rss_mb, 0),
+        fmtStat(s.heap_used_mb, 0),
+        fmt(s.bytes_per_key_heap?.median, 0),
+        fmt(s.lookup_warm_us?.median, 2),
+        fmt(s.lookup_cold_us?.median, 1),
+        fmtStat(s.server_handshake_cold_key_ms, 3),
+        fmt(s.server_handshake_warm_key_ms?.median, 3),
+      ]),
+    ),
+  )
+  const nn = r.nonce as Record<string, Record<string, Stat>>
+  print(
+    table(
+      'In-memory nonce store (fresh process per size)',
+      ['entries', 'insert µs', 'heap delta MB', 'heap B/entry', 'RSS B/entry', '+ nonce string B/entry'],
+      Object.entries(nn).map(([n, s]) => [
+        Number(n).toLocaleString('en-US'),
+        fmt(s.insert_us?.median, 2),
+        fmtStat(s.heap_delta_mb, 1),
+        fmt(s.bytes_per_entry_heap?.median, 0),
+        fmt(s.bytes_per_entry_rss?.median, 0),
+        fmt(s.string_bytes_per_entry?.median, 0),
+      ]),
+    ),
+  )
+}
+
+// ---------- MCP (bench/mcp-tools-call.ts, owned by the MCP integration) ----------
+
+async function mcp(args: Args): Promise<Record<string, unknown> | null> {
+  const script = join(HERE, 'mcp-tools-call.ts')
+  if (!existsSync(script)) return null
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', script, ...(args.quick ? ['--quick'] : []), '--json'], { maxBuffer: 16 << 20, timeout: 600_000 }, (err, stdout, stderr) => {
+      const lines = stdout.trim().split('\n')
+      let parsed: Record<string, unknown> | undefined
+      for (let i = lines.length - 1; i >= 0 && parsed === undefined; i--) {
+        try {
+          const v = JSON.parse(lines[i]!) as unknown
+          if (v !== null && typeof v === 'object') parsed = v as Record<string, unknown>
+        } catch {
+          // not the JSON line
+        }
+      }
+      resolve({
+        ok: err === null,
+        ...(err === null ? {} : { error: `${err.message}\n${stderr.slice(-1000)}` }),
+        result: parsed ?? null,
+        text: parsed === undefined ? stdout.slice(-4000) : undefined,
+      })
+    })
+  })
+}
+
+function printMcp(r: Record<string, unknown> | null): void {
+  if (r === null) {
+    print('\n### MCP tools/call with vs without authentication\n\n(bench/mcp-tools-call.ts not present: skipped)\n')
+    return
+  }
+  const res = r.result as Record<string, unknown> | null
+  if (res === null) {
+    print(`\n### MCP tools/call with vs without authentication\n\n${r.ok ? '' : 'FAILED: '}${String(r.error ?? '')}\n${String(r.text ?? '')}\n`)
+    return
+  }
+  const rows = flatten(res).map(([k, v]) => [k, typeof v === 'number' ? fmt(v, 3) : String(v)])
+  print(table('MCP tools/call with vs without authentication (bench/mcp-tools-call.ts)', ['figure', 'value'], rows))
+}
+
+function flatten(v: Record<string, unknown>, prefix = ''): [string, unknown][] {
+  const out: [string, unknown][] = []
+  for (const [k, x] of Object.entries(v)) {
+    const key = prefix ? `${prefix}.${k}` : k
+    if (x !== null && typeof x === 'object' && !Array.isArray(x)) {
+      const o = x as Record<string, unknown>
+      if (typeof o.median === 'number') out.push([key, fmtStat(o as unknown as Stat, 3)])
+      else out.push(...flatten(o, key))
+    } else if (!Array.isArray(x)) out.push([key, x])
+  }
+  return out
+}
+
+// ---------- main ----------
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2))
+  const started = Date.now()
+  const results: Record<string, unknown> = {
+    meta: {
+      date: new Date().toISOString(),
+      node: process.version,
+      openssl: process.versions.openssl,
+      cpus: cpus().length,
+      cpu_model: cpus()[0]?.model,
+      loadavg_start: loadavg().map((x) => round(x, 2)),
+      quick: args.quick,
+      groups: [...args.only],
+    },
+  }
+  print(`# mcp-pki-auth benchmarks — ${new Date().toISOString()} — node ${process.version}, ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}${args.quick ? ' (quick)' : ''}\n`)
+  if (args.only.has('floor')) {
+    progress('floor')
+    const r = await micro('floor', args)
+    results.floor = r
+    printFloor(r as Record<string, Stat>)
+  }
+  if (args.only.has('inprocess')) {
+    progress('in-process handshake')
+    const r = await micro('inprocess', args)
+    results.inprocess = r
+    printInprocess(r)
+  }
+  if (args.only.has('session')) {
+    progress('session check')
+    const r = await micro('session', args)
+    results.session = r
+    printSession(r)
+  }
+  if (args.only.has('network')) {
+    progress('network: servers and load in separate processes')
+    const r = await network(args)
+    results.network = r
+    printNetwork(r)
+  }
+  if (args.only.has('memory')) {
+    progress('memory and scale')
+    const r = await memory(args)
+    results.memory = r
+    printMemory(r)
+  }
+  if (args.only.has('mcp')) {
+    progress('MCP tools/call')
+    const r = await mcp(args)
+    results.mcp = r
+    printMcp(r)
+  }
+  const meta = results.meta as Record<string, unknown>
+  meta.loadavg_end = loadavg().map((x) => round(x, 2))
+  meta.duration_s = round((Date.now() - started) / 1000, 1)
+  writeFileSync(args.out, JSON.stringify(results, null, 2) + '\n')
+  print(`\nload average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}; total ${fmt((Date.now() - started) / 1000, 0)} s; results in ${args.out}\n`)
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err)
+  process.exit(1)
+})
