@@ -1,0 +1,242 @@
+/**
+ * Authenticating an MCP client built with the official TypeScript SDK (1.x and 2.x).
+ *
+ * {@link createAuthFetch} returns a `fetch` for `StreamableHTTPClientTransport({ fetch })`. On
+ * first use it runs the handshake against the server's `/auth` endpoint (verifying and pinning the
+ * server key), then sends every request with `Authorization: Bearer <token>` and a fresh
+ * `MCP-PKI-Proof` over that request's method, target and body. It renews the session shortly
+ * before it expires, re-handshakes once when the server answers 401 and retries the request with a
+ * new proof, and never runs two handshakes at once.
+ *
+ * Do not pass the SDK's OAuth `authProvider` in 1.x: it runs OAuth discovery on a 401.
+ * @module
+ */
+import { loadConfig } from '../config/load-config.js'
+import type { Config } from '../config/types.js'
+import { AuthError } from '../errors.js'
+import type { ClientSession, ServerTrust } from '../handshake/client-handshake.js'
+import { systemClock, type Clock, type RandomSource } from '../internal/clock.js'
+import type { Ed25519KeyPair } from '../keys/key-pair.js'
+import { PROOF_HEADER } from '../protocol/constants.js'
+import { createRequestProof } from '../session/session-token.js'
+import { authenticate, clientSetupFromConfig, safeUrl, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
+import { createNodeFetch, tlsClientSettingsFromConfig } from '../transport/tls.js'
+
+/** A `fetch` as the SDK transports call it. */
+export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+
+export interface AuthFetchOptions {
+  /** The MCP endpoint (`http://127.0.0.1:8443/mcp`); the handshake endpoint defaults to `/auth` on its origin. */
+  url?: string | URL
+  /** The handshake endpoint; give this or `url`. */
+  authUrl?: string | URL
+  keyPair: Ed25519KeyPair
+  /** Decides whether the server's key is trusted (createServerTrust: allowlist and/or pinned fingerprint). */
+  serverTrust: ServerTrust
+  /** Bound into the handshake signatures; default the handshake URL's origin. */
+  audience?: string
+  /** The fetch that carries MCP requests (default the global fetch). */
+  fetch?: FetchFunction
+  /** The fetch that carries the handshake (default `fetch`). */
+  handshakeFetch?: HandshakeFetch | FetchFunction
+  /** Renew this long before the session expires (default 60 s; at most half the session's lifetime). */
+  refreshBeforeMs?: number
+  timeoutMs?: number
+  retryAttempts?: number
+  retryDelayMs?: number
+  timestampTolerance?: number
+  clock?: Clock
+  random?: RandomSource
+  /** Called after every successful handshake (e.g. to log the server fingerprint). */
+  onSession?: (session: ClientSession) => void
+}
+
+/** The fetch returned by {@link createAuthFetch}, plus a few handles on its session. */
+export interface AuthFetch extends FetchFunction {
+  /** The current session, running the handshake if there is none or it is about to expire. */
+  session(): Promise<ClientSession>
+  /** The session in use, if any (no handshake). */
+  readonly current: ClientSession | undefined
+  /** Handshakes completed so far. */
+  readonly handshakes: number
+  /** Forget the session; the next request runs a new handshake. */
+  invalidate(): void
+  /** The handshake endpoint. */
+  readonly authUrl: string
+}
+
+type BodyBytes = string | Uint8Array | undefined
+
+async function bodyBytes(body: unknown): Promise<BodyBytes> {
+  if (body === undefined || body === null) return undefined
+  if (typeof body === 'string') return body
+  if (body instanceof Uint8Array) return body
+  if (body instanceof ArrayBuffer) return new Uint8Array(body)
+  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength)
+  if (body instanceof URLSearchParams) return body.toString()
+  if (body instanceof Blob) return new Uint8Array(await body.arrayBuffer())
+  if (body instanceof ReadableStream) return new Uint8Array(await new Response(body).arrayBuffer())
+  throw new TypeError('createAuthFetch: request body must be a string, bytes, Blob, URLSearchParams or stream (it is signed)')
+}
+
+/**
+ * A `fetch` that authenticates every request. Throws (rejects) AuthError when the handshake
+ * fails: `server_key_mismatch`, `server_key_unknown`, `authentication_failed`, `transport_error` …
+ * @example
+ * const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: createAuthFetch({ url, keyPair, serverTrust }) })
+ */
+export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
+  const { keyPair, serverTrust } = options
+  if (!keyPair?.privateKey) throw new TypeError('keyPair is required')
+  if (typeof serverTrust !== 'function') throw new TypeError('serverTrust is required (createServerTrust)')
+  const base = options.authUrl ?? options.url
+  if (base === undefined) throw new TypeError('url (the MCP endpoint) or authUrl is required')
+  const authUrl = options.authUrl !== undefined ? new URL(String(options.authUrl)).href : new URL('/auth', String(options.url)).href
+  const origin = new URL(authUrl).origin
+  const baseFetch: FetchFunction = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
+  const clock = options.clock ?? systemClock
+  const refreshBefore = Math.max(0, options.refreshBeforeMs ?? 60_000)
+
+  let current: ClientSession | undefined
+  let obtainedAt = 0
+  let pending: Promise<ClientSession> | undefined
+  let handshakes = 0
+
+  function handshake(): Promise<ClientSession> {
+    if (pending !== undefined) return pending
+    const run = authenticate({
+      url: authUrl,
+      keyPair,
+      serverTrust,
+      ...(options.audience === undefined ? {} : { audience: options.audience }),
+      ...((options.handshakeFetch ?? options.fetch) === undefined ? {} : { fetch: (options.handshakeFetch ?? options.fetch) as HandshakeFetch }),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.retryAttempts === undefined ? {} : { retryAttempts: options.retryAttempts }),
+      ...(options.retryDelayMs === undefined ? {} : { retryDelayMs: options.retryDelayMs }),
+      ...(options.timestampTolerance === undefined ? {} : { timestampTolerance: options.timestampTolerance }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.random === undefined ? {} : { random: options.random }),
+    }).then((s) => {
+      current = s
+      obtainedAt = clock()
+      handshakes++
+      options.onSession?.(s)
+      return s
+    })
+    pending = run.finally(() => {
+      pending = undefined
+    })
+    return pending
+  }
+
+  function fresh(s: ClientSession | undefined): s is ClientSession {
+    if (s === undefined) return false
+    const margin = Math.min(refreshBefore, Math.max(0, (s.expiresAt - obtainedAt) / 2))
+    return clock() < s.expiresAt - margin
+  }
+
+  async function session(): Promise<ClientSession> {
+    if (pending !== undefined) return pending
+    return fresh(current) ? current : handshake()
+  }
+
+  /** After a 401: a new session, unless another request already replaced the one that failed. */
+  function renew(failed: ClientSession): Promise<ClientSession> {
+    if (pending !== undefined) return pending
+    if (current !== undefined && current !== failed && fresh(current)) return Promise.resolve(current)
+    current = undefined
+    return handshake()
+  }
+
+  const authFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    let url: URL
+    let headers: Headers
+    let method: string
+    let body: BodyBytes
+    let rest: RequestInit = { ...init }
+    if (input instanceof Request) {
+      url = new URL(input.url)
+      method = (init?.method ?? input.method).toUpperCase()
+      headers = new Headers(input.headers)
+      if (init?.headers !== undefined) new Headers(init.headers).forEach((v, k) => headers.set(k, v))
+      body = init?.body !== undefined ? await bodyBytes(init.body) : input.body === null ? undefined : new Uint8Array(await input.arrayBuffer())
+      rest = { signal: input.signal, redirect: input.redirect, ...rest }
+    } else {
+      url = new URL(String(input))
+      method = (init?.method ?? 'GET').toUpperCase()
+      headers = new Headers(init?.headers)
+      body = await bodyBytes(init?.body)
+    }
+    if (url.origin !== origin) {
+      throw new AuthError('transport_error', `refusing to send the session for ${origin} to ${safeUrl(url.href)}`)
+    }
+    const target = url.pathname + url.search
+    const send = (s: ClientSession): Promise<Response> => {
+      const h = new Headers(headers)
+      h.set('authorization', `Bearer ${s.token}`)
+      h.set(PROOF_HEADER, createRequestProof({ sessionKey: s.sessionKey, method, target, body, ...(options.clock === undefined ? {} : { clock: options.clock }), ...(options.random === undefined ? {} : { random: options.random }) }))
+      return baseFetch(url, { ...rest, method, headers: h, ...(body === undefined ? {} : { body: body as NonNullable<RequestInit['body']> }) })
+    }
+    const s = await session()
+    const res = await send(s)
+    if (res.status !== 401) return res
+    await res.body?.cancel().catch(() => {})
+    return send(await renew(s))
+  }
+
+  return Object.defineProperties(authFetch, {
+    session: { value: session },
+    invalidate: {
+      value: () => {
+        current = undefined
+      },
+    },
+    current: { get: () => current },
+    handshakes: { get: () => handshakes },
+    authUrl: { value: authUrl },
+  }) as AuthFetch
+}
+
+export interface AuthFetchFromConfigOptions extends ConfigClientOptions {
+  /** The handshake endpoint (default `/auth` on the MCP URL's origin). */
+  authUrl?: string
+  /** The fetch that carries MCP requests (default the global fetch). */
+  mcpFetch?: FetchFunction
+  refreshBeforeMs?: number
+  onSession?: (session: ClientSession) => void
+}
+
+/**
+ * {@link createAuthFetch} from a client config: the client key, the client allowlist of server
+ * keys, the fingerprint pinned for this server under `servers:`, trust on first use when enabled,
+ * and `transport.timeout` / `retry_attempts` / `retry_delay`. Loads the key once.
+ * For https with a private CA, `transport.ssl.ca_file` is used for the handshake; for MCP
+ * requests pass `mcpFetch` (or set `NODE_EXTRA_CA_CERTS`).
+ */
+export async function createAuthFetchFromConfig(config: string | Config, mcpUrl: string | URL, opts: AuthFetchFromConfigOptions = {}): Promise<AuthFetch> {
+  const cfg = typeof config === 'string' ? await loadConfig(config) : config
+  const authUrl = opts.authUrl ?? new URL('/auth', String(mcpUrl)).href
+  const setup = await clientSetupFromConfig(cfg, authUrl, opts)
+  let handshakeFetch: HandshakeFetch | FetchFunction | undefined = opts.fetch as HandshakeFetch | undefined
+  const ssl = cfg.transport.ssl
+  if (handshakeFetch === undefined && authUrl.startsWith('https:') && (ssl.ca_file !== null || ssl.cert_file !== null)) {
+    handshakeFetch = (await createNodeFetch(tlsClientSettingsFromConfig(cfg))) as unknown as HandshakeFetch
+  }
+  return createAuthFetch({
+    url: String(mcpUrl),
+    authUrl,
+    keyPair: setup.keyPair,
+    serverTrust: setup.serverTrust,
+    audience: setup.audience,
+    timeoutMs: opts.timeoutMs ?? cfg.transport.timeout * 1000,
+    retryAttempts: opts.retryAttempts ?? cfg.transport.retry_attempts,
+    retryDelayMs: cfg.transport.retry_delay * 1000,
+    timestampTolerance: cfg.auth.timestamp_tolerance,
+    ...(opts.mcpFetch === undefined ? {} : { fetch: opts.mcpFetch }),
+    ...(handshakeFetch === undefined ? {} : { handshakeFetch }),
+    ...(opts.refreshBeforeMs === undefined ? {} : { refreshBeforeMs: opts.refreshBeforeMs }),
+    ...(opts.onSession === undefined ? {} : { onSession: opts.onSession }),
+    ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+    ...(opts.random === undefined ? {} : { random: opts.random }),
+  })
+}

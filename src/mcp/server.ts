@@ -1,0 +1,572 @@
+/**
+ * Protecting an MCP server built with the official TypeScript SDK (1.x and 2.x).
+ *
+ * Every HTTP request to the MCP endpoint must carry `Authorization: Bearer <session token>` and a
+ * fresh `MCP-PKI-Proof` (HMAC under the session key over method, target, body digest, time and
+ * nonce). {@link createMcpAuth} checks both and turns the session into the SDK's `AuthInfo`:
+ * `clientId` is the client key's fingerprint, `expiresAt` the session's end (seconds), `scopes`
+ * come from the allowlist metadata (`scopes: [...]` plus `role:<role>`), and `extra` carries
+ * `fingerprint`, `role`, `org`, `metadata`, `sessionId`. Tool handlers read it from
+ * `extra.authInfo` (1.x) or `ctx.http?.authInfo` (2.x).
+ *
+ * MCP sessions (`Mcp-Session-Id`) are bound to the key that opened them: another authenticated
+ * key presenting that id gets the same `404 Session not found` an unknown id gets, so it learns
+ * nothing and reaches nothing.
+ *
+ * Nothing here imports the SDK at run time; the types are structurally the SDK's.
+ * @module
+ */
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
+import { AuthError, httpStatusFor, toWireError } from '../errors.js'
+import type { AuditSink, AuthService, RequestContext } from '../transport/auth-service.js'
+import type { SessionInfo } from '../session/session-verifier.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, PROOF_HEADER } from '../protocol/constants.js'
+
+/** The SDK's `AuthInfo` (`@modelcontextprotocol/sdk/server/auth/types.js`), structurally. */
+export interface McpAuthInfo {
+  token: string
+  /** The client key's fingerprint (lowercase hex SHA-256 of the raw public key). */
+  clientId: string
+  scopes: string[]
+  /** Seconds since the epoch. */
+  expiresAt?: number
+  resource?: URL
+  extra?: Record<string, unknown>
+}
+
+/** What {@link McpAuthInfo.extra} holds for a session of ours. */
+export interface McpCaller {
+  fingerprint: string
+  role: string | undefined
+  org: string | undefined
+  metadata: Readonly<Record<string, unknown>>
+  sessionId: string
+}
+
+/** A node:http request as Express and the SDK see it. */
+export type McpRequest = IncomingMessage & {
+  auth?: McpAuthInfo
+  body?: unknown
+  originalUrl?: string
+}
+
+export type NextFunction = (err?: unknown) => void
+
+export interface McpAuthOptions {
+  /** Largest accepted request body in bytes (default 4 MiB, the SDK's own default); larger → 413. */
+  maxBodySize?: number
+  /** Bind each MCP session id to the key that opened it (default true). */
+  bindSessions?: boolean
+  /** Most session bindings kept (default 100,000); the oldest is dropped (its session becomes unreachable). */
+  maxBoundSessions?: number
+  /** Scopes for a session (default: metadata `scopes` strings plus `role:<role>`). */
+  scopesOf?: (session: SessionInfo) => string[]
+  /** Realm in the `WWW-Authenticate` challenge (default `mcp`). */
+  realm?: string
+  /** Transport label for audit (default `http`). */
+  transport?: string
+  /** Largest handshake message on the mounted `/auth` endpoint (default 16 KiB). */
+  maxHandshakeSize?: number
+  /** Where refused session ids and handler errors are reported (the service audits auth failures itself). */
+  audit?: AuditSink
+}
+
+/** Who owns which MCP session id. */
+export interface McpSessionBindings {
+  /** Fingerprint of the key that opened `sessionId`, if bound. */
+  ownerOf(sessionId: string): string | undefined
+  forget(sessionId: string): void
+  readonly size: number
+}
+
+/** The result of checking one node:http request. */
+export interface AuthenticatedRequest {
+  authInfo: McpAuthInfo
+  session: SessionInfo
+  /** The raw body as received (empty for GET/DELETE). */
+  body: Buffer
+}
+
+export interface McpAuth {
+  readonly service: AuthService
+  readonly sessions: McpSessionBindings
+  /**
+   * Express / connect middleware for the MCP endpoint: on success sets `req.auth` and `req.body`
+   * (parsed JSON) so `transport.handleRequest(req, res, req.body)` works; on failure answers 401
+   * (with a `Bearer` challenge), 404 (session of another key), 413, 429 or 503 itself.
+   */
+  middleware(req: McpRequest, res: ServerResponse, next: NextFunction): void
+  /** A node:http request listener that authenticates, then calls `handler`. */
+  protect(handler: (req: McpRequest, res: ServerResponse) => unknown): RequestListener
+  /** The `POST /auth` handshake endpoint as a node:http / Express handler. */
+  authHandler: RequestListener
+  /** Lower level: reads the body, checks token and proof. Throws AuthError (or {@link HttpError}). */
+  authenticate(req: IncomingMessage): Promise<AuthenticatedRequest>
+  /**
+   * Web-standard check for `WebStandardStreamableHTTPServerTransport`:
+   * `transport.handleRequest(request, { authInfo: await mcpAuth.verifyWebRequest(request) })`.
+   * Reads a clone of the body, so `request` stays readable. Throws AuthError. Does not check
+   * session binding; use {@link McpAuth.fetchHandler} for that.
+   */
+  verifyWebRequest(request: Request): Promise<McpAuthInfo>
+  /**
+   * Wraps a fetch-style MCP handler: authenticates, enforces session binding, and answers
+   * failures with the same statuses and headers as {@link McpAuth.middleware}.
+   */
+  fetchHandler(handler: (request: Request, authInfo: McpAuthInfo) => Response | Promise<Response>): (request: Request) => Promise<Response>
+  /** Sends the HTTP answer for a failure (401 with challenge, 413, 429, 503 …). */
+  sendError(res: ServerResponse, err: unknown): void
+}
+
+/** A failure that is not an authentication failure (body too large, bad JSON). */
+export class HttpError extends Error {
+  readonly status: number
+  readonly body: unknown
+  constructor(status: number, message: string, body?: unknown) {
+    super(message)
+    this.name = 'HttpError'
+    this.status = status
+    this.body = body ?? { error: status === 413 ? 'payload_too_large' : status >= 500 ? 'internal_error' : 'invalid_request', error_description: message }
+  }
+}
+
+/** Thrown by {@link requireRole} when the caller lacks the role; the SDK turns it into an `isError` tool result. */
+export class McpForbiddenError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'McpForbiddenError'
+  }
+}
+
+const SESSION_HEADER = 'mcp-session-id'
+const DEFAULT_MAX_BODY = 4 * 1024 * 1024
+const SESSION_NOT_FOUND = { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null }
+const PARSE_ERROR = { jsonrpc: '2.0', error: { code: -32700, message: 'Parse error: the body is not valid JSON' }, id: null }
+
+/** Default scopes: metadata `scopes` (strings) plus `role:<role>`. */
+export function defaultScopesOf(session: SessionInfo): string[] {
+  const md = session.entry.metadata
+  const scopes: string[] = []
+  if (Array.isArray(md.scopes)) for (const s of md.scopes) if (typeof s === 'string' && !scopes.includes(s)) scopes.push(s)
+  if (typeof md.role === 'string' && !scopes.includes(`role:${md.role}`)) scopes.push(`role:${md.role}`)
+  return scopes
+}
+
+/** The SDK `AuthInfo` for one of our sessions. */
+export function authInfoFromSession(session: SessionInfo, scopesOf: (s: SessionInfo) => string[] = defaultScopesOf): McpAuthInfo {
+  const md = session.entry.metadata
+  const caller: McpCaller = {
+    fingerprint: session.clientFingerprint,
+    role: typeof md.role === 'string' ? md.role : undefined,
+    org: typeof md.org === 'string' ? md.org : undefined,
+    metadata: md,
+    sessionId: session.sessionId,
+  }
+  return {
+    token: session.token,
+    clientId: session.clientFingerprint,
+    scopes: scopesOf(session),
+    expiresAt: Math.floor(session.expiresAt / 1000),
+    extra: { ...caller },
+  }
+}
+
+/**
+ * Who called a tool: reads `extra.authInfo` (SDK 1.x) or `ctx.http.authInfo` (SDK 2.x).
+ * Returns undefined when the request was not authenticated by this library.
+ * @example
+ * server.registerTool('whoami', {}, async (extra) => ({ content: [{ type: 'text', text: callerOf(extra)!.fingerprint }] }))
+ */
+export function callerOf(extra: unknown): McpCaller | undefined {
+  const e = extra as { authInfo?: McpAuthInfo; http?: { authInfo?: McpAuthInfo } } | undefined
+  const info = e?.authInfo ?? e?.http?.authInfo
+  const x = info?.extra
+  if (x === undefined || typeof x.fingerprint !== 'string' || typeof x.sessionId !== 'string') return undefined
+  return {
+    fingerprint: x.fingerprint,
+    role: typeof x.role === 'string' ? x.role : undefined,
+    org: typeof x.org === 'string' ? x.org : undefined,
+    metadata: (x.metadata ?? {}) as Readonly<Record<string, unknown>>,
+    sessionId: x.sessionId,
+  }
+}
+
+/**
+ * Wraps a tool handler so it runs only for callers whose allowlist role is `role` (or one of
+ * `roles`). Works for handlers with and without arguments (the SDK passes `extra` last).
+ * Otherwise throws {@link McpForbiddenError}, which the SDK reports as an `isError` result.
+ * @example
+ * server.registerTool('drop_table', { inputSchema: { name: z.string() } }, requireRole('admin', async ({ name }, extra) => …))
+ */
+export function requireRole<A extends unknown[], R>(role: string | readonly string[], handler: (...args: A) => R): (...args: A) => R {
+  const roles = typeof role === 'string' ? [role] : [...role]
+  if (roles.length === 0 || roles.some((r) => typeof r !== 'string' || r === '')) throw new TypeError('role must be a non-empty string or list of strings')
+  return (...args: A): R => {
+    const caller = callerOf(args[args.length - 1])
+    if (caller === undefined) throw new McpForbiddenError('forbidden: this tool requires an authenticated caller')
+    if (caller.role === undefined || !roles.includes(caller.role)) {
+      throw new McpForbiddenError(`forbidden: this tool requires role ${roles.map((r) => JSON.stringify(r)).join(' or ')}`)
+    }
+    return handler(...args)
+  }
+}
+
+function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name]
+  return Array.isArray(v) ? v[0] : v
+}
+
+/** Reads the body, at most `max` bytes (413 beyond). */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  if (req.readableEnded) {
+    // A body parser ran first; only its raw bytes (express.raw, or a `rawBody` copy) can be checked.
+    const r = req as IncomingMessage & { rawBody?: unknown; body?: unknown }
+    if (Buffer.isBuffer(r.rawBody)) return Promise.resolve(r.rawBody)
+    if (Buffer.isBuffer(r.body)) return Promise.resolve(r.body)
+    return Promise.reject(new HttpError(500, 'the request body was already read by another middleware (e.g. express.json()); mount the mcp-pki-auth middleware before any body parser'))
+  }
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > max) return Promise.reject(new HttpError(413, `request body larger than ${max} bytes`))
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    let done = false
+    req.on('data', (chunk: Buffer) => {
+      if (done) return
+      size += chunk.byteLength
+      if (size > max) {
+        done = true
+        req.resume()
+        reject(new HttpError(413, `request body larger than ${max} bytes`))
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on('end', () => {
+      if (!done) {
+        done = true
+        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
+      }
+    })
+    req.on('error', (err) => {
+      if (!done) {
+        done = true
+        reject(err)
+      }
+    })
+  })
+}
+
+function quoted(text: string): string {
+  return text.replace(/[\\"]/g, "'").replace(/[\r\n]/g, ' ')
+}
+
+interface ErrorAnswer {
+  status: number
+  headers: Record<string, string>
+  body: unknown
+}
+
+function errorAnswer(err: unknown, realm: string): ErrorAnswer {
+  if (err instanceof HttpError) return { status: err.status, headers: {}, body: err.body }
+  const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
+  const wire = toWireError(error)
+  const status = httpStatusFor(wire.code)
+  const headers: Record<string, string> = {}
+  if (status === 401) {
+    headers['www-authenticate'] = `Bearer realm="${quoted(realm)}", error="invalid_token", error_description="${quoted(wire.message)}"`
+  }
+  if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter)
+  return { status, headers, body: { error: wire.code, error_description: wire.message } }
+}
+
+function writeJson(res: ServerResponse, status: number, headers: Record<string, string>, body: unknown): void {
+  if (res.headersSent) {
+    res.end()
+    return
+  }
+  const text = JSON.stringify(body)
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' })
+  res.end(text)
+}
+
+function createBindings(max: number): McpSessionBindings & { bind(id: string, fp: string): void } {
+  const owners = new Map<string, string>()
+  return {
+    ownerOf: (id) => owners.get(id),
+    forget: (id) => void owners.delete(id),
+    get size() {
+      return owners.size
+    },
+    bind(id, fp) {
+      if (owners.has(id)) return
+      if (owners.size >= max) owners.delete(owners.keys().next().value as string)
+      owners.set(id, fp)
+    },
+  }
+}
+
+/** The session id named in `writeHead` headers or already set on the response. */
+function sessionIdIn(res: ServerResponse, headers: unknown): string | undefined {
+  if (Array.isArray(headers)) {
+    // [[k, v], …] or flat [k, v, k, v]
+    if (headers.length > 0 && Array.isArray(headers[0])) {
+      for (const pair of headers as [string, string][]) if (String(pair[0]).toLowerCase() === SESSION_HEADER) return String(pair[1])
+    } else {
+      for (let i = 0; i + 1 < headers.length; i += 2) if (String(headers[i]).toLowerCase() === SESSION_HEADER) return String(headers[i + 1])
+    }
+  } else if (headers !== null && typeof headers === 'object') {
+    for (const [k, v] of Object.entries(headers as Record<string, unknown>)) if (k.toLowerCase() === SESSION_HEADER && v !== undefined) return String(v)
+  }
+  const set = res.getHeader(SESSION_HEADER)
+  return set === undefined ? undefined : String(Array.isArray(set) ? set[0] : set)
+}
+
+/**
+ * Creates the MCP integration for an {@link AuthService}.
+ * @example
+ * const mcpAuth = createMcpAuth(service)
+ * app.post('/auth', mcpAuth.authHandler)
+ * app.all('/mcp', mcpAuth.middleware, (req, res) => transport.handleRequest(req, res, req.body))
+ */
+export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}): McpAuth {
+  if (service === null || typeof service !== 'object' || typeof service.verifyRequest !== 'function') throw new TypeError('service must be an AuthService (createAuthService)')
+  const maxBody = options.maxBodySize ?? DEFAULT_MAX_BODY
+  if (!(maxBody > 0)) throw new RangeError('maxBodySize must be positive')
+  const maxHandshake = options.maxHandshakeSize ?? DEFAULT_MAX_MESSAGE_SIZE
+  const bindSessions = options.bindSessions ?? true
+  const scopesOf = options.scopesOf ?? defaultScopesOf
+  const realm = options.realm ?? 'mcp'
+  const transport = options.transport ?? 'http'
+  const bindings = createBindings(options.maxBoundSessions ?? 100_000)
+  const audit = options.audit
+
+  function ctxOf(req: IncomingMessage): RequestContext {
+    const remote = req.socket?.remoteAddress
+    return remote === undefined ? { transport } : { remote, transport }
+  }
+
+  async function authenticate(req: IncomingMessage): Promise<AuthenticatedRequest> {
+    const r = req as McpRequest
+    const authorization = headerValue(req, 'authorization')
+    const proof = headerValue(req, PROOF_HEADER)
+    const method = req.method ?? 'GET'
+    const target = r.originalUrl ?? req.url ?? '/'
+    // No token at all: refuse before reading a byte of the body.
+    const body = authorization === undefined ? Buffer.alloc(0) : await readBody(req, maxBody)
+    const session = await service.verifyRequest({ authorization, proof, method, target, body }, ctxOf(req))
+    return { session, authInfo: authInfoFromSession(session, scopesOf), body }
+  }
+
+  function sendError(res: ServerResponse, err: unknown): void {
+    const a = errorAnswer(err, realm)
+    writeJson(res, a.status, a.headers, a.body)
+  }
+
+  /** Refuses a session id owned by another key (or unknown); watches the reply for a new one. */
+  function checkBinding(req: IncomingMessage, res: ServerResponse, fingerprint: string): boolean {
+    if (!bindSessions) return true
+    const sid = headerValue(req, SESSION_HEADER)
+    if (sid !== undefined) {
+      const owner = bindings.ownerOf(sid)
+      if (owner !== fingerprint) {
+        audit?.log('mcp.session_refused', { client_fingerprint: fingerprint, owner_known: owner !== undefined, remote: req.socket?.remoteAddress, transport }, 'WARN')
+        writeJson(res, 404, {}, SESSION_NOT_FOUND)
+        return false
+      }
+      if (req.method === 'DELETE') {
+        res.once('finish', () => {
+          if (res.statusCode >= 200 && res.statusCode < 300) bindings.forget(sid)
+        })
+      }
+      return true
+    }
+    // A request without a session id may open one: bind the id the server answers with.
+    const original = res.writeHead
+    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+      const status = typeof args[0] === 'number' ? args[0] : this.statusCode
+      const headers = typeof args[1] === 'string' ? args[2] : args[1]
+      const id = sessionIdIn(this, headers)
+      if (id !== undefined && status >= 200 && status < 300) bindings.bind(id, fingerprint)
+      res.writeHead = original
+      return (original as (...a: unknown[]) => ServerResponse).apply(this, args)
+    } as typeof res.writeHead
+    return true
+  }
+
+  function run(req: McpRequest, res: ServerResponse, next: (req: McpRequest) => unknown): void {
+    authenticate(req).then(
+      ({ authInfo, body }) => {
+        if (req.method === 'POST') {
+          try {
+            req.body = JSON.parse(body.toString('utf8'))
+            // Tell body-parser (express.json) the body is already parsed.
+            ;(req as { _body?: boolean })._body = true
+          } catch {
+            writeJson(res, 400, {}, PARSE_ERROR)
+            return
+          }
+        }
+        req.auth = authInfo
+        if (!checkBinding(req, res, authInfo.clientId)) return
+        next(req)
+      },
+      (err: unknown) => sendError(res, err),
+    )
+  }
+
+  async function readWebBody(request: Request): Promise<Uint8Array> {
+    const declared = Number(request.headers.get('content-length'))
+    if (Number.isFinite(declared) && declared > maxBody) throw new HttpError(413, `request body larger than ${maxBody} bytes`)
+    if (request.body === null) return new Uint8Array(0)
+    const bytes = new Uint8Array(await request.clone().arrayBuffer())
+    if (bytes.byteLength > maxBody) throw new HttpError(413, `request body larger than ${maxBody} bytes`)
+    return bytes
+  }
+
+  async function verifyWebRequest(request: Request): Promise<McpAuthInfo> {
+    const url = new URL(request.url)
+    const authorization = request.headers.get('authorization') ?? undefined
+    const body = authorization === undefined ? new Uint8Array(0) : await readWebBody(request)
+    const session = await service.verifyRequest(
+      { authorization, proof: request.headers.get(PROOF_HEADER) ?? undefined, method: request.method, target: url.pathname + url.search, body },
+      { transport },
+    )
+    return authInfoFromSession(session, scopesOf)
+  }
+
+  function webError(err: unknown): Response {
+    const a = errorAnswer(err, realm)
+    return Response.json(a.body, { status: a.status, headers: { ...a.headers, 'cache-control': 'no-store' } })
+  }
+
+  async function authEndpoint(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'POST') {
+      writeJson(res, 405, { allow: 'POST' }, { error: 'method_not_allowed', error_description: 'the handshake endpoint accepts POST only' })
+      return
+    }
+    let body: Buffer
+    try {
+      body = await readBody(req, maxHandshake)
+    } catch {
+      body = Buffer.alloc(maxHandshake + 1) // handleMessage answers payload_too_large
+    }
+    const reply = await service.handleMessage(body, ctxOf(req))
+    writeJson(res, reply.status, reply.headers, reply.body)
+  }
+
+  return {
+    service,
+    sessions: bindings,
+    sendError,
+    authenticate,
+    verifyWebRequest,
+    middleware(req, res, next) {
+      run(req, res, () => next())
+    },
+    protect(handler) {
+      return (req, res) => {
+        run(req as McpRequest, res, (r) => {
+          Promise.resolve()
+            .then(() => handler(r, res))
+            .catch((err: unknown) => {
+              if (!res.headersSent) writeJson(res, 500, {}, { error: 'internal_error', error_description: 'internal error' })
+              else res.end()
+              audit?.log('mcp.handler_error', { reason: err instanceof Error ? err.message : String(err) }, 'ERROR')
+            })
+        })
+      }
+    },
+    authHandler(req, res) {
+      authEndpoint(req, res).catch((err: unknown) => sendError(res, err))
+    },
+    fetchHandler(handler) {
+      return async (request) => {
+        let authInfo: McpAuthInfo
+        try {
+          authInfo = await verifyWebRequest(request)
+        } catch (err) {
+          return webError(err)
+        }
+        const fp = authInfo.clientId
+        const sid = request.headers.get(SESSION_HEADER)
+        if (bindSessions && sid !== null && bindings.ownerOf(sid) !== fp) {
+          audit?.log('mcp.session_refused', { client_fingerprint: fp, owner_known: bindings.ownerOf(sid) !== undefined, transport }, 'WARN')
+          return Response.json(SESSION_NOT_FOUND, { status: 404 })
+        }
+        const response = await handler(request, authInfo)
+        if (bindSessions && response.ok) {
+          const opened = response.headers.get(SESSION_HEADER)
+          if (sid === null && opened !== null) bindings.bind(opened, fp)
+          if (sid !== null && request.method === 'DELETE') bindings.forget(sid)
+        }
+        return response
+      }
+    },
+  }
+}
+
+export interface MountOptions {
+  /** Default `/mcp`. */
+  mcpPath?: string
+  /** Default `/auth`. */
+  authPath?: string
+  /**
+   * node:http only: the MCP handler for `mcpPath` (default: the server's existing `request`
+   * listeners, which then only ever see authenticated requests to `mcpPath` and any other path).
+   */
+  handler?: (req: McpRequest, res: ServerResponse) => unknown
+}
+
+/** The parts of an Express app (or router) that {@link mountMcpAuth} uses. */
+export interface ExpressLike {
+  use(path: string, handler: (req: McpRequest, res: ServerResponse, next: NextFunction) => void): unknown
+  post(path: string, handler: RequestListener): unknown
+}
+
+function pathOf(url: string | undefined): string {
+  const u = url ?? '/'
+  const q = u.indexOf('?')
+  return q === -1 ? u : u.slice(0, q)
+}
+
+/**
+ * Mounts the handshake endpoint (`POST /auth`) beside an authenticated MCP endpoint.
+ *
+ * - Express app or router: adds `POST authPath` and the middleware on `mcpPath`; then register
+ *   your `/mcp` route as usual (it sees `req.auth` and a parsed `req.body`).
+ * - node:http `Server`: routes `authPath` to the handshake, `mcpPath` through authentication to
+ *   `options.handler` (default: the listeners the server already had), anything else to those
+ *   listeners (or 404).
+ * @example
+ * const server = createServer((req, res) => transport.handleRequest(req, res, (req as McpRequest).body))
+ * mountMcpAuth(server, mcpAuth)
+ */
+export function mountMcpAuth(target: ExpressLike | Server, mcpAuth: McpAuth, options: MountOptions = {}): void {
+  const mcpPath = options.mcpPath ?? '/mcp'
+  const authPath = options.authPath ?? '/auth'
+  if (typeof (target as ExpressLike).use === 'function' && typeof (target as ExpressLike).post === 'function') {
+    const app = target as ExpressLike
+    app.post(authPath, mcpAuth.authHandler)
+    app.use(mcpPath, mcpAuth.middleware)
+    return
+  }
+  const server = target as Server
+  if (typeof server.on !== 'function' || typeof server.listeners !== 'function') throw new TypeError('target must be an Express app/router or a node:http Server')
+  const previous = server.listeners('request') as RequestListener[]
+  server.removeAllListeners('request')
+  const fallback: RequestListener = (req, res) => {
+    if (previous.length === 0) {
+      writeJson(res, 404, {}, { error: 'not_found', error_description: 'not found' })
+      return
+    }
+    for (const l of previous) void l.call(server, req, res)
+  }
+  const protectedHandler = mcpAuth.protect(options.handler ?? ((req, res) => fallback(req, res)))
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const p = pathOf(req.url)
+    if (p === authPath) mcpAuth.authHandler(req, res)
+    else if (p === mcpPath) protectedHandler(req, res)
+    else fallback(req, res)
+  })
+}
