@@ -157,7 +157,9 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         const challenge: AuthChallenge = parseAuthChallenge(message)
         const now = clock()
         checkWindow(challenge.timestamp, now, toleranceMs, 'auth_challenge')
-        if (challenge.expiresAt <= now) throw new AuthError('challenge_expired', 'the server sent a challenge that has already expired')
+        // Expiry is judged in the server's clock (the server enforces it); comparing expires_at with
+        // this clock would shrink the allowed skew to challenge_ttl.
+        if (challenge.expiresAt <= challenge.timestamp) throw new AuthError('challenge_expired', 'the server sent a challenge that has already expired')
         const fingerprint = fingerprintOf(challenge.serverPublicKey)
         const metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey)
         const publicKey = publicKeyFromRaw(challenge.serverPublicKey)

@@ -1,0 +1,194 @@
+/**
+ * Freshness (version, timestamp windows, challenge expiry) and trust in keys on both sides.
+ * Boundaries are exact: |now - ts| <= tolerance passes, one millisecond more fails; a challenge
+ * is usable while now < expires_at.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { toWireError } from '../../src/errors.js'
+import { createServerTrust } from '../../src/handshake/client-handshake.js'
+import { generateKeyPair } from '../../src/keys/key-pair.js'
+import { createAuthService } from '../../src/transport/auth-service.js'
+import { TestAllowlist, TestClock } from '../helpers/fixtures.js'
+import { codeOf, expectCode, makeHarness, wire } from '../helpers/handshake-harness.js'
+
+test('wrong version in message 1 or 3: unsupported_version (400 on the wire, not folded)', async () => {
+  const h = makeHarness()
+  const m1 = wire(h.newClient().start())
+  const err = await expectCode(() => h.server.handleRequest({ ...m1, version: 'mcp-pki/2' }), 'unsupported_version')
+  assert.equal(toWireError(err).code, 'unsupported_version')
+  const service = createAuthService({ keyPair: h.p.server, allowlist: h.p.serverAllowlist, nonceStore: h.nonces, clock: h.serverClock.now })
+  const reply = await service.handleMessage(JSON.stringify({ ...m1, version: 'mcp-pki/0' }))
+  assert.equal(reply.status, 400)
+  assert.equal(reply.body.type === 'auth_error' && reply.body.error.code, 'unsupported_version')
+})
+
+test('message 1 timestamp: tolerance passes, tolerance + 1 ms is timestamp_skew, both directions', async () => {
+  const tol = 300_000
+  for (const dir of [1, -1]) {
+    const clientClock = new TestClock()
+    const serverClock = new TestClock(clientClock.ms + dir * tol)
+    const h = makeHarness({ clientClock, serverClock })
+    assert.equal(h.server.handleRequest(wire(h.newClient().start())).type, 'auth_challenge', `dir ${dir}: at tolerance`)
+    serverClock.ms = clientClock.ms + dir * (tol + 1)
+    const err = await expectCode(() => h.server.handleRequest(wire(h.newClient().start())), 'timestamp_skew', `dir ${dir}: tolerance + 1`)
+    assert.equal(toWireError(err).code, 'timestamp_skew')
+  }
+})
+
+test('message 3 timestamp: tolerance passes, tolerance + 1 ms is timestamp_skew, both directions, nonce untouched', async () => {
+  const tol = 5_000
+  for (const dir of [1, -1]) {
+    for (const delta of [tol, tol + 1]) {
+      const serverClock = new TestClock()
+      const clientClock = new TestClock(serverClock.ms)
+      const h = makeHarness({ serverClock, clientClock, server: { timestampTolerance: tol / 1000, challengeTtl: 600 } })
+      const client = h.newClient({ timestampTolerance: 60 })
+      const m2 = wire(h.server.handleRequest(wire(client.start())))
+      const start = serverClock.ms
+      // dir 1: the server's clock runs ahead of ts3; dir -1: ts3 is ahead of the server.
+      if (dir === 1) serverClock.ms = start + delta
+      else clientClock.ms = start + delta
+      const m3 = wire(await client.handleChallenge(m2))
+      const code = await codeOf(() => h.server.handleResponse(m3))
+      assert.equal(code, delta === tol ? 'ok' : 'timestamp_skew', `dir ${dir}, delta ${delta}`)
+      assert.equal(await h.nonces.size(), delta === tol ? 1 : 0)
+    }
+  }
+})
+
+test('client checks message 2 and message 4 timestamps against its own window', async () => {
+  const tol = 300_000
+  for (const dir of [1, -1]) {
+    for (const delta of [tol, tol + 1]) {
+      const clientClock = new TestClock()
+      const serverClock = new TestClock(clientClock.ms + dir * delta)
+      const h = makeHarness({ clientClock, serverClock, server: { timestampTolerance: 3600 } })
+      const client = h.newClient()
+      const m1 = wire(client.start())
+      const m2 = wire(h.server.handleRequest(m1))
+      assert.equal(await codeOf(() => client.handleChallenge(m2)), delta === tol ? 'ok' : 'timestamp_skew', `m2 dir ${dir} delta ${delta}`)
+    }
+  }
+  for (const delta of [tol, tol + 1]) {
+    const h = makeHarness({ clientClock: new TestClock() })
+    const client = h.newClient()
+    const m3 = wire(await client.handleChallenge(wire(h.server.handleRequest(wire(client.start())))))
+    const m4 = wire((await h.server.handleResponse(m3)).message)
+    h.clientClock.ms = Date.parse(m4.timestamp) + delta
+    assert.equal(await codeOf(() => client.handleComplete(m4)), delta === tol ? 'ok' : 'timestamp_skew', `m4 delta ${delta}`)
+  }
+})
+
+test('challenge expiry: expires_at - 1 ms passes, expires_at is challenge_expired (server and client)', async () => {
+  for (const offset of [-1, 0]) {
+    const serverClock = new TestClock()
+    const clientClock = new TestClock(serverClock.ms)
+    const h = makeHarness({ serverClock, clientClock, server: { challengeTtl: 60 } })
+    const client = h.newClient()
+    const m2 = wire(h.server.handleRequest(wire(client.start())))
+    assert.equal(Date.parse(m2.expires_at), serverClock.ms + 60_000)
+    const m3 = wire(await client.handleChallenge(m2))
+    serverClock.ms = Date.parse(m2.expires_at) + offset
+    const code = await codeOf(() => h.server.handleResponse(m3))
+    assert.equal(code, offset < 0 ? 'ok' : 'challenge_expired', `server offset ${offset}`)
+    assert.equal(await h.nonces.size(), offset < 0 ? 1 : 0)
+    if (offset === 0) assert.equal(toWireError(await expectCode(() => h.server.handleResponse(m3), 'challenge_expired')).code, 'challenge_expired')
+  }
+  // The client judges expiry in the server's frame: a challenge whose expires_at is not after its
+  // own timestamp is dead on arrival; otherwise the server's check above is authoritative.
+  for (const [delta, expected] of [[1, 'ok'], [0, 'challenge_expired'], [-1, 'challenge_expired']] as const) {
+    const h = makeHarness()
+    const client = h.newClient()
+    const m2 = wire(h.server.handleRequest(wire(client.start())))
+    const forged = { ...m2, expires_at: new Date(Date.parse(m2.timestamp) + delta).toISOString() }
+    assert.equal(await codeOf(() => client.handleChallenge(forged)), expected === 'ok' ? 'invalid_signature' : expected, `client expires_at = ts + ${delta}`)
+  }
+})
+
+test('server: unknown and expired client keys are unknown_key / key_expired locally, authentication_failed (401) on the wire', async () => {
+  const h = makeHarness()
+  const service = createAuthService({ keyPair: h.p.server, allowlist: h.p.serverAllowlist, nonceStore: h.nonces, clock: h.serverClock.now })
+  const stranger = generateKeyPair()
+  const m1 = wire(h.newClient({ keyPair: stranger }).start())
+  await expectCode(() => h.server.handleRequest(m1), 'unknown_key')
+  let reply = await service.handleMessage(m1)
+  assert.equal(reply.status, 401)
+  assert.equal(reply.error?.code, 'unknown_key')
+  assert.deepEqual(reply.body.type === 'auth_error' && reply.body.error.code, 'authentication_failed')
+  assert.ok(!JSON.stringify(reply.body).includes(stranger.fingerprint.slice(0, 16)), 'the wire does not echo allowlist details')
+
+  // Expiry boundary: notAfter = now is expired, notAfter = now + 1 is not.
+  const expiring = generateKeyPair()
+  const fp = h.p.serverAllowlist.add(expiring.publicKeyRaw, {}, h.serverClock.ms)
+  const em1 = wire(h.newClient({ keyPair: expiring }).start())
+  await expectCode(() => h.server.handleRequest(em1), 'key_expired')
+  reply = await service.handleMessage(em1)
+  assert.equal(reply.status, 401)
+  assert.equal(reply.error?.code, 'key_expired')
+  assert.equal(reply.body.type === 'auth_error' && reply.body.error.code, 'authentication_failed')
+  h.p.serverAllowlist.add(expiring.publicKeyRaw, {}, h.serverClock.ms + 1)
+  assert.equal(h.server.handleRequest(em1).type, 'auth_challenge')
+  assert.ok(fp.length === 64)
+  assert.equal(await h.nonces.size(), 0)
+})
+
+test('server: a key removed or expired between message 2 and message 3 is refused at message 3', async () => {
+  const h = makeHarness()
+  const client = h.newClient()
+  const m3 = wire(await client.handleChallenge(wire(h.server.handleRequest(wire(client.start())))))
+  h.p.serverAllowlist.add(h.p.client.publicKeyRaw, {}, h.serverClock.ms)
+  await expectCode(() => h.server.handleResponse(m3), 'key_expired')
+  h.p.serverAllowlist.remove(h.p.client.fingerprint)
+  await expectCode(() => h.server.handleResponse(m3), 'unknown_key')
+  assert.equal(await h.nonces.size(), 0)
+})
+
+test('server: a session never outlives the client key entry', async () => {
+  const h = makeHarness()
+  h.p.serverAllowlist.add(h.p.client.publicKeyRaw, {}, h.serverClock.ms + 10_000)
+  const run = await h.run()
+  assert.equal(run.result.expiresAt, h.serverClock.ms + 10_000)
+  assert.equal(run.session.expiresAt, h.serverClock.ms + 10_000)
+})
+
+test('client: unknown, expired, unpinned server keys and trust on first use', async () => {
+  const h = makeHarness()
+  const trusted = h.p.server.fingerprint
+  const attempt = async (serverTrust: Parameters<typeof h.newClient>[0]): Promise<string> => {
+    const client = h.newClient(serverTrust)
+    const m2 = wire(h.server.handleRequest(wire(client.start())))
+    const code = await codeOf(() => client.handleChallenge(m2))
+    if (code !== 'ok') assert.equal(await codeOf(() => client.handleComplete({})), 'invalid_message', 'a refused client cannot continue')
+    return code
+  }
+  const now = h.clientClock.now
+  const empty = new TestAllowlist()
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: empty, clock: now }) }), 'server_key_unknown')
+  const expired = new TestAllowlist()
+  expired.add(h.p.server.publicKeyRaw, {}, now())
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: expired, clock: now }) }), 'key_expired')
+  // Pinned to another key: refused even though the allowlist knows this one.
+  const other = generateKeyPair().fingerprint
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: h.p.clientAllowlist, pinnedFingerprint: other, clock: now }) }), 'server_key_mismatch')
+  // Pinned to this key: accepted without an allowlist entry; pin compared case-insensitively.
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: empty, pinnedFingerprint: trusted.toUpperCase(), clock: now }) }), 'ok')
+  // Trust on first use: asked once with the fingerprint; "no" refuses, "yes" accepts.
+  const asked: string[] = []
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: empty, onUnknownKey: (fp) => (asked.push(fp), false), clock: now }) }), 'server_key_unknown')
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: empty, onUnknownKey: (fp) => (asked.push(fp), true), clock: now }) }), 'ok')
+  assert.deepEqual(asked, [trusted, trusted])
+  // TOFU never overrides an expired entry.
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: expired, onUnknownKey: () => true, clock: now }) }), 'key_expired')
+  assert.equal(await h.nonces.size(), 0)
+})
+
+test('a server clock behind the client by more than challenge_ttl (but inside the tolerance) still completes', async () => {
+  // Regression: the client compared the server's expires_at with its own clock, which made the
+  // effective tolerance in this direction challenge_ttl (60 s) instead of timestamp_tolerance.
+  const clientClock = new TestClock()
+  const serverClock = new TestClock(clientClock.ms - 120_000)
+  const h = makeHarness({ clientClock, serverClock, server: { challengeTtl: 60 } })
+  const run = await h.run()
+  assert.equal(run.session.serverFingerprint, h.p.server.fingerprint)
+})
