@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * mcp-pki-server — serve the mutual handshake as the config says, until stopped.
+ *
+ *   mcp-pki-server --config server_config.yml
+ *
+ * One port serves `POST /auth`, `GET /health` and the WebSocket endpoint `/ws`; `transport.type`
+ * https or wss turns TLS on (`transport.ssl`). Every audit event is one line on stderr (the JSON
+ * line itself when `audit.log_file` is null, else a short summary while the JSON goes to the file).
+ * SIGTERM / SIGINT: stop accepting, finish what is in flight, close the stores, exit 0.
+ * @module
+ */
+import { Command } from 'commander'
+import { AuditLogger, type AuditLevel } from '../audit/audit-logger.js'
+import { loadConfigFile } from '../config/load-config.js'
+import { startServerFromConfig } from '../server/start-server.js'
+import { PACKAGE_VERSION } from '../transport/http-server.js'
+import { configureProgram, runCli, UsageError, warn } from './shared/output.js'
+
+interface ServerCliOptions {
+  config?: string
+  host?: string
+  port?: string
+}
+
+function buildProgram(): Command {
+  return new Command('mcp-pki-server')
+    .description('Serve mcp-pki-auth mutual authentication (POST /auth, GET /health, WebSocket /ws) as the config file says.')
+    .option('--config <file>', 'server configuration file (YAML)')
+    .option('--host <host>', 'listen on this address instead of transport.host')
+    .option('--port <port>', 'listen on this port instead of transport.port (0 = any free port)')
+    .version(PACKAGE_VERSION)
+}
+
+const SKIP = new Set(['ts', 'event', 'level'])
+
+/** One readable line for an audit event (no secret fields: the logger's redaction applies to the file). */
+function summaryLine(event: string, fields: Readonly<Record<string, unknown>>, level: AuditLevel): string {
+  const parts = [new Date().toISOString(), level.padEnd(5), event]
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || v === null || SKIP.has(k)) continue
+    if (/token|secret|key$|signature|proof|mac/i.test(k) && !/fingerprint/i.test(k)) continue
+    const text = typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)
+    parts.push(`${k}=${text}`)
+  }
+  return parts.join(' ')
+}
+
+async function main(): Promise<void> {
+  const program = configureProgram(buildProgram())
+  program.parse(process.argv)
+  const opts = program.opts<ServerCliOptions>()
+  if (!opts.config) throw new UsageError('--config <file> is required', 'e.g. mcp-pki-server --config server_config.yml')
+  let port: number | undefined
+  if (opts.port !== undefined) {
+    port = Number(opts.port)
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got "${opts.port}"`)
+  }
+  const { config, warnings } = await loadConfigFile(opts.config)
+  for (const w of warnings) warn(w)
+
+  // With no log file, the JSON lines themselves go to stderr; otherwise to the file plus a summary here.
+  const toStderr = config.audit.log_file === null
+  const audit = AuditLogger.fromConfig(config.audit, toStderr ? { stream: process.stderr } : {})
+  const server = await startServerFromConfig(config, {
+    audit,
+    ...(toStderr ? {} : { onEvent: (event, fields, level) => { if (audit.isEnabled(event, level)) process.stderr.write(summaryLine(event, fields, level) + '\n') } }),
+    ...(opts.host === undefined ? {} : { host: opts.host }),
+    ...(port === undefined ? {} : { port }),
+  }).catch(async (err: unknown) => {
+    await audit.close()
+    throw err
+  })
+  const events = server.configured.events
+  const t = config.transport
+  events.log('server.start', { server_fingerprint: server.fingerprint, url: server.authUrl, ws_url: server.wsUrl, transport: t.type, allowlist_entries: server.configured.allowlist.size, nonce_store: config.auth.nonce_store.type, session_binding: config.auth.session_binding })
+  process.stdout.write(
+    `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health) and ${server.wsUrl}\n` +
+      `server key fingerprint: ${server.fingerprint}\n` +
+      `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n`,
+  )
+
+  await new Promise<void>((resolve) => {
+    let stopping = false
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        process.stderr.write(`${signal} again: exiting now\n`)
+        process.exit(1)
+      }
+      stopping = true
+      process.stderr.write(`${signal}: shutting down\n`)
+      events.log('server.stop', { signal, server_fingerprint: server.fingerprint })
+      server
+        .close()
+        .then(() => audit.close())
+        .then(resolve, (err: unknown) => {
+          process.stderr.write(`error while shutting down: ${(err as Error).message}\n`)
+          resolve()
+        })
+    }
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
+  })
+}
+
+await runCli(main)
