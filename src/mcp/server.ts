@@ -47,6 +47,8 @@ export interface McpCaller {
 export type McpRequest = IncomingMessage & {
   auth?: McpAuthInfo
   body?: unknown
+  /** The raw body bytes as received and checked (set by the middleware). */
+  rawBody?: Buffer
   originalUrl?: string
 }
 
@@ -408,6 +410,7 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
           }
         }
         req.auth = authInfo
+        req.rawBody = body
         if (!checkBinding(req, res, authInfo.clientId)) return
         next(req)
       },

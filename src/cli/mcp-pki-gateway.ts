@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+/**
+ * mcp-pki-gateway — mutual authentication in front of an MCP server you did not write.
+ *
+ *   mcp-pki-gateway --config server_config.yml --upstream http://127.0.0.1:3000/mcp
+ *   mcp-pki-gateway --config server_config.yml --upstream-command "node server.js"
+ *
+ * Serves the handshake at /auth, an authenticated MCP endpoint at /mcp and /health, on the
+ * config's transport.host/port (or --listen). The upstream learns the caller from
+ * X-MCP-PKI-Fingerprint / X-MCP-PKI-Role / X-MCP-PKI-Org (HTTP) or MCP_PKI_FINGERPRINT /
+ * MCP_PKI_ROLE / MCP_PKI_ORG in its environment (stdio, one process per MCP session).
+ * @module
+ */
+import http from 'node:http'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import process from 'node:process'
+import { Command } from 'commander'
+import { loadConfig } from '../config/load-config.js'
+import { createMcpGateway, splitCommand, type Upstream } from '../mcp/gateway.js'
+import { createMcpAuth } from '../mcp/server.js'
+import { createAuthServiceFromConfig } from '../server/from-config.js'
+import { tlsServerOptions } from '../transport/tls.js'
+import { configureProgram, runCli, UsageError } from './shared/output.js'
+
+interface GatewayCliOptions {
+  config: string
+  upstream?: string
+  upstreamCommand?: string
+  listen?: string
+  mcpPath: string
+  authPath: string
+  maxSessions: string
+  idleTimeout: string
+  quiet?: boolean
+}
+
+function buildProgram(): Command {
+  return new Command('mcp-pki-gateway')
+    .description(
+      'Put mcp-pki-auth mutual authentication in front of an MCP server you did not write.\n' +
+        'Serves POST /auth (handshake), an authenticated /mcp and GET /health; forwards /mcp to the upstream with the caller’s\n' +
+        'fingerprint and role in X-MCP-PKI-* headers (HTTP) or MCP_PKI_* environment variables (stdio). Client-sent X-MCP-PKI-* headers are dropped.',
+    )
+    .requiredOption('--config <file>', 'server configuration (YAML): key, allowlist of client keys, auth, audit, transport')
+    .option('--upstream <url>', 'the upstream Streamable HTTP MCP endpoint, e.g. http://127.0.0.1:3000/mcp')
+    .option('--upstream-command <command>', 'start the upstream as a stdio MCP server, e.g. "node server.js" (one process per MCP session)')
+    .option('--listen <host:port>', 'address to listen on (default: transport.host and transport.port from the config)')
+    .option('--mcp-path <path>', 'path of the authenticated MCP endpoint', '/mcp')
+    .option('--auth-path <path>', 'path of the handshake endpoint', '/auth')
+    .option('--max-sessions <n>', 'stdio upstream: most concurrent sessions (processes)', '32')
+    .option('--idle-timeout <seconds>', 'stdio upstream: stop a session after this long without a request', '1800')
+    .option('--quiet', 'no informational lines on stderr')
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value)
+  const port = m ? Number(m[2]) : NaN
+  if (!m || port > 65535) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`)
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`)
+  return n
+}
+
+async function main(): Promise<void> {
+  const program = configureProgram(buildProgram())
+  program.parse(process.argv)
+  const opts = program.opts<GatewayCliOptions>()
+  if ((opts.upstream === undefined) === (opts.upstreamCommand === undefined)) {
+    throw new UsageError('give exactly one of --upstream <url> and --upstream-command <command>')
+  }
+  let upstream: Upstream
+  if (opts.upstream !== undefined) {
+    let url: URL
+    try {
+      url = new URL(opts.upstream)
+    } catch {
+      throw new UsageError(`--upstream must be an absolute http(s) URL, got ${JSON.stringify(opts.upstream)}`)
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError('--upstream must be an http:// or https:// URL')
+    upstream = { url }
+  } else {
+    const words = splitCommand(opts.upstreamCommand!)
+    if (words.length === 0) throw new UsageError('--upstream-command is empty')
+    upstream = { command: words[0]!, args: words.slice(1) }
+  }
+  for (const [flag, p] of [['--mcp-path', opts.mcpPath], ['--auth-path', opts.authPath]] as const) {
+    if (!p.startsWith('/')) throw new UsageError(`${flag} must start with /`)
+  }
+  const maxSessions = positiveInt(opts.maxSessions, '--max-sessions')
+  const idleTimeoutMs = positiveInt(opts.idleTimeout, '--idle-timeout') * 1000
+  const info = (line: string): void => {
+    if (!opts.quiet) process.stderr.write(`mcp-pki-gateway: ${line}\n`)
+  }
+
+  const config = await loadConfig(opts.config)
+  const { host, port } = opts.listen !== undefined ? parseListen(opts.listen) : { host: config.transport.host, port: config.transport.port }
+  const configured = await createAuthServiceFromConfig(config)
+  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events })
+  const gateway = createMcpGateway({
+    mcpAuth,
+    upstream,
+    mcpPath: opts.mcpPath,
+    authPath: opts.authPath,
+    maxSessions,
+    idleTimeoutMs,
+    log: (line) => process.stderr.write(`mcp-pki-gateway: ${line}\n`),
+  })
+  const tls = config.transport.type === 'https'
+  const server = tls ? https.createServer(await tlsServerOptions(config.transport.ssl), gateway.handler) : http.createServer(gateway.handler)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+  const addr = server.address() as AddressInfo
+  const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  const base = `${tls ? 'https' : 'http'}://${shown}:${addr.port}`
+  const where = 'url' in upstream ? String(upstream.url) : `command ${JSON.stringify(opts.upstreamCommand)}`
+  info(`listening on ${base}${opts.mcpPath} (handshake ${base}${opts.authPath}); server key ${configured.service.fingerprint}; upstream ${where}`)
+
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      info('shutting down')
+      server.close()
+      server.closeAllConnections()
+      resolve()
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+  await gateway.close()
+  await configured.close()
+}
+
+void runCli(main)
