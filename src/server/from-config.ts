@@ -107,6 +107,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
 
     const ns = config.auth.nonce_store
     let nonceStore: NonceStore
+    let proofNonceStore: NonceStore | undefined
     let revocation: RedisRevocationList | undefined
     if (ns.type === 'redis') {
       const onError = (err: Error): void => events.log('server.error', { component: 'redis', reason: err.message }, 'ERROR')
@@ -122,6 +123,11 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       const mem = new InMemoryNonceStore({ maxEntries: config.auth.nonce_cache_size, ...(clock ? { clock } : {}) })
       closers.push(() => mem.close())
       nonceStore = mem
+      // Request-proof nonces get their own store of the same size, so a flood of requests on one
+      // session can never fill the store that handshakes need.
+      const proofs = new InMemoryNonceStore({ maxEntries: config.auth.nonce_cache_size, ...(clock ? { clock } : {}) })
+      closers.push(() => proofs.close())
+      proofNonceStore = proofs
     }
 
     const rl = config.auth.rate_limit
@@ -138,6 +144,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       keyPair,
       allowlist: holder,
       nonceStore,
+      ...(proofNonceStore ? { proofNonceStore } : {}),
       timestampTolerance: config.auth.timestamp_tolerance,
       challengeTtl: config.auth.challenge_ttl,
       sessionTtl: config.auth.session_ttl,

@@ -9,6 +9,7 @@ import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import { fingerprintOf } from '../keys/key-pair.js'
+import type { NonceStore } from '../nonce/nonce-store.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import { messageTypeOf, parseJsonMessage, type AuthChallengeWire, type AuthCompleteWire, type AuthErrorWire } from '../protocol/messages.js'
 import { createServerHandshake, type HandshakeResult, type ServerHandshake, type ServerHandshakeOptions } from '../handshake/server-handshake.js'
@@ -43,6 +44,8 @@ export interface AuthServiceOptions extends ServerHandshakeOptions {
   perAddressLimiter?: Limiter
   /** Limits handshake starts per claimed client key. */
   perKeyLimiter?: Limiter
+  /** Nonce store for request proofs (default: `nonceStore`). A separate one keeps a request flood from starving handshakes. */
+  proofNonceStore?: NonceStore
   /** Largest handshake message in bytes (default 16 KiB). */
   maxMessageSize?: number
 }
@@ -81,7 +84,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
   const verifier = createSessionVerifier({
     ticketKeys: handshake.ticketKeys,
     allowlist: options.allowlist,
-    nonceStore: options.nonceStore,
+    nonceStore: options.proofNonceStore ?? options.nonceStore,
     binding,
     ...(options.proofWindow === undefined ? {} : { proofWindow: options.proofWindow }),
     ...(options.revocation === undefined ? {} : { revocation: options.revocation }),

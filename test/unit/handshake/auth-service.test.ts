@@ -1,0 +1,34 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createClientHandshake, createServerTrust } from '../../../src/handshake/client-handshake.js'
+import { createAuthService } from '../../../src/transport/auth-service.js'
+import { createRequestProof } from '../../../src/session/session-token.js'
+import { makeParties, TestClock, TestNonceStore } from '../../helpers/fixtures.js'
+
+test('a flood of request proofs fills only the proof store: handshakes keep working', async () => {
+  const p = makeParties()
+  const clock = new TestClock()
+  const handshakeNonces = new TestNonceStore(100, clock.now)
+  const proofNonces = new TestNonceStore(3, clock.now)
+  const service = createAuthService({
+    keyPair: p.server,
+    allowlist: p.serverAllowlist,
+    nonceStore: handshakeNonces,
+    proofNonceStore: proofNonces,
+    clock: clock.now,
+  })
+  async function handshake() {
+    const c = createClientHandshake({ keyPair: p.client, audience: 'a', serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), clock: clock.now })
+    const m2 = await service.handleMessage(c.start())
+    const m4 = await service.handleMessage(await c.handleChallenge(m2.body))
+    assert.equal(m4.status, 200)
+    return c.handleComplete(m4.body)
+  }
+  const session = await handshake()
+  const req = () => ({ authorization: `Bearer ${session.token}`, proof: createRequestProof({ sessionKey: session.sessionKey, method: 'GET', target: '/x', clock: clock.now }), method: 'GET', target: '/x' })
+  for (let i = 0; i < 3; i++) await service.verifyRequest(req())
+  await assert.rejects(service.verifyRequest(req()), { code: 'server_busy' })
+  assert.equal(proofNonces.size(), 3)
+  await handshake()
+  assert.equal(handshakeNonces.size(), 2)
+})
