@@ -29,6 +29,8 @@
  * | auth.nonce_store.url               | redis://127.0.0.1:6379     |                                                  |
  * | auth.nonce_store.key_prefix        | mcp-pki:                   |                                                  |
  * | auth.ticket_key                    | null                       | base64url of exactly 32 bytes when set           |
+ * | auth.ticket_key_rotation           | null                       | seconds; random rotating ticket keys (forward    |
+ * |                                    |                            | secrecy; one process only, not with ticket_key)  |
  * | auth.rate_limit.per_address        | 50                         | per second, 0 = off                              |
  * | auth.rate_limit.per_key            | 20                         | per second, 0 = off                              |
  * | auth.rate_limit.burst              | 100                        |                                                  |
@@ -258,6 +260,7 @@ const authSchema = z.strictObject(
     audience: nonEmptyString('a non-empty string or null').nullable().default(null),
     nonce_store: nonceStoreSchema.prefault({}),
     ticket_key: ticketKeySchema.default(null),
+    ticket_key_rotation: positiveInt().nullable().default(null),
     rate_limit: rateLimitSchema.prefault({}),
   },
   section('key: value pairs'),

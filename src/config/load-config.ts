@@ -216,6 +216,14 @@ function crossCheck(config: Config): { problems: string[]; warnings: string[] } 
       `auth.proof_window: must be at most half of auth.nonce_cache_ttl (${config.auth.nonce_cache_ttl}) so replays stay detectable, got ${config.auth.proof_window}`,
     )
   }
+  if (config.auth.ticket_key !== null && config.auth.ticket_key_rotation !== null) {
+    problems.push('auth.ticket_key_rotation: cannot be combined with auth.ticket_key (a fleet key is fixed; rotate it by configuration)')
+  }
+  if (config.auth.ticket_key_rotation !== null && config.auth.nonce_store.type === 'redis') {
+    warnings.push(
+      'auth.ticket_key_rotation keeps ticket keys in this process only: with several processes (nonce_store redis) a client must finish each handshake on the process that began it',
+    )
+  }
   config.audit.filter_events.forEach((name, i) => {
     if (!isKnownEventFilter(name)) warnings.push(`audit.filter_events[${i}]: unknown event ${JSON.stringify(name)}; it will never match`)
   })

@@ -58,6 +58,11 @@ export interface Config {
     }
     /** Optional fleet ticket key (base64url, 32 bytes) instead of one derived from the server key. */
     ticket_key: string | null
+    /**
+     * Seconds between random, in-memory ticket keys that are forgotten once no session can need
+     * them (forward secrecy). null = a key derived from the server key (or ticket_key).
+     */
+    ticket_key_rotation: number | null
     rate_limit: {
       /** Handshake starts allowed per remote address per second (token bucket); 0 = off. */
       per_address: number

@@ -31,7 +31,7 @@ import {
   transcript3,
   transcript4,
 } from '../protocol/transcript.js'
-import { deriveTicketKey, openTicket, sealTicket, TICKET_KIND, type TicketKey } from '../session/ticket.js'
+import { deriveTicketKey, isTicketKeyRing, openTicket, sealTicket, staticTicketKeys, TICKET_KIND, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { encodeSessionTicket } from '../session/session-token.js'
 import { checkWindow, deriveSessionKey, generateEphemeral, type EphemeralSource } from './common.js'
 
@@ -49,8 +49,8 @@ export interface ServerHandshakeOptions {
   sessionTtl?: number
   /** Audiences this server answers to; null/empty = any (the client still binds the one it meant). */
   audience?: string | readonly string[] | null
-  /** Ticket keys: the first seals, all open. Default: one derived from the server's private key. */
-  ticketKeys?: readonly TicketKey[]
+  /** Ticket keys: the first (or ring.current()) seals, all open. Default: one derived from the server's private key. */
+  ticketKeys?: readonly TicketKey[] | TicketKeyRing
   clock?: Clock
   random?: RandomSource
   /** Ephemeral X25519 key pairs (default: fresh random ones). Inject only for reproducible test vectors. */
@@ -67,7 +67,9 @@ export interface HandshakeResult {
 
 export interface ServerHandshake {
   readonly fingerprint: string
+  /** The keys that open this server's tickets now (the first seals). */
   readonly ticketKeys: readonly TicketKey[]
+  readonly ticketKeyRing: TicketKeyRing
   /** Message 1 → message 2. Throws AuthError. */
   handleRequest(message: unknown): AuthChallengeWire
   /** Message 3 → message 4. Throws AuthError. */
@@ -87,8 +89,9 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   const random = options.random ?? systemRandom
   const newEphemeral = options.ephemeral ?? generateEphemeral
   const audiences = options.audience == null ? [] : typeof options.audience === 'string' ? [options.audience] : [...options.audience]
-  const ticketKeys = options.ticketKeys?.length ? [...options.ticketKeys] : [deriveTicketKey(privateKeySeed(keyPair.privateKey))]
-  const sealKey = ticketKeys[0]!
+  const ring: TicketKeyRing = isTicketKeyRing(options.ticketKeys)
+    ? options.ticketKeys
+    : staticTicketKeys(options.ticketKeys?.length ? options.ticketKeys : [deriveTicketKey(privateKeySeed(keyPair.privateKey))])
   const serverPk = keyPair.publicKeyRaw
   const serverPkB64 = b64u(serverPk)
   const serverFp = keyPair.fingerprint
@@ -109,7 +112,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
 
   return {
     fingerprint: serverFp,
-    ticketKeys,
+    get ticketKeys() {
+      return ring.all()
+    },
+    ticketKeyRing: ring,
 
     handleRequest(message: unknown): AuthChallengeWire {
       const request = parseAuthRequest(message)
@@ -136,7 +142,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       writeU64(plain, expiresAtMs, 0)
       h.copy(plain, 8)
       sessionKey.copy(plain, 40)
-      const token = sealTicket(sealKey, TICKET_KIND.challenge, plain, random)
+      const token = sealTicket(ring.current(), TICKET_KIND.challenge, plain, random)
       sessionKey.fill(0)
       const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token)))
       return {
@@ -161,7 +167,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const client = lookupClient(request, now)
 
       // MAC: the challenge token must be ours and bind exactly the echoed fields.
-      const plain = openTicket(ticketKeys, TICKET_KIND.challenge, challenge.challengeToken)
+      const plain = openTicket(ring.all(), TICKET_KIND.challenge, challenge.challengeToken)
       if (plain === undefined || plain.byteLength !== CHALLENGE_PLAINTEXT) {
         throw new AuthError('invalid_message', 'challenge token is not valid for this server')
       }
@@ -190,7 +196,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       if (client.entry.notAfter !== undefined && client.entry.notAfter < sessionExpires) sessionExpires = client.entry.notAfter
       const sessionId = random(16)
       const token = b64u(
-        encodeSessionTicket(sealKey, { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt: now, expiresAt: sessionExpires }, random),
+        encodeSessionTicket(ring.current(), { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt: now, expiresAt: sessionExpires }, random),
       )
       plain.fill(0)
       const timestamp = formatTimestamp(now)

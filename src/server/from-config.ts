@@ -21,7 +21,7 @@ import type { NonceStore } from '../nonce/nonce-store.js'
 import { RedisNonceStore } from '../nonce/redis-nonce-store.js'
 import { RateLimiter } from '../ratelimit/token-bucket.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
-import { ticketKeyFrom } from '../session/ticket.js'
+import { rotatingTicketKeys, ticketKeyFrom, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { createAuthService, type AuditSink, type AuthService } from '../transport/auth-service.js'
 
 export interface FromConfigOptions {
@@ -133,11 +133,14 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     const rl = config.auth.rate_limit
     const perAddressLimiter = rl.per_address > 0 ? new RateLimiter({ ratePerSecond: rl.per_address, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
     const perKeyLimiter = rl.per_key > 0 ? new RateLimiter({ ratePerSecond: rl.per_key, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
-    let ticketKeys
+    let ticketKeys: TicketKey[] | TicketKeyRing | undefined
     if (config.auth.ticket_key !== null) {
       const raw = fromB64u(config.auth.ticket_key)
       if (raw === undefined || raw.byteLength !== 32) throw new AuthError('config_invalid', 'auth.ticket_key must be base64url of exactly 32 bytes', { path: 'auth.ticket_key' })
       ticketKeys = [ticketKeyFrom(raw)]
+    } else if (config.auth.ticket_key_rotation !== null) {
+      const rotateEvery = config.auth.ticket_key_rotation
+      ticketKeys = rotatingTicketKeys({ rotateEvery, keepFor: config.auth.session_ttl + config.auth.challenge_ttl, ...(clock ? { clock } : {}) })
     }
 
     const service = createAuthService({

@@ -11,7 +11,7 @@ import { b64u, constantTimeEqual } from '../internal/bytes.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
 import { bodyDigest, computeProofMac, decodeSessionTicket, parseRequestProof, type SessionTicket } from './session-token.js'
-import type { TicketKey } from './ticket.js'
+import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
 
 export type SessionBinding = 'proof' | 'bearer'
 
@@ -34,7 +34,8 @@ export interface RevocationCheck {
 }
 
 export interface SessionVerifierOptions {
-  ticketKeys: readonly TicketKey[]
+  /** The server's ticket keys (ServerHandshake.ticketKeyRing, or a fixed list). */
+  ticketKeys: readonly TicketKey[] | TicketKeyRing
   allowlist: KeyLookup
   nonceStore: NonceStore
   /** Default `proof`. `bearer` accepts the token alone (use only over TLS). */
@@ -69,7 +70,9 @@ export interface SessionVerifier {
 const BEARER = /^Bearer ([A-Za-z0-9_-]{16,1024})$/
 
 export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifier {
-  if (!o.ticketKeys?.length) throw new TypeError('ticketKeys are required')
+  const given = isTicketKeyRing(o.ticketKeys) ? o.ticketKeys : o.ticketKeys?.length ? staticTicketKeys(o.ticketKeys) : undefined
+  if (given === undefined) throw new TypeError('ticketKeys are required')
+  const ring: TicketKeyRing = given
   if (!o.allowlist || !o.nonceStore) throw new TypeError('allowlist and nonceStore are required')
   const binding = o.binding ?? 'proof'
   if (binding !== 'proof' && binding !== 'bearer') throw new RangeError('binding must be "proof" or "bearer"')
@@ -81,7 +84,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   function open(token: string): SessionTicket {
     let t = cache.get(token)
     if (t === undefined) {
-      t = decodeSessionTicket(o.ticketKeys, token)
+      t = decodeSessionTicket(ring.all(), token)
       if (t === undefined) throw new AuthError('session_invalid', 'session token is not valid for this server')
       if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string)
       cache.set(token, t)

@@ -7,7 +7,7 @@
  *   AAD   = header
  * @module
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes as randomBytesSync } from 'node:crypto'
 import { CONTEXT } from '../protocol/constants.js'
 import type { RandomSource } from '../internal/clock.js'
 
@@ -67,5 +67,64 @@ export function openTicket(keys: readonly TicketKey[], kind: TicketKind, token: 
     return pt
   } catch {
     return undefined
+  }
+}
+
+/** The ticket keys in force: `current()` seals, `all()` open (current first). */
+export interface TicketKeyRing {
+  current(): TicketKey
+  all(): readonly TicketKey[]
+}
+
+/** A fixed set of keys (derived from the server key, or a fleet key plus its predecessor). */
+export function staticTicketKeys(keys: readonly TicketKey[]): TicketKeyRing {
+  if (keys.length === 0) throw new RangeError('at least one ticket key is required')
+  const list = [...keys]
+  return { current: () => list[0]!, all: () => list }
+}
+
+export function isTicketKeyRing(value: unknown): value is TicketKeyRing {
+  return typeof value === 'object' && value !== null && typeof (value as TicketKeyRing).current === 'function'
+}
+
+export interface RotatingTicketKeysOptions {
+  /** Seconds between new random keys. */
+  rotateEvery: number
+  /** Seconds a key stays usable for opening after it stopped sealing (≥ the session lifetime). */
+  keepFor: number
+  clock?: () => number
+  random?: RandomSource
+}
+
+/**
+ * Random ticket keys that rotate and are then forgotten (zeroed): once a key is gone, nobody —
+ * not even a thief of the server's long-term key — can open tokens sealed under it and recover
+ * their session keys (forward secrecy). Keys live in this process only: after a restart, or on
+ * another instance, earlier sessions are refused and clients authenticate again.
+ */
+export function rotatingTicketKeys(o: RotatingTicketKeysOptions): TicketKeyRing {
+  if (!(o.rotateEvery > 0) || !(o.keepFor >= 0)) throw new RangeError('rotateEvery must be > 0 and keepFor >= 0')
+  const clock = o.clock ?? Date.now
+  const random = o.random ?? ((n: number) => randomBytesSync(n))
+  let keys: { key: TicketKey; sealUntil: number }[] = []
+  let list: TicketKey[] = []
+  function refresh(): void {
+    const now = clock()
+    if (keys.length > 0 && now < keys[0]!.sealUntil) return
+    keys.unshift({ key: ticketKeyFrom(random(32)), sealUntil: now + o.rotateEvery * 1000 })
+    const kept = keys.filter((k, i) => i === 0 || now < k.sealUntil + o.keepFor * 1000)
+    for (const k of keys) if (!kept.includes(k)) k.key.key.fill(0)
+    keys = kept
+    list = keys.map((k) => k.key)
+  }
+  return {
+    current() {
+      refresh()
+      return list[0]!
+    },
+    all() {
+      refresh()
+      return list
+    },
   }
 }

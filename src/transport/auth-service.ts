@@ -82,7 +82,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
   const handshake = createServerHandshake(options)
   const binding = options.binding ?? 'proof'
   const verifier = createSessionVerifier({
-    ticketKeys: handshake.ticketKeys,
+    ticketKeys: handshake.ticketKeyRing,
     allowlist: options.allowlist,
     nonceStore: options.proofNonceStore ?? options.nonceStore,
     binding,

@@ -41,6 +41,7 @@ test('empty text gives every default', () => {
     audience: null,
     nonce_store: { type: 'memory', url: 'redis://127.0.0.1:6379', key_prefix: 'mcp-pki:' },
     ticket_key: null,
+    ticket_key_rotation: null,
     rate_limit: { per_address: 50, per_key: 20, burst: 100 },
   })
   assert.deepEqual(config.audit, {
@@ -317,4 +318,11 @@ test('suggestions use a small edit distance', () => {
   assert.equal(editDistance('kitten', 'sitting'), 3)
   assert.equal(suggest('nonce_cache_sise', ['nonce_cache_size', 'nonce_cache_ttl']), 'nonce_cache_size')
   assert.equal(suggest('zzz', ['nonce_cache_size']), undefined)
+})
+
+test('auth.ticket_key_rotation is a positive integer and cannot be combined with auth.ticket_key', () => {
+  assert.equal(parseConfig('auth:\n  ticket_key_rotation: 3600\n').config.auth.ticket_key_rotation, 3600)
+  assert.throws(() => parseConfig('auth:\n  ticket_key_rotation: "1h"\n'), /auth\.ticket_key_rotation: expected a positive integer/)
+  const key = Buffer.alloc(32, 7).toString('base64url')
+  assert.throws(() => parseConfig(`auth:\n  ticket_key: "${key}"\n  ticket_key_rotation: 60\n`), /cannot be combined with auth\.ticket_key/)
 })
