@@ -1,0 +1,102 @@
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createSandbox } from '../../src/server/sandbox.js'
+
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-pki-server.js')
+const AUTH_TEST = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-auth-test.js')
+const dirs: string[] = []
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true })
+})
+
+test('mcp-pki-server starts, answers /health and handshakes, logs audit events to stderr, exits 0 on SIGTERM', async () => {
+  assert.ok(existsSync(BIN), `${BIN} is missing: build first (npx tsc -p tsconfig.json)`)
+  const dir = await mkdtemp(join(tmpdir(), 'mcp-server-cli-'))
+  dirs.push(dir)
+  const sb = await createSandbox(dir, { server: { audit: { log_file: null } } })
+  const child = spawn(process.execPath, [BIN, '--config', sb.serverConfigPath], { cwd: dir, env: { ...process.env, MCP_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  try {
+    const url = await new Promise<string>((resolveUrl, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr: ${stderr}`)), 10_000)
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString()
+        const m = /listening on (http:\/\/127\.0\.0\.1:\d+\/auth)/.exec(stdout)
+        if (m) {
+          clearTimeout(timer)
+          resolveUrl(m[1]!)
+        }
+      })
+      child.once('exit', () => reject(new Error(`server exited early; stderr: ${stderr}`)))
+    })
+    assert.match(stdout, new RegExp(`server key fingerprint: ${sb.serverKey.fingerprint}`))
+    const health = await fetch(url.replace('/auth', '/health'))
+    assert.equal(health.status, 200)
+    assert.equal(((await health.json()) as { fingerprint: string }).fingerprint, sb.serverKey.fingerprint)
+
+    const r = spawnSync(process.execPath, [AUTH_TEST, '--config', sb.clientConfigPath, '--server-url', url, '--format', 'json'], { cwd: dir, encoding: 'utf8' })
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal((JSON.parse(r.stdout) as { success: boolean }).success, true)
+    // the audit line of that handshake reached stderr
+    await new Promise((res) => setTimeout(res, 200))
+    const success = stderr.split('\n').find((l) => l.includes('"handshake.success"'))
+    assert.ok(success, stderr)
+    assert.equal((JSON.parse(success) as { client_fingerprint: string }).client_fingerprint, sb.clientKey.fingerprint)
+    assert.ok(!/session_token|BEGIN PRIVATE KEY/.test(stderr))
+  } finally {
+    child.kill('SIGTERM')
+  }
+  assert.equal(await exited, 0, stderr)
+  assert.match(stderr, /SIGTERM: shutting down/)
+  assert.match(stderr, /"server\.stop"/)
+})
+
+test('mcp-pki-server writes JSON audit to the configured file and one summary line per event to stderr', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mcp-server-cli-'))
+  dirs.push(dir)
+  const sb = await createSandbox(dir)
+  const child = spawn(process.execPath, [BIN, '--config', sb.serverConfigPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  await new Promise<void>((res, rej) => {
+    const t = setTimeout(() => rej(new Error(stderr)), 10_000)
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString()
+      if (stdout.includes('listening on')) {
+        clearTimeout(t)
+        res()
+      }
+    })
+  })
+  child.kill('SIGTERM')
+  assert.equal(await exited, 0, stderr)
+  assert.match(stderr, /INFO {2}server\.start .*server_fingerprint=[0-9a-f]{64}/)
+  const lines = (await readFile(join(dir, 'logs/server_audit.jsonl'), 'utf8')).trim().split('\n')
+  assert.deepEqual(
+    lines.map((l) => (JSON.parse(l) as { event: string }).event),
+    ['server.start', 'server.stop'],
+  )
+})
+
+test('mcp-pki-server: missing --config is a usage error (exit 2); a broken config exits 1 naming the problem', async () => {
+  const r = spawnSync(process.execPath, [BIN], { encoding: 'utf8' })
+  assert.equal(r.status, 2)
+  assert.match(r.stderr, /--config/)
+  const dir = await mkdtemp(join(tmpdir(), 'mcp-server-cli-'))
+  dirs.push(dir)
+  const { writeFile } = await import('node:fs/promises')
+  await writeFile(join(dir, 'bad.yml'), 'transport:\n  type: "https"\n')
+  const bad = spawnSync(process.execPath, [BIN, '--config', join(dir, 'bad.yml')], { encoding: 'utf8' })
+  assert.equal(bad.status, 1)
+  assert.match(bad.stderr, /transport\.ssl\.cert_file/)
+})
