@@ -288,3 +288,32 @@ function proofFor(session: { sessionKey: Buffer; token: string }): { proof: stri
   const h = sessionHeaders({ ...session } as Parameters<typeof sessionHeaders>[0], 'GET', '/x')
   return { proof: h['mcp-pki-proof']! }
 }
+
+test('client config: servers: pin by URL or origin, and trust on first use (prompt, remember, refuse without a terminal)', async () => {
+  const { sb, server } = await setup()
+  const base = await loadConfig(sb.clientConfigPath, { env: {} })
+  const { loadAllowlistFile } = await import('../../src/allowlist/allowlist-file.js')
+  const origin = new URL(server.authUrl).origin
+  const withServers = (fingerprint: string) => ({ ...base, servers: { main: { url: `${origin}/mcp`, fingerprint, audience: null } } })
+  // pinned to the right key (matched by origin): ok; pinned to another key: refused before message 3
+  await authenticateWithConfig(withServers(sb.serverKey.fingerprint), server.authUrl)
+  const other = (await import('../../src/keys/key-pair.js')).generateKeyPair().fingerprint
+  await assert.rejects(authenticateWithConfig(withServers(other), server.authUrl), { code: 'server_key_mismatch' })
+
+  // an empty client allowlist with TOFU
+  const { writeFile } = await import('node:fs/promises')
+  await writeFile(sb.clientAllowlistPath, '{"version":1,"keys":{}}\n')
+  const tofu = (enabled: boolean) => ({ ...base, acl: { ...base.acl, tofu: { enabled, prompt_unknown: true, remember_decisions: true } } })
+  await assert.rejects(authenticateWithConfig(tofu(false), server.authUrl), { code: 'server_key_unknown' })
+  await assert.rejects(authenticateWithConfig(tofu(true), server.authUrl, { interactive: false }), (err: { code: string; message: string }) => err.code === 'server_key_unknown' && err.message.includes('no terminal'))
+  const asked: string[] = []
+  await assert.rejects(authenticateWithConfig(tofu(true), server.authUrl, { prompt: async (fp) => (asked.push(fp), false) }), { code: 'server_key_rejected' })
+  assert.equal((await loadAllowlistFile(sb.clientAllowlistPath)).size, 0)
+  const session = await authenticateWithConfig(tofu(true), server.authUrl, { prompt: async (fp) => (asked.push(fp), true) })
+  assert.equal(session.serverFingerprint, sb.serverKey.fingerprint)
+  assert.deepEqual(asked, [sb.serverKey.fingerprint, sb.serverKey.fingerprint])
+  const remembered = await loadAllowlistFile(sb.clientAllowlistPath)
+  assert.equal(remembered.get(sb.serverKey.fingerprint)?.metadata.trust, 'tofu')
+  // remembered: no prompt next time, even with TOFU off
+  await authenticateWithConfig(tofu(false), server.authUrl)
+})
