@@ -264,33 +264,43 @@ export async function clientSetupFromConfig(config: Config, serverUrl: string, o
   const audience = serverEntry?.audience ?? originOf(serverUrl)
   const tofu = config.acl.tofu
   const interactive = opts.interactive ?? stdin.isTTY === true
+  // One decision per key per process, even with concurrent handshakes (load tests).
+  const decisions = new Map<string, Promise<boolean>>()
+  const decide = async (fingerprint: string, publicKeyRaw: Buffer): Promise<boolean> => {
+    let trusted: boolean
+    if (!tofu.prompt_unknown) {
+      trusted = true
+    } else if (opts.prompt) {
+      trusted = await opts.prompt(fingerprint, serverUrl)
+    } else if (!interactive) {
+      throw new AuthError(
+        'server_key_unknown',
+        `server key ${fingerprint} is not on the client allowlist and there is no terminal to ask whether to trust it; ` +
+          `add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
+      )
+    } else {
+      trusted = await promptTrust(fingerprint, serverUrl)
+    }
+    if (!trusted) {
+      throw new AuthError('server_key_rejected', `server key ${fingerprint} was not trusted; nothing was sent after message 1`)
+    }
+    if (tofu.remember_decisions) {
+      await updateAllowlistFile(config.acl.allowlist_path, (list) => {
+        if (list.get(fingerprint) === undefined) {
+          list.add({ publicKeyRaw, description: `trusted on first use for ${safeUrl(serverUrl)}`, metadata: { role: 'mcp_server', endpoint: originOf(serverUrl), trust: 'tofu' } })
+        }
+      })
+    }
+    return true
+  }
   const onUnknownKey = tofu.enabled
-    ? async (fingerprint: string, publicKeyRaw: Buffer): Promise<boolean> => {
-        let trusted: boolean
-        if (!tofu.prompt_unknown) {
-          trusted = true
-        } else if (opts.prompt) {
-          trusted = await opts.prompt(fingerprint, serverUrl)
-        } else if (!interactive) {
-          throw new AuthError(
-            'server_key_unknown',
-            `server key ${fingerprint} is not on the client allowlist and there is no terminal to ask whether to trust it; ` +
-              `add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
-          )
-        } else {
-          trusted = await promptTrust(fingerprint, serverUrl)
+    ? (fingerprint: string, publicKeyRaw: Buffer): Promise<boolean> => {
+        let pending = decisions.get(fingerprint)
+        if (pending === undefined) {
+          pending = decide(fingerprint, publicKeyRaw)
+          decisions.set(fingerprint, pending)
         }
-        if (!trusted) {
-          throw new AuthError('server_key_rejected', `server key ${fingerprint} was not trusted; nothing was sent after message 1`)
-        }
-        if (tofu.remember_decisions) {
-          await updateAllowlistFile(config.acl.allowlist_path, (list) => {
-            if (list.get(fingerprint) === undefined) {
-              list.add({ publicKeyRaw, description: `trusted on first use for ${safeUrl(serverUrl)}`, metadata: { role: 'mcp_server', endpoint: originOf(serverUrl), trust: 'tofu' } })
-            }
-          })
-        }
-        return true
+        return pending
       }
     : undefined
   const serverTrust = createServerTrust({
