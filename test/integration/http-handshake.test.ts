@@ -317,3 +317,33 @@ test('client config: servers: pin by URL or origin, and trust on first use (prom
   // remembered: no prompt next time, even with TOFU off
   await authenticateWithConfig(tofu(false), server.authUrl)
 })
+
+test('slow senders are cut off after the request timeout; connections beyond max_connections are refused', async () => {
+  const { server } = await setup()
+  const { createAuthHttpServer } = await import('../../src/transport/http-server.js')
+  const { connect } = await import('node:net')
+  const small = createAuthHttpServer({ service: server.configured.service, timeoutSec: 1, maxConnections: 1 })
+  const addr = await small.listen()
+  try {
+    const started = Date.now()
+    const slow = connect(addr.port, '127.0.0.1')
+    await new Promise<void>((r) => slow.once('connect', () => r()))
+    slow.write('POST /auth HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"type":')
+    // a second connection while the first is open: over the limit, closed by the server
+    const extra = connect(addr.port, '127.0.0.1')
+    extra.on('error', () => undefined)
+    const extraClosed = await new Promise<boolean>((r) => {
+      extra.once('close', () => r(true))
+      setTimeout(() => r(false), 1500)
+    })
+    assert.equal(extraClosed, true)
+    let reply = ''
+    slow.on('data', (d: Buffer) => (reply += d.toString()))
+    await new Promise<void>((r) => slow.once('close', () => r()))
+    const took = Date.now() - started
+    assert.ok(took >= 900 && took < 5000, `closed after ${took} ms`)
+    assert.match(reply, /^HTTP\/1\.1 408/)
+  } finally {
+    await small.close(100)
+  }
+})
