@@ -9,9 +9,8 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { mkdir, open, readFile, stat } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
-import { StringDecoder } from 'node:string_decoder'
 import { AuthError } from '../errors.js'
-import { Allowlist, LineLayoutReader, entryHasKey } from './allowlist.js'
+import { Allowlist, ENTRY_LINE_BYTES, LineLayoutReader, entryHasKey } from './allowlist.js'
 import { withFileLock, writeFileAtomic, type LockOptions } from './file-lock.js'
 import type { AllowlistEntry, KeyLookup, LookupResult } from './types.js'
 
@@ -33,28 +32,42 @@ function fileError(path: string, err: unknown): AuthError {
   return new AuthError('allowlist_invalid', `${path}: cannot read allowlist: ${code ?? (err as Error).message}`, { path, cause: err })
 }
 
-/** Reads the file a chunk at a time through the line-layout reader; undefined = not that layout. */
+const CHUNK = 4 << 20
+/** Longest line accepted by the line-layout reader (longer: not that layout, whole-text parse). */
+const MAX_LINE = 1 << 20
+
+/**
+ * Reads the file a chunk at a time through the line-layout reader, as bytes (no string per line);
+ * undefined = not that layout.
+ */
 async function readLineLayout(path: string): Promise<Allowlist | undefined> {
   const fh = await open(path, 'r')
   try {
-    const reader = new LineLayoutReader(path)
-    const decoder = new StringDecoder('utf8')
-    const buf = Buffer.allocUnsafe(1 << 20)
-    let pending = ''
+    const reader = new LineLayoutReader(path, Math.floor((await fh.stat()).size / ENTRY_LINE_BYTES))
+    let buf = Buffer.allocUnsafe(CHUNK)
+    let filled = 0 // bytes in buf; buf[0..filled) starts at a line start
     for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+      if (filled === buf.length) {
+        if (filled > MAX_LINE) return undefined // a huge single line: not our layout
+        const bigger = Buffer.allocUnsafe(buf.length * 2)
+        buf.copy(bigger, 0, 0, filled)
+        buf = bigger
+      }
+      const { bytesRead } = await fh.read(buf, filled, buf.length - filled, null)
       if (bytesRead === 0) break
-      const text = pending + decoder.write(buf.subarray(0, bytesRead))
+      const searchFrom = filled
+      filled += bytesRead
       let start = 0
-      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-        if (!reader.push(text.slice(start, nl))) return undefined
+      for (let nl = buf.indexOf(10, searchFrom); nl !== -1 && nl < filled; nl = buf.indexOf(10, start)) {
+        if (!reader.pushLine(buf, start, nl)) return undefined
         start = nl + 1
       }
-      pending = text.slice(start)
-      if (pending.length > 1 << 20) return undefined // a huge single line: not our layout
+      if (start > 0) {
+        buf.copy(buf, 0, start, filled)
+        filled -= start
+      }
     }
-    pending += decoder.end()
-    if (!reader.push(pending)) return undefined
+    if (!reader.pushLine(buf, 0, filled)) return undefined
     return reader.finish()
   } finally {
     await fh.close()

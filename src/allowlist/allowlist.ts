@@ -92,12 +92,13 @@ function decodeKeyText(text: string): Buffer | undefined {
 }
 
 // crypto.hash (Node ≥ 20.12) is several times faster than createHash for a 32-byte input.
-const oneShotHash = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc: 'hex') => string }).hash
+type OneShotHash = (alg: string, data: Uint8Array, enc: 'hex') => string
+const oneShotHash = (nodeCrypto as { hash?: OneShotHash }).hash
 const sha256Hex: (data: Uint8Array) => string = oneShotHash ? (data) => oneShotHash('sha256', data, 'hex') : fingerprintOf
 
 /**
- * One stored entry. The raw key is kept as its base64url text (cheap for very large lists) and
- * imported into a KeyObject once, on first use.
+ * One entry as handed out (lookup results, get(), entries()). A snapshot: built from the compact
+ * table when asked for; the table keeps the ones lookups return, with their imported key.
  */
 class StoredEntry implements AllowlistEntry {
   readonly fingerprint: string
@@ -108,12 +109,12 @@ class StoredEntry implements AllowlistEntry {
   readonly notAfter: number | undefined
   /** `not_after` exactly as written (kept for saving). */
   readonly notAfterText: string | undefined
-  #keyText: string | undefined
+  readonly #keyRaw: Buffer | undefined
   #key: KeyObject | undefined
 
   constructor(
     fingerprint: string,
-    keyText: string | undefined,
+    keyRaw: Buffer | undefined,
     description: string | undefined,
     metadata: Readonly<Record<string, unknown>>,
     addedAt: string,
@@ -122,7 +123,7 @@ class StoredEntry implements AllowlistEntry {
     notAfterText: string | undefined,
   ) {
     this.fingerprint = fingerprint
-    this.#keyText = keyText
+    this.#keyRaw = keyRaw
     this.description = description
     this.metadata = metadata
     this.addedAt = addedAt
@@ -133,31 +134,23 @@ class StoredEntry implements AllowlistEntry {
   }
 
   get publicKeyRaw(): Buffer | undefined {
-    return this.#keyText === undefined ? undefined : Buffer.from(this.#keyText, 'base64url')
+    return this.#keyRaw === undefined ? undefined : Buffer.from(this.#keyRaw)
   }
 
   get hasKey(): boolean {
-    return this.#keyText !== undefined
+    return this.#keyRaw !== undefined
   }
 
   /** The imported key, imported on first call and cached. */
   keyObject(): KeyObject | undefined {
-    if (this.#key === undefined && this.#keyText !== undefined) {
-      this.#key = publicKeyFromRaw(Buffer.from(this.#keyText, 'base64url'))
-    }
+    if (this.#key === undefined && this.#keyRaw !== undefined) this.#key = publicKeyFromRaw(this.#keyRaw)
     return this.#key
-  }
-
-  /** Completes a fingerprint-only entry with its raw key (caller has checked the hash). */
-  complete(raw: Uint8Array): void {
-    this.#keyText = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64url')
-    this.#key = undefined
   }
 
   toRecord(): Record<string, unknown> {
     const record: Record<string, unknown> = {
       fingerprint: this.fingerprint,
-      public_key: this.#keyText ?? null,
+      public_key: this.#keyRaw === undefined ? null : this.#keyRaw.toString('base64url'),
       description: this.description ?? null,
       added_at: this.addedAt,
       added_by: this.addedBy ?? null,
@@ -183,6 +176,40 @@ class Interner {
   }
 }
 
+/** An entry's fields once validated, before it goes into the table. */
+interface ParsedEntry {
+  fingerprint: string
+  keyRaw: Buffer | undefined
+  description: string | undefined
+  /** JSON text of a non-empty metadata object, '' for none. */
+  metadataText: string
+  addedAt: string
+  addedBy: string | undefined
+  notAfter: number | undefined
+  notAfterText: string | undefined
+}
+
+/** What is kept of a metadata object: its JSON text and its `expires` (NaN = none). */
+interface MetadataInfo {
+  readonly text: string
+  readonly expires: number
+}
+
+const NO_METADATA: MetadataInfo = Object.freeze({ text: '', expires: Number.NaN })
+
+/** Validates a metadata object; undefined when `expires` is present but not an expiry. */
+function metadataInfoOf(md: Record<string, unknown>): MetadataInfo | undefined {
+  if (Object.keys(md).length === 0) return NO_METADATA
+  const expires = md.expires
+  let ms = Number.NaN
+  if (expires !== undefined && expires !== null) {
+    const parsed = typeof expires === 'string' ? parseExpiry(expires) : undefined
+    if (parsed === undefined) return undefined
+    ms = parsed
+  }
+  return { text: JSON.stringify(md), expires: ms }
+}
+
 function entryLabel(raw: unknown, fallback: string): string {
   if (raw !== null && typeof raw === 'object' && typeof (raw as { fingerprint?: unknown }).fingerprint === 'string') {
     return (raw as { fingerprint: string }).fingerprint.slice(0, 80)
@@ -194,19 +221,18 @@ function entryLabel(raw: unknown, fallback: string): string {
  * Validates one entry as read from a file (our format or the Python tool's). `keyName` is the
  * object key it was stored under, if any. Throws AuthError(allowlist_invalid) naming the entry.
  */
-function parseEntry(raw: unknown, keyName: string | undefined, label: string, source: string, interner: Interner): StoredEntry {
+function parseEntry(raw: unknown, keyName: string | undefined, label: string, source: string, interner: Interner): ParsedEntry {
   const where = `entry ${entryLabel(raw, keyName ?? label)}`
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(source, `${where}: must be an object`)
   const r = raw as Record<string, unknown>
-  let keyText: string | undefined
+  let keyRaw: Buffer | undefined
   let computed: string | undefined
   const pk = r.public_key
   if (pk !== undefined && pk !== null) {
     if (typeof pk !== 'string') throw invalid(source, `${where}: public_key must be a string or null`)
-    const buf = decodeKeyText(pk)
-    if (!buf) throw invalid(source, `${where}: public_key is not a base64 32-byte ed25519 key`)
-    keyText = pk.length === 43 ? pk : buf.toString('base64url')
-    computed = sha256Hex(buf)
+    keyRaw = decodeKeyText(pk)
+    if (!keyRaw) throw invalid(source, `${where}: public_key is not a base64 32-byte ed25519 key`)
+    computed = sha256Hex(keyRaw)
   }
   let fingerprint: string
   const fp = r.fingerprint ?? keyName
@@ -231,11 +257,13 @@ function parseEntry(raw: unknown, keyName: string | undefined, label: string, so
   if (description !== undefined && description !== null && typeof description !== 'string') {
     throw invalid(source, `${where}: description must be a string`)
   }
-  let metadata: Readonly<Record<string, unknown>> = EMPTY_METADATA
+  let metadata: MetadataInfo = NO_METADATA
   const md = r.metadata
   if (md !== undefined && md !== null) {
     if (typeof md !== 'object' || Array.isArray(md)) throw invalid(source, `${where}: metadata must be an object`)
-    if (Object.keys(md).length > 0) metadata = Object.freeze(md as Record<string, unknown>)
+    const info = metadataInfoOf(md as Record<string, unknown>)
+    if (info === undefined) throw invalid(source, `${where}: metadata.expires must be an ISO date (YYYY-MM-DD) or date-time`)
+    metadata = info
   }
   const addedAt = r.added_at
   if (addedAt !== undefined && addedAt !== null && typeof addedAt !== 'string') throw invalid(source, `${where}: added_at must be a string`)
@@ -249,22 +277,276 @@ function parseEntry(raw: unknown, keyName: string | undefined, label: string, so
     }
     notAfterText = r.not_after
   }
-  const expires = metadata.expires
-  if (expires !== undefined && expires !== null) {
-    const ms = typeof expires === 'string' ? parseExpiry(expires) : undefined
-    if (ms === undefined) throw invalid(source, `${where}: metadata.expires must be an ISO date (YYYY-MM-DD) or date-time`)
-    notAfter = notAfter === undefined ? ms : Math.min(notAfter, ms)
-  }
-  return new StoredEntry(
+  if (!Number.isNaN(metadata.expires)) notAfter = notAfter === undefined ? metadata.expires : Math.min(notAfter, metadata.expires)
+  return {
     fingerprint,
-    keyText,
-    description ?? undefined,
-    metadata,
-    addedAt ?? '',
-    addedBy === undefined || addedBy === null ? undefined : interner.get(addedBy),
+    keyRaw,
+    description: description ?? undefined,
+    metadataText: metadata.text,
+    addedAt: interner.get(addedAt ?? ''),
+    addedBy: addedBy === undefined || addedBy === null ? undefined : interner.get(addedBy),
     notAfter,
     notAfterText,
-  )
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compact table: per entry 32 bytes of fingerprint and 32 of key in two big buffers, the expiry
+// in a Float64Array, the rarely used fields as (mostly shared) strings; an open-addressing index.
+
+const HEX_VALUE = new Int8Array(256).fill(-1)
+for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i
+for (let i = 0; i < 6; i++) HEX_VALUE[97 + i] = 10 + i
+const B64URL_VALUE = new Int8Array(256).fill(-1)
+'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.split('').forEach((c, i) => (B64URL_VALUE[c.charCodeAt(0)] = i))
+
+/** Decodes 64 lowercase hex characters (bytes or string) into `out[outOff..+32]`; false if not. */
+function decodeHex64Bytes(src: Uint8Array, at: number, out: Uint8Array, outOff: number): boolean {
+  for (let i = 0; i < 32; i++) {
+    const hi = HEX_VALUE[src[at + 2 * i]!]!
+    const lo = HEX_VALUE[src[at + 2 * i + 1]!]!
+    if ((hi | lo) < 0) return false
+    out[outOff + i] = (hi << 4) | lo
+  }
+  return true
+}
+
+function decodeHex64String(text: string, out: Uint8Array): boolean {
+  if (text.length !== 64) return false
+  for (let i = 0; i < 32; i++) {
+    const hi = HEX_VALUE[text.charCodeAt(2 * i) & 0xff]!
+    const lo = HEX_VALUE[text.charCodeAt(2 * i + 1) & 0xff]!
+    if ((hi | lo) < 0 || text.charCodeAt(2 * i) > 0x7f || text.charCodeAt(2 * i + 1) > 0x7f) return false
+    out[i] = (hi << 4) | lo
+  }
+  return true
+}
+
+/** Decodes 43 canonical base64url characters into 32 bytes; false if not. */
+function decodeB64Key(src: Uint8Array, at: number, out: Uint8Array): boolean {
+  let o = 0
+  for (let i = 0; i < 40; i += 4) {
+    const a = B64URL_VALUE[src[at + i]!]!
+    const b = B64URL_VALUE[src[at + i + 1]!]!
+    const c = B64URL_VALUE[src[at + i + 2]!]!
+    const d = B64URL_VALUE[src[at + i + 3]!]!
+    if ((a | b | c | d) < 0) return false
+    const n = (a << 18) | (b << 12) | (c << 6) | d
+    out[o++] = n >>> 16
+    out[o++] = (n >>> 8) & 0xff
+    out[o++] = n & 0xff
+  }
+  const a = B64URL_VALUE[src[at + 40]!]!
+  const b = B64URL_VALUE[src[at + 41]!]!
+  const c = B64URL_VALUE[src[at + 42]!]!
+  if ((a | b | c) < 0 || (c & 3) !== 0) return false
+  const n = (a << 12) | (b << 6) | c
+  out[o++] = n >>> 10
+  out[o] = (n >>> 2) & 0xff
+  return true
+}
+
+/** Hash of 32 fingerprint bytes (mixes all of them: fingerprint-only entries are not hashes of keys). */
+function hashAt(b: Uint8Array, off: number): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < 32; i += 4) {
+    h = Math.imul(h ^ (b[off + i]! | (b[off + i + 1]! << 8) | (b[off + i + 2]! << 16) | (b[off + i + 3]! << 24)), 0x01000193)
+    h ^= h >>> 15
+  }
+  return h >>> 0
+}
+
+function equal32(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
+  for (let i = 0; i < 32; i++) if (a[aOff + i] !== b[bOff + i]) return false
+  return true
+}
+
+const LIVE = 1
+const HAS_KEY = 2
+
+class EntryTable {
+  fp = Buffer.alloc(0)
+  key = Buffer.alloc(0)
+  flags = new Uint8Array(0)
+  notAfter = new Float64Array(0)
+  description: (string | undefined)[] = []
+  addedAt: string[] = []
+  addedBy: (string | undefined)[] = []
+  metadata: string[] = []
+  notAfterText: (string | undefined)[] = []
+  /**
+   * The index: slot k is `slots[2k]` (0 empty, else entry index + 1) and `slots[2k + 1]` (the
+   * entry's hash, compared before its bytes). Linear probing, at most half full.
+   */
+  slots = new Int32Array(32)
+  /** Indices used (live or removed). */
+  count = 0
+  live = 0
+
+  /** Slot of the fingerprint `fpBytes[off..off+32)`, or of the empty slot where it would go. */
+  #probe(fpBytes: Uint8Array, off: number, hash: number): number {
+    const slots = this.slots
+    const mask = (slots.length >> 1) - 1
+    for (let k = hash & mask; ; k = (k + 1) & mask) {
+      const v = slots[2 * k]!
+      if (v === 0 || (slots[2 * k + 1] === hash && equal32(this.fp, (v - 1) * 32, fpBytes, off))) return k
+    }
+  }
+
+  find(fpBytes: Uint8Array, off: number): number {
+    return this.slots[2 * this.#probe(fpBytes, off, hashAt(fpBytes, off) | 0)]! - 1
+  }
+
+  /**
+   * Inserts or overwrites (keeping the position, like Map.set). Fingerprint from `fpBytes[fpOff..]`,
+   * key from `keyBytes[keyOff..]` when given. Returns the index.
+   */
+  set(
+    fpBytes: Uint8Array,
+    fpOff: number,
+    keyBytes: Uint8Array | undefined,
+    keyOff: number,
+    description: string | undefined,
+    addedAt: string,
+    addedBy: string | undefined,
+    metadata: string,
+    notAfter: number,
+    notAfterText: string | undefined,
+  ): number {
+    if (this.live + 1 > this.slots.length >> 2) this.#rehash(this.slots.length)
+    const hash = hashAt(fpBytes, fpOff) | 0
+    const k = this.#probe(fpBytes, fpOff, hash)
+    let i = this.slots[2 * k]! - 1
+    if (i < 0) {
+      i = this.count++
+      if (i >= this.flags.length) this.#grow()
+      const fp = this.fp
+      for (let b = 0, o = i * 32; b < 32; b++) fp[o + b] = fpBytes[fpOff + b]!
+      this.description.push(description)
+      this.addedAt.push(addedAt)
+      this.addedBy.push(addedBy)
+      this.metadata.push(metadata)
+      this.notAfterText.push(notAfterText)
+      this.slots[2 * k] = i + 1
+      this.slots[2 * k + 1] = hash
+      this.live++
+    } else {
+      this.description[i] = description
+      this.addedAt[i] = addedAt
+      this.addedBy[i] = addedBy
+      this.metadata[i] = metadata
+      this.notAfterText[i] = notAfterText
+    }
+    if (keyBytes === undefined) {
+      this.flags[i] = LIVE
+    } else {
+      const key = this.key
+      for (let b = 0, o = i * 32; b < 32; b++) key[o + b] = keyBytes[keyOff + b]!
+      this.flags[i] = LIVE | HAS_KEY
+    }
+    this.notAfter[i] = notAfter
+    return i
+  }
+
+  setKey(i: number, raw: Uint8Array): void {
+    this.key.set(raw, i * 32)
+    this.flags[i] = LIVE | HAS_KEY
+  }
+
+  remove(i: number): void {
+    const slots = this.slots
+    const mask = (slots.length >> 1) - 1
+    let s = this.#probe(this.fp, i * 32, hashAt(this.fp, i * 32) | 0)
+    // backward-shift deletion keeps every probe chain unbroken without tombstones
+    for (let j = (s + 1) & mask; slots[2 * j] !== 0; j = (j + 1) & mask) {
+      const home = slots[2 * j + 1]! & mask
+      const stays = s <= j ? s < home && home <= j : s < home || home <= j
+      if (!stays) {
+        slots[2 * s] = slots[2 * j]!
+        slots[2 * s + 1] = slots[2 * j + 1]!
+        s = j
+      }
+    }
+    slots[2 * s] = 0
+    slots[2 * s + 1] = 0
+    this.flags[i] = 0
+    this.description[i] = undefined
+    this.addedAt[i] = ''
+    this.addedBy[i] = undefined
+    this.metadata[i] = ''
+    this.notAfterText[i] = undefined
+    this.live--
+  }
+
+  /** Drops removed indices; returns old index → new index (−1 for removed). */
+  compact(): Int32Array {
+    const map = new Int32Array(this.count).fill(-1)
+    let n = 0
+    for (let i = 0; i < this.count; i++) {
+      if (this.flags[i] === 0) continue
+      map[i] = n
+      if (n !== i) {
+        this.fp.copy(this.fp, n * 32, i * 32, i * 32 + 32)
+        this.key.copy(this.key, n * 32, i * 32, i * 32 + 32)
+        this.flags[n] = this.flags[i]!
+        this.notAfter[n] = this.notAfter[i]!
+        this.description[n] = this.description[i]
+        this.addedAt[n] = this.addedAt[i]!
+        this.addedBy[n] = this.addedBy[i]
+        this.metadata[n] = this.metadata[i]!
+        this.notAfterText[n] = this.notAfterText[i]
+      }
+      n++
+    }
+    this.flags.fill(0, n)
+    for (const a of [this.description, this.addedAt, this.addedBy, this.metadata, this.notAfterText]) a.length = n
+    this.count = n
+    this.#rehash(this.slots.length)
+    return map
+  }
+
+  /** Sizes the index for `n` entries (avoids rehashing while loading a big file). */
+  reserve(n: number): void {
+    let length = this.slots.length
+    while (length < n * 4) length *= 2
+    if (length > this.slots.length) this.#rehash(length)
+  }
+
+  fingerprintHex(i: number): string {
+    return this.fp.toString('hex', i * 32, i * 32 + 32)
+  }
+
+  /** Rebuilds the index with `length` / 2 slots (at least twice the live entries). */
+  #rehash(length: number): void {
+    while (this.live * 4 >= length) length *= 2
+    const slots = new Int32Array(length)
+    const mask = (length >> 1) - 1
+    for (let i = 0; i < this.count; i++) {
+      if (this.flags[i] === 0) continue
+      const hash = hashAt(this.fp, i * 32) | 0
+      let k = hash & mask
+      while (slots[2 * k] !== 0) k = (k + 1) & mask
+      slots[2 * k] = i + 1
+      slots[2 * k + 1] = hash
+    }
+    this.slots = slots
+  }
+
+  #grow(): void {
+    const cap = Math.max(64, this.flags.length * 2)
+    const fp = Buffer.allocUnsafeSlow(cap * 32)
+    this.fp.copy(fp)
+    const key = Buffer.allocUnsafeSlow(cap * 32)
+    this.key.copy(key)
+    const flags = new Uint8Array(cap)
+    flags.set(this.flags)
+    const notAfter = new Float64Array(cap)
+    notAfter.set(this.notAfter)
+    this.fp = fp
+    this.key = key
+    this.flags = flags
+    this.notAfter = notAfter
+  }
 }
 
 /** Line index → "line L column C" for a character offset. */
@@ -297,27 +579,146 @@ function parseJsonText(text: string, source: string): unknown {
   }
 }
 
-type ReaderState = 'open' | 'version' | 'updated' | 'keys' | 'entries' | 'close' | 'done' | 'bad'
+const TABLE = Symbol('table')
+/** Typical bytes of one entry line with a key (fingerprint twice, key, field names); sizes the index. */
+export const ENTRY_LINE_BYTES = 300
+
+/** A valid ed25519 public key (RFC 8032 test 1): imported once at load so the first real import is fast. */
+const WARM_UP_KEY = Buffer.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', 'hex')
+let warmedUp = false
 
 /**
- * Incremental reader for the one-entry-per-line layout {@link Allowlist.toJSON} writes. Returns
- * false from {@link push}/{@link finish} when the text is not in that exact layout; the caller then
- * falls back to a whole-text JSON.parse (which also produces the proper error message).
+ * Imports one fixed key the first time it is called in this process: the first ed25519 import of
+ * a process costs ~0.5 ms (OpenSSL set-up), which should not land on the first handshake.
+ */
+export function warmUpKeyImport(): void {
+  if (warmedUp) return
+  warmedUp = true
+  try {
+    publicKeyFromRaw(WARM_UP_KEY)
+  } catch {
+    // only a warm-up
+  }
+}
+
+interface FastSlices {
+  latin1Slice?: (start: number, end: number) => string
+  utf8Slice?: (start: number, end: number) => string
+}
+
+/** `buf[start..end)` as a fresh string (`ascii`: every byte < 0x80, so latin1 decoding is exact). */
+function sliceText(buf: Buffer, start: number, end: number, ascii: boolean): string {
+  const b = buf as Buffer & FastSlices
+  if (ascii) return b.latin1Slice !== undefined ? b.latin1Slice(start, end) : buf.toString('latin1', start, end)
+  return b.utf8Slice !== undefined ? b.utf8Slice(start, end) : buf.toString('utf8', start, end)
+}
+
+/**
+ * The last string read for one field, with its bytes: in a generated or long-lived list most lines
+ * repeat the previous line's added_by / added_at / metadata, which then costs a byte compare.
+ */
+class RecentText {
+  #bytes = Buffer.alloc(64)
+  #length = -1
+  #value = ''
+
+  static of(buf: Buffer, start: number, end: number): RecentText {
+    const r = new RecentText()
+    r.#remember(buf, start, end, '')
+    return r
+  }
+
+  same(buf: Buffer, start: number, end: number): boolean {
+    const n = end - start
+    if (n !== this.#length) return false
+    const b = this.#bytes
+    for (let i = 0; i < n; i++) if (b[i] !== buf[start + i]) return false
+    return true
+  }
+
+  get(buf: Buffer, start: number, end: number, ascii: boolean, interner: Interner): string {
+    if (this.same(buf, start, end)) return this.#value
+    const value = interner.get(sliceText(buf, start, end, ascii))
+    this.#remember(buf, start, end, value)
+    return value
+  }
+
+  #remember(buf: Buffer, start: number, end: number, value: string): void {
+    const n = end - start
+    if (n > this.#bytes.length) this.#bytes = Buffer.alloc(Math.max(n, this.#bytes.length * 2))
+    buf.copy(this.#bytes, 0, start, end)
+    this.#length = n
+    this.#value = value
+  }
+}
+
+type ReaderState = 'open' | 'version' | 'updated' | 'keys' | 'entries' | 'close' | 'done' | 'bad'
+
+const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1')
+const P_FINGERPRINT = latin1('{"fingerprint":"')
+const P_PUBLIC_KEY = latin1('","public_key":')
+const P_DESCRIPTION = latin1(',"description":')
+const P_ADDED_AT = latin1(',"added_at":')
+const P_ADDED_BY = latin1(',"added_by":')
+const P_METADATA = latin1(',"metadata":')
+const P_NOT_AFTER = latin1(',"not_after":')
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+
+function startsAt(buf: Uint8Array, at: number, literal: Uint8Array): boolean {
+  if (at < 0 || at + literal.length > buf.length) return false
+  for (let i = 0; i < literal.length; i++) if (buf[at + i] !== literal[i]) return false
+  return true
+}
+
+function isNullAt(buf: Uint8Array, at: number): boolean {
+  return buf[at] === 0x6e && buf[at + 1] === 0x75 && buf[at + 2] === 0x6c && buf[at + 3] === 0x6c
+}
+
+/**
+ * Incremental reader for the one-entry-per-line layout {@link Allowlist.toJSON} writes. Works on
+ * bytes: an entry line exactly as `toJSON` writes it is decoded without JSON.parse and without an
+ * object per entry; any other entry line goes through JSON.parse and the full validation (which
+ * produces the error messages). Returns false from {@link pushLine}/{@link push} when the text is
+ * not in that layout; the caller then falls back to a whole-text JSON.parse.
  */
 export class LineLayoutReader {
   readonly #source: string
   readonly #interner = new Interner()
   readonly #list: Allowlist
+  readonly #table: EntryTable
+  readonly #fp = Buffer.alloc(32)
+  readonly #key = Buffer.alloc(32)
+  readonly #metadata = new Map<string, MetadataInfo | undefined>()
+  readonly #recentAddedAt = new RecentText()
+  readonly #recentAddedBy = new RecentText()
+  #recentMetadata: RecentText | undefined
+  #recentMetadataInfo: MetadataInfo | undefined
   #state: ReaderState = 'open'
   #expectMore = true
+  /** Position after the string last read by #string. */
+  #pos = 0
 
-  constructor(source: string) {
+  /** `expectedEntries`: a guess (e.g. from the file size) used to size the index up front. */
+  constructor(source: string, expectedEntries = 0) {
     this.#source = source
     this.#list = new Allowlist(source)
+    this.#table = this.#list[TABLE]()
+    if (expectedEntries > 0) this.#table.reserve(Math.min(expectedEntries, 1 << 26))
   }
 
   /** Feeds one line (without its newline). False once the layout does not match. */
   push(line: string): boolean {
+    const buf = Buffer.from(line, 'utf8')
+    return this.pushLine(buf, 0, buf.length)
+  }
+
+  /** Feeds the line `buf[start..end)` (UTF-8, without its newline). False once the layout does not match. */
+  pushLine(buf: Buffer, start: number, end: number): boolean {
+    if (this.#state === 'entries') return this.#entry(buf, start, end)
+    const line = buf.toString('utf8', start, end)
     switch (this.#state) {
       case 'open':
         return this.#next(line === '{', 'version')
@@ -328,25 +729,6 @@ export class LineLayoutReader {
       case 'keys':
         if (line === '  "keys": {}') return this.#next(true, 'close')
         return this.#next(line === '  "keys": {', 'entries')
-      case 'entries': {
-        if (line === '  }') return this.#next(!this.#expectMore || this.#list.size === 0, 'close')
-        if (!this.#expectMore || !line.startsWith('    "') || line.charCodeAt(69) !== 34 /* " */ || !line.startsWith(': {', 70)) {
-          return this.#next(false, 'bad')
-        }
-        const key = line.slice(5, 69)
-        const comma = line.endsWith(',')
-        const body = line.slice(72, comma ? -1 : undefined)
-        if (!body.endsWith('}')) return this.#next(false, 'bad')
-        let value: unknown
-        try {
-          value = JSON.parse(body)
-        } catch {
-          return this.#next(false, 'bad')
-        }
-        this.#expectMore = comma
-        this.#list.insertStored(parseEntry(value, key, key, this.#source, this.#interner))
-        return true
-      }
       case 'close':
         return this.#next(line === '}', 'done')
       case 'done':
@@ -358,18 +740,195 @@ export class LineLayoutReader {
 
   /** The allowlist, or undefined when the text was not in the line layout. */
   finish(): Allowlist | undefined {
-    return this.#state === 'done' ? this.#list : undefined
+    if (this.#state !== 'done') return undefined
+    if (this.#list.size > 0) warmUpKeyImport()
+    return this.#list
   }
 
   #next(ok: boolean, state: ReaderState): boolean {
     this.#state = ok ? state : 'bad'
     return ok
   }
+
+  #entry(buf: Buffer, s: number, e: number): boolean {
+    if (e - s === 3 && buf[s] === 0x20 && buf[s + 1] === 0x20 && buf[s + 2] === CLOSE_BRACE) {
+      return this.#next(!this.#expectMore || this.#list.size === 0, 'close')
+    }
+    if (
+      !this.#expectMore ||
+      e - s < 75 ||
+      buf[s] !== 0x20 ||
+      buf[s + 1] !== 0x20 ||
+      buf[s + 2] !== 0x20 ||
+      buf[s + 3] !== 0x20 ||
+      buf[s + 4] !== QUOTE ||
+      buf[s + 69] !== QUOTE ||
+      buf[s + 70] !== 0x3a /* : */ ||
+      buf[s + 71] !== 0x20 ||
+      buf[s + 72] !== OPEN_BRACE
+    ) {
+      return this.#next(false, 'bad')
+    }
+    const comma = buf[e - 1] === 0x2c
+    const bodyEnd = comma ? e - 1 : e
+    if (buf[bodyEnd - 1] !== CLOSE_BRACE) return this.#next(false, 'bad')
+    this.#expectMore = comma
+    if (this.#fast(buf, s, s + 72, bodyEnd)) return true
+    const key = buf.toString('utf8', s + 5, s + 69)
+    let value: unknown
+    try {
+      value = JSON.parse(buf.toString('utf8', s + 72, bodyEnd))
+    } catch {
+      return this.#next(false, 'bad')
+    }
+    this.#list[TABLE_INSERT](parseEntry(value, key, key, this.#source, this.#interner))
+    return true
+  }
+
+  /**
+   * The entry body `buf[b..end)` exactly as toJSON writes it, stored without JSON.parse. False for
+   * anything else (nothing stored then): the caller takes the general path.
+   */
+  #fast(buf: Buffer, s: number, b: number, end: number): boolean {
+    if (!startsAt(buf, b, P_FINGERPRINT)) return false
+    let p = b + P_FINGERPRINT.length
+    for (let i = 0; i < 64; i++) if (buf[p + i] !== buf[s + 5 + i]) return false
+    if (!decodeHex64Bytes(buf, p, this.#fp, 0)) return false
+    p += 64
+    if (!startsAt(buf, p, P_PUBLIC_KEY)) return false
+    p += P_PUBLIC_KEY.length
+    let hasKey = false
+    if (buf[p] === QUOTE) {
+      if (buf[p + 44] !== QUOTE || !decodeB64Key(buf, p + 1, this.#key)) return false
+      // The security check: the fingerprint is the SHA-256 of the key (hex digest: faster than 'buffer').
+      const digest = sha256Hex(this.#key)
+      for (let i = 0; i < 64; i++) if (digest.charCodeAt(i) !== buf[s + 5 + i]) return false
+      hasKey = true
+      p += 45
+    } else if (isNullAt(buf, p)) {
+      p += 4
+    } else {
+      return false
+    }
+    if (!startsAt(buf, p, P_DESCRIPTION)) return false
+    p += P_DESCRIPTION.length
+    let description: string | undefined
+    if (isNullAt(buf, p)) {
+      p += 4
+    } else {
+      description = this.#string(buf, p, end)
+      if (description === undefined) return false
+      p = this.#pos
+    }
+    if (!startsAt(buf, p, P_ADDED_AT)) return false
+    const addedAt = this.#string(buf, p + P_ADDED_AT.length, end, this.#recentAddedAt)
+    if (addedAt === undefined) return false
+    p = this.#pos
+    if (!startsAt(buf, p, P_ADDED_BY)) return false
+    p += P_ADDED_BY.length
+    let addedBy: string | undefined
+    if (isNullAt(buf, p)) {
+      p += 4
+    } else {
+      addedBy = this.#string(buf, p, end, this.#recentAddedBy)
+      if (addedBy === undefined) return false
+      p = this.#pos
+    }
+    if (!startsAt(buf, p, P_METADATA)) return false
+    p += P_METADATA.length
+    // metadata is the last field but for an optional not_after: `,"not_after":"<text>"}`
+    let metadataEnd: number
+    let notAfterText: string | undefined
+    let notAfter = Number.NaN
+    if (buf[end - 2] === CLOSE_BRACE) {
+      metadataEnd = end - 1
+    } else if (buf[end - 2] === QUOTE) {
+      let q = end - 3
+      while (q > p && buf[q] !== QUOTE) q--
+      if (!startsAt(buf, q - P_NOT_AFTER.length, P_NOT_AFTER)) return false
+      notAfterText = this.#string(buf, q, end)
+      if (notAfterText === undefined || this.#pos !== end - 1) return false
+      const ms = parseExpiry(notAfterText)
+      if (ms === undefined) return false
+      notAfter = ms
+      metadataEnd = q - P_NOT_AFTER.length
+    } else {
+      return false
+    }
+    if (buf[p] !== OPEN_BRACE || buf[metadataEnd - 1] !== CLOSE_BRACE || metadataEnd <= p) return false
+    let metadata: MetadataInfo | undefined
+    if (this.#recentMetadata !== undefined && this.#recentMetadata.same(buf, p, metadataEnd)) {
+      metadata = this.#recentMetadataInfo
+    } else {
+      metadata = this.#metadataInfo(buf.toString('utf8', p, metadataEnd))
+      this.#recentMetadata = metadata === undefined ? undefined : RecentText.of(buf, p, metadataEnd)
+      this.#recentMetadataInfo = metadata
+    }
+    if (metadata === undefined) return false
+    if (!Number.isNaN(metadata.expires) && !(metadata.expires >= notAfter)) notAfter = metadata.expires
+    const i = this.#table.set(
+      this.#fp,
+      0,
+      hasKey ? this.#key : undefined,
+      0,
+      description,
+      addedAt,
+      addedBy,
+      metadata.text,
+      notAfter,
+      notAfterText,
+    )
+    this.#list[TABLE_TOUCHED](i)
+    return true
+  }
+
+  /** A JSON string at `buf[p]` with no escapes (else undefined); sets #pos after its closing quote. */
+  #string(buf: Buffer, p: number, limit: number, recent?: RecentText): string | undefined {
+    if (buf[p] !== QUOTE) return undefined
+    let q = p + 1
+    let high = 0
+    for (; q < limit; q++) {
+      const c = buf[q]!
+      if (c === QUOTE) break
+      if (c === BACKSLASH || c < 0x20) return undefined
+      high |= c
+    }
+    if (q >= limit) return undefined
+    this.#pos = q + 1
+    if (recent !== undefined) return recent.get(buf, p + 1, q, high < 0x80, this.#interner)
+    return sliceText(buf, p + 1, q, high < 0x80)
+  }
+
+  #metadataInfo(text: string): MetadataInfo | undefined {
+    if (text === '{}') return NO_METADATA
+    const cached = this.#metadata.get(text)
+    if (cached !== undefined || this.#metadata.has(text)) return cached
+    let info: MetadataInfo | undefined
+    try {
+      info = metadataInfoOf(JSON.parse(text) as Record<string, unknown>)
+    } catch {
+      info = undefined
+    }
+    if (info !== undefined && info.text === text) info = { text, expires: info.expires } // share the one string
+    if (this.#metadata.size < 10_000) this.#metadata.set(text, info)
+    return info
+  }
 }
 
-/** Entries indexed by fingerprint. Implements {@link KeyLookup} for the handshake. */
+const TABLE_INSERT = Symbol('insert')
+const TABLE_TOUCHED = Symbol('touched')
+
+/**
+ * Entries indexed by fingerprint. Implements {@link KeyLookup} for the handshake.
+ *
+ * Stored compactly (see EntryTable): ~100 bytes per entry plus its description. Entry objects are
+ * built when asked for; those returned by {@link lookup} are kept, with their imported key.
+ */
 export class Allowlist implements KeyLookup {
-  readonly #map = new Map<string, StoredEntry>()
+  readonly #t = new EntryTable()
+  /** Entries built by lookup(), holding their imported KeyObject, by table index. */
+  #hot = new Map<number, StoredEntry>()
+  readonly #scratch = Buffer.alloc(32)
   /** Where this list came from (for messages). */
   readonly source: string
   /** Called when a lookup completes a fingerprint-only entry; the file owner may persist it. */
@@ -381,17 +940,36 @@ export class Allowlist implements KeyLookup {
   }
 
   get size(): number {
-    return this.#map.size
+    return this.#t.live
+  }
+
+  /** @internal the reader fills the table directly. */
+  [TABLE](): EntryTable {
+    return this.#t
+  }
+
+  /** @internal an index was (re)written: forget what was built from it. */
+  [TABLE_TOUCHED](i: number): void {
+    if (this.#hot.size !== 0) this.#hot.delete(i)
+  }
+
+  /** @internal stores a validated entry (overwrites one with the same fingerprint, keeping its place). */
+  [TABLE_INSERT](e: ParsedEntry): number {
+    decodeHex64String(e.fingerprint, this.#scratch)
+    const i = this.#t.set(this.#scratch, 0, e.keyRaw, 0, e.description, e.addedAt, e.addedBy, e.metadataText, e.notAfter ?? Number.NaN, e.notAfterText)
+    this[TABLE_TOUCHED](i)
+    return i
   }
 
   /** Parses any supported format (ours, the Python tool's, a bare array of entries). */
   static fromJSON(text: string, sourcePath = '<memory>'): Allowlist {
-    const reader = new LineLayoutReader(sourcePath)
+    const buf = Buffer.from(text, 'utf8')
+    const reader = new LineLayoutReader(sourcePath, Math.floor(buf.length / ENTRY_LINE_BYTES))
     let ok = true
     let start = 0
     while (ok) {
-      const nl = text.indexOf('\n', start)
-      ok = reader.push(nl === -1 ? text.slice(start) : text.slice(start, nl))
+      const nl = buf.indexOf(10, start)
+      ok = reader.pushLine(buf, start, nl === -1 ? buf.length : nl)
       if (nl === -1) break
       start = nl + 1
     }
@@ -419,23 +997,43 @@ export class Allowlist implements KeyLookup {
     if (Array.isArray(keys)) {
       keys.forEach((raw, i) => {
         const e = parseEntry(raw, undefined, `#${i + 1}`, sourcePath, interner)
-        if (list.#map.has(e.fingerprint)) throw invalid(sourcePath, `entry ${e.fingerprint}: listed twice`)
-        list.#map.set(e.fingerprint, e)
+        if (list.#indexOf(e.fingerprint) >= 0) throw invalid(sourcePath, `entry ${e.fingerprint}: listed twice`)
+        list[TABLE_INSERT](e)
       })
     } else if (keys !== null && typeof keys === 'object') {
-      for (const [name, raw] of Object.entries(keys)) {
-        const e = parseEntry(raw, name, name, sourcePath, interner)
-        list.#map.set(e.fingerprint, e)
-      }
+      for (const [name, raw] of Object.entries(keys)) list[TABLE_INSERT](parseEntry(raw, name, name, sourcePath, interner))
     } else {
       throw invalid(sourcePath, '"keys" must be an object keyed by fingerprint or an array of entries')
     }
+    if (list.size > 0) warmUpKeyImport()
     return list
   }
 
-  /** @internal used by the line reader. */
-  insertStored(entry: StoredEntry): void {
-    this.#map.set(entry.fingerprint, entry)
+  /** Index of a fingerprint (exactly 64 lowercase hex characters), −1 when not listed. */
+  #indexOf(fingerprint: string): number {
+    if (!decodeHex64String(fingerprint, this.#scratch)) return -1
+    return this.#t.find(this.#scratch, 0)
+  }
+
+  /** Builds the entry object for index `i`. */
+  #build(i: number): StoredEntry {
+    const t = this.#t
+    const metadataText = t.metadata[i]!
+    const notAfter = t.notAfter[i]!
+    return new StoredEntry(
+      t.fingerprintHex(i),
+      (t.flags[i]! & HAS_KEY) !== 0 ? Buffer.from(t.key.subarray(i * 32, i * 32 + 32)) : undefined,
+      t.description[i],
+      metadataText === '' ? EMPTY_METADATA : Object.freeze(JSON.parse(metadataText) as Record<string, unknown>),
+      t.addedAt[i]!,
+      t.addedBy[i],
+      Number.isNaN(notAfter) ? undefined : notAfter,
+      t.notAfterText[i],
+    )
+  }
+
+  #entryAt(i: number): StoredEntry {
+    return this.#hot.get(i) ?? this.#build(i)
   }
 
   /**
@@ -443,13 +1041,20 @@ export class Allowlist implements KeyLookup {
    * entry is completed when `publicKeyRaw` hashes to `fingerprint` (then `onComplete` is called).
    */
   lookup(fingerprint: string, now: number, publicKeyRaw?: Uint8Array): LookupResult {
-    const entry = this.#map.get(fingerprint)
-    if (entry === undefined) return UNKNOWN
-    if (entry.notAfter !== undefined && entry.notAfter <= now) return { status: 'expired', entry }
+    const i = this.#indexOf(fingerprint)
+    if (i < 0) return UNKNOWN
+    if (this.#t.notAfter[i]! <= now) return { status: 'expired', entry: this.#entryAt(i) }
+    let entry = this.#hot.get(i)
+    if (entry === undefined) {
+      entry = this.#build(i)
+      this.#hot.set(i, entry)
+    }
     let key = entry.keyObject()
     if (key === undefined) {
       if (publicKeyRaw === undefined || publicKeyRaw.byteLength !== 32 || fingerprintOf(publicKeyRaw) !== fingerprint) return UNKNOWN
-      entry.complete(publicKeyRaw)
+      this.#t.setKey(i, publicKeyRaw)
+      entry = this.#build(i)
+      this.#hot.set(i, entry)
       key = entry.keyObject()
       if (key === undefined) return UNKNOWN
       try {
@@ -463,16 +1068,19 @@ export class Allowlist implements KeyLookup {
 
   /** True when `fingerprint` is listed and not expired at `now`. O(1), allocates nothing. */
   has(fingerprint: string, now: number): boolean {
-    const entry = this.#map.get(fingerprint)
-    return entry !== undefined && (entry.notAfter === undefined || now < entry.notAfter)
+    const i = this.#indexOf(fingerprint)
+    return i >= 0 && !(this.#t.notAfter[i]! <= now)
   }
 
   get(fingerprint: string): AllowlistEntry | undefined {
-    return this.#map.get(fingerprint)
+    const i = this.#indexOf(fingerprint)
+    return i < 0 ? undefined : this.#entryAt(i)
   }
 
-  entries(): IterableIterator<AllowlistEntry> {
-    return this.#map.values()
+  /** Every entry, in insertion order (an entry replaced in place keeps its position). */
+  *entries(): IterableIterator<AllowlistEntry> {
+    const t = this.#t
+    for (let i = 0; i < t.count; i++) if (t.flags[i] !== 0) yield this.#entryAt(i)
   }
 
   /**
@@ -481,18 +1089,20 @@ export class Allowlist implements KeyLookup {
    */
   findByPrefix(prefix: string): AllowlistEntry | undefined {
     const p = prefix.toLowerCase()
-    const exact = this.#map.get(p)
-    if (exact) return exact
-    let found: StoredEntry | undefined
+    const exact = this.#indexOf(p)
+    if (exact >= 0) return this.#entryAt(exact)
+    if (p.length > 64) return undefined
+    const t = this.#t
+    let found = -1
     let count = 0
-    for (const [fp, entry] of this.#map) {
-      if (fp.startsWith(p)) {
+    for (let i = 0; i < t.count; i++) {
+      if (t.flags[i] !== 0 && t.fingerprintHex(i).startsWith(p)) {
         count++
-        found ??= entry
+        if (found < 0) found = i
       }
     }
     if (count > 1) throw new AuthError('allowlist_entry_not_found', `fingerprint prefix ${prefix} is ambiguous: ${count} entries match`)
-    return found
+    return found < 0 ? undefined : this.#entryAt(found)
   }
 
   /**
@@ -519,7 +1129,7 @@ export class Allowlist implements KeyLookup {
     } else {
       throw new TypeError('add() needs publicKeyRaw or fingerprint')
     }
-    if (this.#map.has(fingerprint) && !options.replace) {
+    if (this.#indexOf(fingerprint) >= 0 && !options.replace) {
       throw new AuthError('allowlist_entry_exists', `${fingerprint} is already on the allowlist (use --replace to overwrite it)`)
     }
     const record: Record<string, unknown> = {
@@ -531,35 +1141,57 @@ export class Allowlist implements KeyLookup {
       metadata: input.metadata ? { ...input.metadata } : {},
     }
     if (input.notAfter !== undefined) record.not_after = input.notAfter
-    const entry = parseEntry(record, undefined, fingerprint, this.source, new Interner())
-    this.#map.set(fingerprint, entry)
-    return entry
+    const i = this[TABLE_INSERT](parseEntry(record, undefined, fingerprint, this.source, new Interner()))
+    return this.#entryAt(i)
   }
 
   /** Puts an entry taken from another allowlist (import/merge). */
   put(entry: AllowlistEntry): void {
     const record = entry instanceof StoredEntry ? entry.toRecord() : toFileRecord(entry)
-    this.#map.set(entry.fingerprint, parseEntry(record, undefined, entry.fingerprint, this.source, new Interner()))
+    this[TABLE_INSERT](parseEntry(record, undefined, entry.fingerprint, this.source, new Interner()))
   }
 
   /** Removes an entry; true when it was listed. */
   remove(fingerprint: string): boolean {
-    return this.#map.delete(fingerprint.toLowerCase())
+    const i = this.#indexOf(fingerprint.toLowerCase())
+    if (i < 0) return false
+    this.#t.remove(i)
+    this.#hot.delete(i)
+    const dead = this.#t.count - this.#t.live
+    if (dead > 1024 && dead > this.#t.live) {
+      const map = this.#t.compact()
+      const hot = new Map<number, StoredEntry>()
+      for (const [old, e] of this.#hot) if (map[old]! >= 0) hot.set(map[old]!, e)
+      this.#hot = hot
+    }
+    return true
   }
 
   /** Serializes in the version-1 format, one entry per line. */
   toJSON(now: number = Date.now()): string {
+    const t = this.#t
     const parts: string[] = ['{\n  "version": 1,\n  "updated_at": ', JSON.stringify(new Date(now).toISOString()), ',\n']
-    if (this.#map.size === 0) {
+    if (t.live === 0) {
       parts.push('  "keys": {}\n}\n')
       return parts.join('')
     }
     parts.push('  "keys": {\n')
     let first = true
-    for (const [fp, entry] of this.#map) {
-      if (!first) parts.push(',\n')
+    for (let i = 0; i < t.count; i++) {
+      const flags = t.flags[i]!
+      if (flags === 0) continue
+      const fp = t.fingerprintHex(i)
+      const description = t.description[i]
+      const addedBy = t.addedBy[i]
+      const notAfterText = t.notAfterText[i]
+      // Same text as JSON.stringify(entry.toRecord()), without building the entry.
+      parts.push(
+        `${first ? '' : ',\n'}    "${fp}": {"fingerprint":"${fp}","public_key":${(flags & HAS_KEY) !== 0 ? `"${t.key.toString('base64url', i * 32, i * 32 + 32)}"` : 'null'}` +
+          `,"description":${description === undefined ? 'null' : JSON.stringify(description)},"added_at":${JSON.stringify(t.addedAt[i])}` +
+          `,"added_by":${addedBy === undefined ? 'null' : JSON.stringify(addedBy)},"metadata":${t.metadata[i] || '{}'}` +
+          `${notAfterText === undefined ? '' : `,"not_after":${JSON.stringify(notAfterText)}`}}`,
+      )
       first = false
-      parts.push('    "', fp, '": ', JSON.stringify(entry.toRecord()))
     }
     parts.push('\n  }\n}\n')
     return parts.join('')
