@@ -5,12 +5,12 @@
  *
  * Runs the handshake on first use (verifying the server key against the client allowlist and the
  * fingerprint pinned under `servers:`), then lists the tools and calls `whoami`. See docs/mcp-client.md.
- * Outside this repository import from 'mcp-pki-auth/mcp' instead of '../src/…'.
+ * Outside this repository import from 'mcp-pki-auth/mcp/client' instead of '../src/…'.
  */
 import { parseArgs } from 'node:util'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { createAuthFetchFromConfig } from '../src/mcp/index.js'
+import { createAuthFetchFromConfig } from '../src/mcp/client.js'
 
 const { values } = parseArgs({ options: { config: { type: 'string', default: 'client_config.yml' }, 'server-url': { type: 'string', default: 'http://127.0.0.1:8443/mcp' } } })
 const url = values['server-url']!

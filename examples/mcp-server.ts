@@ -5,8 +5,8 @@
  *
  * Serves POST /auth (the handshake) and an authenticated Streamable HTTP MCP endpoint at /mcp on
  * one port. Tools: `whoami` (who called: key fingerprint, role, org) and `admin_echo` (role admin only).
- * See docs/mcp-server.md. Outside this repository import from 'mcp-pki-auth/mcp' and
- * 'mcp-pki-auth/server' instead of '../src/…'.
+ * See docs/mcp-server.md. Outside this repository import from 'mcp-pki-auth' and
+ * 'mcp-pki-auth/mcp/server' instead of '../src/…'.
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, type ServerResponse } from 'node:http'
@@ -17,7 +17,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
 import { loadConfig } from '../src/config/load-config.js'
-import { callerOf, createMcpAuth, mountMcpAuth, requireRole, type McpRequest } from '../src/mcp/index.js'
+import { callerOf, createMcpAuth, mountMcpAuth, requireRole, type McpRequest } from '../src/mcp/server.js'
 import { createAuthServiceFromConfig } from '../src/server/from-config.js'
 
 const { values } = parseArgs({ options: { config: { type: 'string', default: 'server_config.yml' }, port: { type: 'string' }, host: { type: 'string' } } })

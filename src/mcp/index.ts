@@ -1,5 +1,5 @@
 /**
- * MCP integration (`mcp-pki-auth/mcp`): protect an SDK server ({@link createMcpAuth}), authenticate
+ * MCP integration (published as `mcp-pki-auth/mcp/server` and `mcp-pki-auth/mcp/client`): protect an SDK server ({@link createMcpAuth}), authenticate
  * an SDK client ({@link createAuthFetch}), and relay between transports ({@link bridgeTransports}).
  * Nothing here imports the MCP SDK at run time; the types match SDK 1.x and 2.x structurally.
  * @module
