@@ -103,7 +103,7 @@ async function child(size: number, file: string, probesFile: string): Promise<vo
     load_ms: Math.round(loadMs),
     rss_mb: Math.round(mem.rss / 2 ** 20),
     heap_used_mb: Math.round(mem.heapUsed / 2 ** 20),
-    external_mb: Math.round((mem.external + mem.arrayBuffers) / 2 ** 20),
+    external_mb: Math.round(mem.external / 2 ** 20),
     lookup_cold_first_us: Math.round(cold[0]! * 10) / 10,
     lookup_cold_median_us: Math.round(sorted[sorted.length >> 1]! * 10) / 10,
     lookup_cold_max_us: Math.round(sorted[sorted.length - 1]! * 10) / 10,

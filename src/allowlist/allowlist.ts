@@ -583,19 +583,24 @@ const TABLE = Symbol('table')
 /** Typical bytes of one entry line with a key (fingerprint twice, key, field names); sizes the index. */
 export const ENTRY_LINE_BYTES = 300
 
-/** A valid ed25519 public key (RFC 8032 test 1): imported once at load so the first real import is fast. */
+/** A valid ed25519 public key (RFC 8032 test 1), used to warm up the lookup path. */
 const WARM_UP_KEY = Buffer.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', 'hex')
 let warmedUp = false
 
 /**
- * Imports one fixed key the first time it is called in this process: the first ed25519 import of
- * a process costs ~0.5 ms (OpenSSL set-up), which should not land on the first handshake.
+ * Runs the lookup path once on a throwaway list the first time it is called in this process: the
+ * first ed25519 import of a process costs ~0.5 ms (OpenSSL set-up) and every function's first call
+ * compiles it; neither should land on the first handshake after a load.
  */
-export function warmUpKeyImport(): void {
+export function warmUpLookup(): void {
   if (warmedUp) return
   warmedUp = true
   try {
-    publicKeyFromRaw(WARM_UP_KEY)
+    const list = new Allowlist('<warm-up>')
+    const entry = list.add({ publicKeyRaw: WARM_UP_KEY, description: 'warm-up', metadata: { role: 'warm-up' }, addedAt: '1970-01-01T00:00:00.000Z' })
+    list.has(entry.fingerprint, 0)
+    list.lookup(entry.fingerprint, 0)
+    list.lookup('0'.repeat(64), 0)
   } catch {
     // only a warm-up
   }
@@ -741,7 +746,7 @@ export class LineLayoutReader {
   /** The allowlist, or undefined when the text was not in the line layout. */
   finish(): Allowlist | undefined {
     if (this.#state !== 'done') return undefined
-    if (this.#list.size > 0) warmUpKeyImport()
+    if (this.#list.size > 0) warmUpLookup()
     return this.#list
   }
 
@@ -1005,7 +1010,7 @@ export class Allowlist implements KeyLookup {
     } else {
       throw invalid(sourcePath, '"keys" must be an object keyed by fingerprint or an array of entries')
     }
-    if (list.size > 0) warmUpKeyImport()
+    if (list.size > 0) warmUpLookup()
     return list
   }
 
