@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, diffieHellman, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
 import { AuthError } from '../errors.js'
 import { CONTEXT, SESSION_KEY_SIZE } from '../protocol/constants.js'
 
@@ -8,9 +8,26 @@ export interface Ephemeral {
   publicRaw: Buffer
 }
 
+/**
+ * A fresh X25519 key pair: 32 random bytes imported as a JWK private key (fast path, ≈ the cost of
+ * generateKeyPairSync), public key read back from the JWK export.
+ *
+ * Not `generateKeyPairSync('x25519')` + `publicKey.export({format: 'jwk'})`: on Node 20 that pair
+ * deadlocks the thread when a garbage collection runs inside the export (the export holds the key's
+ * mutex; the GC destroys the finished KeyGenJob, whose destructor takes the same mutex). Under
+ * handshake load it hangs the process within seconds (found by bench/, see docs/benchmarks.md).
+ * Node only reads `d` of a private OKP JWK (`x` must be a string but is recomputed from `d`).
+ */
 export function generateEphemeral(): Ephemeral {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519')
-  return { privateKey, publicRaw: Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url') }
+  const seed = randomBytes(32)
+  try {
+    const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: seed.toString('base64url'), x: '' }, format: 'jwk' })
+    return { privateKey, publicRaw: Buffer.from(privateKey.export({ format: 'jwk' }).x as string, 'base64url') }
+  } catch {
+    return ephemeralFromSeed(seed) // slower PKCS#8 import, in case a runtime insists on a matching x
+  } finally {
+    seed.fill(0)
+  }
 }
 
 /** Source of ephemeral key pairs; injected (e.g. {@link ephemeralFromSeed}) only to make test vectors reproducible. */

@@ -1,0 +1,52 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { diffieHellman } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { deriveSessionKey, ephemeralFromSeed, generateEphemeral, x25519PublicFromRaw } from '../../../src/handshake/common.js'
+
+test('generateEphemeral: the public key is the one X25519 derives from the private key (same as ephemeralFromSeed)', () => {
+  for (let i = 0; i < 50; i++) {
+    const e = generateEphemeral()
+    assert.equal(e.privateKey.asymmetricKeyType, 'x25519')
+    assert.equal(e.privateKey.type, 'private')
+    assert.equal(e.publicRaw.byteLength, 32)
+    const d = Buffer.from(e.privateKey.export({ format: 'jwk' }).d as string, 'base64url')
+    assert.deepEqual(ephemeralFromSeed(d).publicRaw, e.publicRaw)
+  }
+})
+
+test('generateEphemeral: two parties agree on the shared secret and session key; keys are fresh', () => {
+  const a = generateEphemeral()
+  const b = generateEphemeral()
+  assert.notDeepEqual(a.publicRaw, b.publicRaw)
+  const s1 = diffieHellman({ privateKey: a.privateKey, publicKey: x25519PublicFromRaw(b.publicRaw) })
+  const s2 = diffieHellman({ privateKey: b.privateKey, publicKey: x25519PublicFromRaw(a.publicRaw) })
+  assert.deepEqual(s1, s2)
+  const salt = Buffer.alloc(32, 7)
+  assert.deepEqual(deriveSessionKey(a.privateKey, b.publicRaw, salt), deriveSessionKey(b.privateKey, a.publicRaw, salt))
+})
+
+test('generateEphemeral under allocation pressure keeps running (Node 20 keygen+JWK export deadlock is avoided)', async () => {
+  // In a child: many ephemerals with garbage in between, so GCs land inside the key export. The
+  // former generateKeyPairSync + export pair hung this loop in 2 of 3 runs here; a live child finishes.
+  const modulePath = fileURLToPath(new URL('../../../src/handshake/common.ts', import.meta.url))
+  const script = `
+    const { generateEphemeral } = await import(${JSON.stringify(modulePath)})
+    const junk = []
+    for (let i = 0; i < 100000; i++) {
+      generateEphemeral()
+      junk.push({ s: 'x'.repeat(100) + i, a: [i, i + 1] })
+      if (junk.length > 3000) junk.length = 0
+    }
+    process.stdout.write('done')
+  `
+  const out = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 100_000 }, (err, stdout) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, killed: err?.killed === true })
+    })
+  })
+  assert.equal(out.killed, false, 'the child hung (deadlock in key generation)')
+  assert.equal(out.code, 0)
+  assert.equal(out.stdout, 'done')
+})
