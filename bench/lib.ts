@@ -119,6 +119,7 @@ export class Worker {
     this.child = fork(path, args, { execArgv: ['--import', 'tsx', ...execArgv], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] })
     this.child.stderr?.on('data', (d: Buffer) => {
       this.stderr += d.toString()
+      if (process.env.BENCH_DEBUG) process.stderr.write(d)
       if (this.stderr.length > 20_000) this.stderr = this.stderr.slice(-10_000)
     })
     this.#ready = new Promise((resolve, reject) => {
@@ -165,10 +166,13 @@ export class Worker {
   async stop(): Promise<void> {
     if (this.#exited) return
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()))
-    this.child.kill('SIGTERM')
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000)
+    // disconnecting lets the worker exit normally (so --cpu-prof is written); then signals
+    if (this.child.connected) this.child.disconnect()
+    const term = setTimeout(() => this.child.kill('SIGTERM'), 3000)
+    const kill = setTimeout(() => this.child.kill('SIGKILL'), 6000)
     await exited
-    clearTimeout(timer)
+    clearTimeout(term)
+    clearTimeout(kill)
   }
 }
 
