@@ -9,6 +9,7 @@ import {
   createDecipheriv,
   createHash,
   createHmac,
+  createPrivateKey,
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
@@ -16,6 +17,7 @@ import {
   randomBytes,
   sign,
   verify,
+  type KeyObject,
 } from 'node:crypto'
 import { Allowlist } from '../src/allowlist/allowlist.js'
 import { createClientHandshake, createServerTrust } from '../src/handshake/client-handshake.js'
@@ -39,6 +41,11 @@ function optsOf(m: Record<string, unknown>): Opts {
 
 // ---------- floor ----------
 
+function x25519Pair(): { privateKey: KeyObject; publicKey: KeyObject; raw: Buffer } {
+  const e = generateEphemeral()
+  return { privateKey: e.privateKey, publicKey: x25519PublicFromRaw(e.publicRaw), raw: e.publicRaw }
+}
+
 /** A message about the size of the transcripts the handshake signs. */
 const MESSAGE = randomBytes(400)
 
@@ -50,9 +57,10 @@ function floor(o: Opts): Record<string, Stat> {
   const pem = publicKey.export({ format: 'pem', type: 'spki' }) as string
   const der = publicKey.export({ format: 'der', type: 'spki' })
   const jwk = { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }
-  const a = generateKeyPairSync('x25519')
-  const b = generateKeyPairSync('x25519')
-  const bRaw = Buffer.from(b.publicKey.export({ format: 'jwk' }).x as string, 'base64url')
+  // (keys not made by generateKeyPairSync: exporting those can deadlock Node 20, see common.ts)
+  const a = x25519Pair()
+  const b = x25519Pair()
+  const bRaw = b.raw
   const shared = diffieHellman({ privateKey: a.privateKey, publicKey: b.publicKey })
   const salt = randomBytes(32)
   const info = Buffer.from('mcp-pki/1 session-key')
@@ -86,6 +94,7 @@ function floor(o: Opts): Record<string, Stat> {
     ed25519_import_der: timeSync(() => createPublicKey({ key: der, format: 'der', type: 'spki' }), n, o.runs),
     ed25519_import_jwk: timeSync(() => createPublicKey({ key: jwk, format: 'jwk' }), n, o.runs),
     x25519_keygen: timeSync(() => generateKeyPairSync('x25519'), n, o.runs),
+    x25519_from_random_jwk: timeSync(() => createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: randomBytes(32).toString('base64url'), x: '' }, format: 'jwk' }), n, o.runs),
     x25519_export_jwk: timeSync(() => a.publicKey.export({ format: 'jwk' }).x, n, o.runs),
     x25519_export_der: timeSync(() => a.publicKey.export({ format: 'der', type: 'spki' }).subarray(12), n, o.runs),
     x25519_import_jwk: timeSync(() => x25519PublicFromRaw(bRaw), n, o.runs),
@@ -123,9 +132,9 @@ function setup(): Setup {
 function serverCrypto(iterations: number): { core: number; all: number; parts: Record<string, number> } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const sig = sign(null, MESSAGE, privateKey)
-  const peer = generateKeyPairSync('x25519')
-  const peerRaw = Buffer.from(peer.publicKey.export({ format: 'jwk' }).x as string, 'base64url')
-  const own = generateKeyPairSync('x25519')
+  const peer = x25519Pair()
+  const peerRaw = peer.raw
+  const own = x25519Pair()
   const salt = randomBytes(32)
   const info = Buffer.from('mcp-pki/1 session-key')
   const shared = randomBytes(32)

@@ -13,6 +13,7 @@ import { constants as cryptoConstants, diffieHellman, generateKeyPairSync, hkdfS
 import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import * as tls from 'node:tls'
+import { generateEphemeral, x25519PublicFromRaw } from '../src/handshake/common.js'
 import { Allowlist } from '../src/allowlist/allowlist.js'
 import { keyPairFromPrivateKey, privateKeyFromSeed } from '../src/keys/key-pair.js'
 import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
@@ -93,8 +94,8 @@ function crypto(m: Message): Record<string, unknown> {
   const msg = randomBytes(400)
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const sig = sign(null, msg, privateKey)
-  const a = generateKeyPairSync('x25519')
-  const b = generateKeyPairSync('x25519')
+  const a = generateEphemeral()
+  const bPub = x25519PublicFromRaw(generateEphemeral().publicRaw)
   const ikm = randomBytes(32)
   const salt = randomBytes(32)
   const info = Buffer.from('mcp-pki/1 session-key')
@@ -102,7 +103,7 @@ function crypto(m: Message): Record<string, unknown> {
   const signUs = t(() => sign(null, msg, privateKey))
   const verifyUs = t(() => verify(null, msg, publicKey, sig))
   const keygenUs = t(() => generateKeyPairSync('x25519'))
-  const dhUs = t(() => diffieHellman({ privateKey: a.privateKey, publicKey: b.publicKey }))
+  const dhUs = t(() => diffieHellman({ privateKey: a.privateKey, publicKey: bPub }))
   const hkdfUs = t(() => hkdfSync('sha256', ikm, salt, info, 32))
   return {
     coreUs: 2 * signUs + verifyUs + keygenUs + dhUs + hkdfUs,
