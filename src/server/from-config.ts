@@ -132,6 +132,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
 
     const rl = config.auth.rate_limit
     const perAddressLimiter = rl.per_address > 0 ? new RateLimiter({ ratePerSecond: rl.per_address, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
+    const perAddressFailureLimiter = rl.per_address > 0 ? new RateLimiter({ ratePerSecond: rl.per_address, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
     const perKeyLimiter = rl.per_key > 0 ? new RateLimiter({ ratePerSecond: rl.per_key, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
     let ticketKeys: TicketKey[] | TicketKeyRing | undefined
     if (config.auth.ticket_key !== null) {
@@ -159,6 +160,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       ...(ticketKeys ? { ticketKeys } : {}),
       ...(revocation ? { revocation } : {}),
       ...(perAddressLimiter ? { perAddressLimiter } : {}),
+      ...(perAddressFailureLimiter ? { perAddressFailureLimiter } : {}),
       ...(perKeyLimiter ? { perKeyLimiter } : {}),
       ...(clock ? { clock } : {}),
     })

@@ -40,8 +40,10 @@ export interface AuthServiceOptions extends ServerHandshakeOptions {
   proofWindow?: number
   revocation?: RevocationCheck
   audit?: AuditSink
-  /** Limits handshake messages per remote address. */
+  /** Limits handshake starts per remote address (an honest handshake costs one token). */
   perAddressLimiter?: Limiter
+  /** Limits failed messages per remote address; an address over it is refused before any parsing. */
+  perAddressFailureLimiter?: Limiter
   /** Limits handshake starts per claimed client key. */
   perKeyLimiter?: Limiter
   /** Nonce store for request proofs (default: `nonceStore`). A separate one keeps a request flood from starving handshakes. */
@@ -128,6 +130,13 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
     }
   }
 
+  function blockedAddress(remote: string | undefined): void {
+    const limiter = options.perAddressFailureLimiter
+    if (limiter === undefined || remote === undefined) return
+    const wait = limiter.retryAfterSeconds(remote)
+    if (wait > 0) throw new AuthError('rate_limited', 'too many failed handshakes from this address; slow down', { retryAfter: wait })
+  }
+
   return {
     fingerprint: serverFp,
     handshake,
@@ -139,11 +148,12 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
       let step = 'unknown'
       let clientFp: string | undefined
       try {
-        limit(options.perAddressLimiter, ctx.remote, 'address')
+        blockedAddress(ctx.remote)
         const message = typeof input === 'string' || Buffer.isBuffer(input) ? parseJsonMessage(input, maxSize) : input
         step = messageTypeOf(message)
         clientFp = claimedClient(message, step)
         if (step === 'auth_request') {
+          limit(options.perAddressLimiter, ctx.remote, 'address')
           limit(options.perKeyLimiter, clientFp, 'client key')
           const body = handshake.handleRequest(message)
           return { status: 200, headers: {}, body }
@@ -164,6 +174,8 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         }
         throw new AuthError('invalid_message', 'message.type must be "auth_request" or "auth_response"')
       } catch (err) {
+        // Every failure costs the sender a token, so floods of bad messages are limited too.
+        if (ctx.remote !== undefined && !(err instanceof AuthError && err.code === 'rate_limited')) options.perAddressFailureLimiter?.take(ctx.remote)
         return failure(err, ctx, step, clientFp, started)
       }
     },

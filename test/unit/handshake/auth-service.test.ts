@@ -56,3 +56,42 @@ test('rotating ticket keys: sessions survive one rotation, then the key is forgo
   const fresh = createSessionVerifier({ ticketKeys: ring, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(), clock: clock.now })
   assert.throws(() => fresh.verifyToken(session.token), { code: 'session_invalid' })
 })
+
+test('per-address limits: an honest handshake costs one start, failures fill a second bucket that refuses everything before any crypto', async () => {
+  const { RateLimiter } = await import('../../../src/ratelimit/token-bucket.js')
+  const p = makeParties()
+  const clock = new TestClock()
+  const limiter = new RateLimiter({ ratePerSecond: 1, burst: 3, clock: clock.now })
+  const failures = new RateLimiter({ ratePerSecond: 1, burst: 3, clock: clock.now })
+  const service = createAuthService({
+    keyPair: p.server,
+    allowlist: p.serverAllowlist,
+    nonceStore: new TestNonceStore(100, clock.now),
+    perAddressLimiter: limiter,
+    perAddressFailureLimiter: failures,
+    clock: clock.now,
+  })
+  const ctx = { remote: '127.0.0.9' }
+  async function handshake() {
+    const c = createClientHandshake({ keyPair: p.client, audience: 'a', serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), clock: clock.now })
+    const m2 = await service.handleMessage(c.start(), ctx)
+    if (m2.status !== 200) return m2
+    return service.handleMessage(await c.handleChallenge(m2.body), ctx)
+  }
+  for (let i = 0; i < 3; i++) assert.equal((await handshake()).status, 200)
+  const refused = await handshake()
+  assert.equal(refused.status, 429)
+  assert.equal(refused.error?.code, 'rate_limited')
+  clock.advance(3)
+  // Three failures empty the failure bucket (the 429 above was not counted as one).
+  assert.equal((await service.handleMessage('not json', ctx)).status, 400)
+  const c = createClientHandshake({ keyPair: p.client, audience: 'a', serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), clock: clock.now })
+  const m2 = await service.handleMessage(c.start(), ctx)
+  const m3 = await c.handleChallenge(m2.body)
+  assert.equal((await service.handleMessage(m3, ctx)).status, 200)
+  assert.equal((await service.handleMessage(m3, ctx)).error?.code, 'replay_detected')
+  assert.equal((await service.handleMessage('not json', ctx)).status, 400)
+  const blocked = await service.handleMessage(m3, ctx)
+  assert.equal(blocked.status, 429, 'an address that used up its failures is refused before any crypto')
+  assert.equal((await service.handleMessage(m3, { remote: '127.0.0.10' })).error?.code, 'replay_detected', 'other addresses are unaffected')
+})
