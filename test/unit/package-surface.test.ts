@@ -1,0 +1,28 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFile, access } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+test('every source file named by package.json exports and bin exists, and the root exports the main API', async () => {
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
+    exports: Record<string, string | { types: string; default: string }>
+    bin: Record<string, string>
+  }
+  const toSrc = (p: string) => join(root, p.replace('./dist/', 'src/').replace(/\.js$/, '.ts').replace(/\.d\.ts$/, '.ts'))
+  for (const [name, target] of Object.entries(pkg.exports)) {
+    if (typeof target === 'string') continue
+    await access(toSrc(target.default)).catch(() => assert.fail(`export ${name}: ${target.default} has no source`))
+  }
+  for (const [name, target] of Object.entries(pkg.bin)) {
+    await access(toSrc(target)).catch(() => assert.fail(`bin ${name}: ${target} has no source`))
+    const text = await readFile(toSrc(target), 'utf8')
+    assert.ok(text.startsWith('#!/usr/bin/env node'), `bin ${name} starts with a node shebang`)
+  }
+  const api = await import('../../src/index.js')
+  for (const name of ['createAuthService', 'createServerHandshake', 'createClientHandshake', 'createSessionVerifier', 'loadConfig', 'Allowlist', 'AuthError', 'createMcpAuth', 'createAuthFetch', 'KeyManager', 'ACLManager', 'AuthenticationEngine']) {
+    assert.equal(typeof (api as Record<string, unknown>)[name], 'function', name)
+  }
+})
