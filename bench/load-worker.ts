@@ -10,6 +10,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs'
+import * as http from 'node:http'
 import * as tls from 'node:tls'
 import { createServerTrust, type ServerTrust } from '../src/handshake/client-handshake.js'
 import { fingerprintOf, keyPairFromPrivateKey, privateKeyFromSeed, type Ed25519KeyPair } from '../src/keys/key-pair.js'
@@ -31,13 +32,19 @@ export interface TlsTarget {
   port: number
   certs: { ca: string; clientKey: string; clientCert: string }
 }
-export type Target = OursTarget | TlsTarget
+/** Two bare keep-alive POSTs of handshake-sized JSON: the network floor of our two round trips. */
+export interface EchoTarget {
+  kind: 'echo'
+  port: number
+}
+export type Target = OursTarget | TlsTarget | EchoTarget
 
 type Handshake = () => Promise<void>
 
 /** Creates a handshake function for `concurrency` parallel loops (shared pool). */
 async function makeClient(t: Target, concurrency: number): Promise<{ run: Handshake; close: () => void }> {
   if (t.kind === 'tls') return makeTlsClient(t)
+  if (t.kind === 'echo') return makeEchoClient(t, concurrency)
   const keyPair: Ed25519KeyPair = keyPairFromPrivateKey(privateKeyFromSeed(Buffer.from(t.clientSeed, 'base64url')))
   const serverTrust: ServerTrust = createServerTrust({ pinnedFingerprint: fingerprintOf(Buffer.from(t.serverPublicKey, 'base64url')) })
   if (t.transport === 'ws') {
@@ -56,6 +63,32 @@ async function makeClient(t: Target, concurrency: number): Promise<{ run: Handsh
 }
 
 let reused = 0
+
+const ECHO_BODY = JSON.stringify({ type: 'auth_request', pad: 'x'.repeat(350) })
+
+function makeEchoClient(t: EchoTarget, concurrency: number): { run: Handshake; close: () => void } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
+  const post = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: t.port, method: 'POST', path: '/auth', agent, headers: { 'content-type': 'application/json', 'content-length': String(ECHO_BODY.length) } },
+        (res) => {
+          res.resume()
+          res.on('end', () => resolve())
+          res.on('error', reject)
+        },
+      )
+      req.on('error', reject)
+      req.end(ECHO_BODY)
+    })
+  return {
+    run: async () => {
+      await post()
+      await post()
+    },
+    close: () => agent.destroy(),
+  }
+}
 
 function makeTlsClient(t: TlsTarget): { run: Handshake; close: () => void } {
   // One secure context (parsed key, cert, CA) for all connections, like an https.Agent would keep.

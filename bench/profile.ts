@@ -2,7 +2,8 @@
  * Where the server spends its time: runs the benchmark server (HTTP by default) under
  * `--cpu-prof`, drives it with the load worker, and prints the functions with the most self time.
  *
- *   node --import tsx bench/profile.ts [http|https|ws] [--concurrency 10] [--seconds 5] [--top 30]
+ *   node --import tsx bench/profile.ts [http|https|ws] [--concurrency 10] [--seconds 5] [--top 30] [--by-category] [--client]
+ * (--client profiles the load generator, i.e. the project's client, instead of the server)
  * @module
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -68,7 +69,9 @@ async function main(): Promise<void> {
     const certs = makeCerts(dir)
     const server = generateKeyPair()
     const client = generateKeyPair()
-    const srv = new Worker('./server-worker.ts', [], ['--cpu-prof', '--cpu-prof-dir', dir])
+    const clientSide = argv.includes('--client')
+    const prof = ['--cpu-prof', '--cpu-prof-dir', dir]
+    const srv = new Worker('./server-worker.ts', [], clientSide ? [] : prof)
     await srv.ready()
     const { port } = await srv.request('start', {
       mode,
@@ -76,7 +79,7 @@ async function main(): Promise<void> {
       clientPublicKey: client.publicKeyRaw.toString('base64url'),
       certs,
     })
-    const load = new Worker('./load-worker.ts')
+    const load = new Worker('./load-worker.ts', [], clientSide ? prof : [])
     await load.ready()
     const target = {
       kind: 'ours',
@@ -94,26 +97,26 @@ async function main(): Promise<void> {
     const hs = Number(c1.handshakes) - Number(c0.handshakes)
     const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))
     if (file === undefined) throw new Error('no profile written')
-    const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile
-    const rows = selfTimes(prof).slice(0, opt('top', 30))
+    const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile
+    const rows = selfTimes(profile).slice(0, opt('top', 30))
     console.log(`${mode}: ${fmt(Number(r.rate), 0)} handshakes/s, server CPU ${fmt((Number(c1.cpuUs) - Number(c0.cpuUs)) / hs, 0)} µs per handshake (${hs} handshakes)`)
     const cats = new Map<string, number>()
-    for (const x of selfTimes(prof)) cats.set(categoryOf(x.name), (cats.get(categoryOf(x.name)) ?? 0) + x.ms)
+    for (const x of selfTimes(profile)) cats.set(categoryOf(x.name), (cats.get(categoryOf(x.name)) ?? 0) + x.ms)
     const busy = [...cats.values()].reduce((a, b) => a + b, 0)
     console.log(
       table(
-        'Server self time by category (ms; per handshake µs over the whole run incl. warmup)',
+        `${clientSide ? 'Client (load generator)' : 'Server'} self time by category (ms; per handshake µs over the whole run incl. warmup)`,
         ['category', 'ms', 'share', 'µs/handshake'],
         [...cats.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, fmt(v, 0), `${((v / busy) * 100).toFixed(1)}%`, fmt((v * 1000) / Number(c1.handshakes), 0)]),
       ),
     )
     if (argv.includes('--by-category')) {
       for (const cat of cats.keys()) {
-        const top = selfTimes(prof).filter((x) => categoryOf(x.name) === cat).slice(0, 12)
+        const top = selfTimes(profile).filter((x) => categoryOf(x.name) === cat).slice(0, 12)
         console.log(table(cat, ['function', 'ms', 'µs/handshake'], top.map((x) => [x.name, fmt(x.ms, 0), fmt((x.ms * 1000) / Number(c1.handshakes), 1)])))
       }
     }
-    console.log(table('Server self time by function (whole server process lifetime)', ['function', 'ms', 'share of busy'], rows.map((x) => [x.name, fmt(x.ms, 0), `${(x.share * 100).toFixed(1)}%`])))
+    console.log(table(`${clientSide ? 'Client' : 'Server'} self time by function (whole process lifetime)`, ['function', 'ms', 'share of busy'], rows.map((x) => [x.name, fmt(x.ms, 0), `${(x.share * 100).toFixed(1)}%`])))
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

@@ -108,7 +108,7 @@ function printSession(r: Record<string, unknown>): void {
 // ---------- network ----------
 
 interface NetTarget {
-  name: 'http' | 'https' | 'ws' | 'tls'
+  name: 'http' | 'https' | 'ws' | 'tls' | 'echo'
   server: Worker
   target: Record<string, unknown>
 }
@@ -124,7 +124,7 @@ async function network(args: Args): Promise<Record<string, unknown>> {
     const serverSeed = privateKeySeed(server.privateKey).toString('base64url')
     const clientSeed = privateKeySeed(client.privateKey).toString('base64url')
     const wsAvailable = existsSync(join(HERE, '../src/transport/ws-client.ts')) && existsSync(join(HERE, '../src/transport/ws-server.ts'))
-    const modes: NetTarget['name'][] = wsAvailable ? ['http', 'https', 'ws', 'tls'] : ['http', 'https', 'tls']
+    const modes: NetTarget['name'][] = [...(wsAvailable ? (['http', 'https', 'ws'] as const) : (['http', 'https'] as const)), 'tls', 'echo']
     const targets: NetTarget[] = []
     for (const mode of modes) {
       const w = new Worker('./server-worker.ts')
@@ -135,7 +135,9 @@ async function network(args: Args): Promise<Record<string, unknown>> {
       const target =
         mode === 'tls'
           ? { kind: 'tls', port, certs }
-          : {
+          : mode === 'echo'
+            ? { kind: 'echo', port }
+            : {
               kind: 'ours',
               transport: mode,
               url: mode === 'ws' ? `ws://127.0.0.1:${port}/ws` : `${mode}://127.0.0.1:${port}/auth`,
@@ -180,7 +182,7 @@ async function network(args: Args): Promise<Record<string, unknown>> {
           if (Number(tp.errors) > 0) progress(`${t.name} c=${c}: ${String(tp.errors)} errors, first: ${String(tp.firstError)}`)
           if (a !== undefined && b !== undefined) rec.cpu[`c${c}`] = cpuPer(a, b)
         }
-        if (t.name !== 'tls') rec.coreUs = Number((await t.server.request('crypto', { iterations: args.quick ? 100 : 400 })).coreUs)
+        if (t.name !== 'tls' && t.name !== 'echo') rec.coreUs = Number((await t.server.request('crypto', { iterations: args.quick ? 100 : 400 })).coreUs)
         round[t.name] = rec
       }
       rounds.push(round)
@@ -196,7 +198,7 @@ async function network(args: Args): Promise<Record<string, unknown>> {
         seq_p99_ms: statOf(recs.map((x) => x.p99)),
         throughput: Object.fromEntries(concurrencies.map((c) => [`c${c}`, statOf(recs.map((x) => x.rate[c]!))])),
         server_cpu_us: Object.fromEntries(cpuKeys.map((k) => [k, statOf(recs.map((x) => x.cpu[k]!))])),
-        ...(n === 'tls'
+        ...(n === 'tls' || n === 'echo'
           ? {}
           : {
               server_core_crypto_us: statOf(recs.map((x) => x.coreUs!)),
@@ -206,7 +208,7 @@ async function network(args: Args): Promise<Record<string, unknown>> {
       }
     }
     const ratios: Record<string, unknown> = {}
-    for (const n of names.filter((x) => x !== 'tls')) {
+    for (const n of names.filter((x) => x !== 'tls' && x !== 'echo')) {
       ratios[n] = {
         // >1 means ours is faster
         seq_p50_speedup: statOf(rounds.map((r) => r.tls!.p50 / r[n]!.p50)),
@@ -233,7 +235,7 @@ function printNetwork(r: Record<string, unknown>): void {
     const tp = t.throughput as Record<string, Stat>
     const cpu = t.server_cpu_us as Record<string, Stat>
     rows.push([
-      n === 'tls' ? 'TLS 1.3 mutual (peer)' : `ours ${n}`,
+      n === 'tls' ? 'TLS 1.3 mutual (peer)' : n === 'echo' ? 'floor: 2 bare HTTP round trips' : `ours ${n}`,
       fmtStat(t.seq_p50_ms as Stat, 3),
       fmtStat(t.seq_p99_ms as Stat, 3),
       fmtStat(tp.c1, 0),

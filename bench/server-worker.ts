@@ -11,6 +11,7 @@
  */
 import { constants as cryptoConstants, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, sign, verify } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import * as tls from 'node:tls'
 import { generateEphemeral, x25519PublicFromRaw } from '../src/handshake/common.js'
@@ -25,7 +26,7 @@ import { cpuMicros, serve, timeSync, type Message } from './lib.js'
 let handshakes = 0
 
 interface StartArgs {
-  mode: 'http' | 'https' | 'ws' | 'tls'
+  mode: 'http' | 'https' | 'ws' | 'tls' | 'echo'
   serverSeed: string
   clientPublicKey: string
   certs: { ca: string; serverKey: string; serverCert: string }
@@ -34,6 +35,7 @@ interface StartArgs {
 async function start(m: Message): Promise<Record<string, unknown>> {
   const a = m as unknown as StartArgs
   if (a.mode === 'tls') return { port: await startTls(a) }
+  if (a.mode === 'echo') return { port: await startEcho() }
   const keyPair = keyPairFromPrivateKey(privateKeyFromSeed(Buffer.from(a.serverSeed, 'base64url')))
   const allowlist = new Allowlist()
   allowlist.add({ publicKeyRaw: Buffer.from(a.clientPublicKey, 'base64url'), metadata: { role: 'trusted_client' } })
@@ -61,6 +63,25 @@ async function start(m: Message): Promise<Record<string, unknown>> {
   }
   const addr = await server.listen()
   return { port: addr.port }
+}
+
+/** The network floor: a bare node:http keep-alive server echoing the body (no crypto, no parsing). */
+async function startEcho(): Promise<number> {
+  let requests = 0
+  const server = http.createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const body = Buffer.concat(chunks)
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(body.length) })
+      res.end(body)
+      // two requests = one "handshake" (the two round trips of ours)
+      if (++requests % 2 === 0) handshakes++
+    })
+  })
+  server.maxConnections = 1000
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return (server.address() as AddressInfo).port
 }
 
 async function startTls(a: StartArgs): Promise<number> {
