@@ -7,7 +7,7 @@
 import type { KeyObject } from 'node:crypto'
 import { createPublicKey } from 'node:crypto'
 import type { AllowlistEntry } from './allowlist/types.js'
-import { Allowlist } from './allowlist/allowlist.js'
+import type { Allowlist } from './allowlist/allowlist.js'
 import { loadAllowlistFile, updateAllowlistFile } from './allowlist/allowlist-file.js'
 import type { Config } from './config/types.js'
 import { AuthError } from './errors.js'

@@ -12,7 +12,8 @@
  */
 import { createHash } from 'node:crypto'
 import { lp, utf8 } from '../internal/bytes.js'
-import { CONTEXT, PROTOCOL_VERSION } from './constants.js'
+import type { CONTEXT} from './constants.js';
+import { PROTOCOL_VERSION } from './constants.js'
 import type { AuthChallengeWire, AuthRequestWire } from './messages.js'
 
 export interface RequestFields {
