@@ -3,7 +3,7 @@
  * Raw keys are imported through JWK (≈5 µs) rather than DER/PEM (≈66 µs).
  * @module
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto'
 import { AuthError } from '../errors.js'
 
 export const ED25519_PUBLIC_KEY_SIZE = 32
@@ -20,8 +20,15 @@ export interface Ed25519KeyPair {
 
 /** Generates a new ed25519 key pair. */
 export function generateKeyPair(): Ed25519KeyPair {
-  const { privateKey } = generateKeyPairSync('ed25519')
-  return keyPairFromPrivateKey(privateKey)
+  // Not generateKeyPairSync: on Node 20.20, exporting a key it made can deadlock when a garbage
+  // collection runs during the export (seen under load). A random seed imported as PKCS#8 is the
+  // same key distribution without that path.
+  const seed = randomBytes(32)
+  try {
+    return keyPairFromPrivateKey(privateKeyFromSeed(seed))
+  } finally {
+    seed.fill(0)
+  }
 }
 
 /** Completes a key pair from its private key. Throws AuthError(key_file_invalid) for a non-ed25519 key. */
