@@ -9,7 +9,7 @@
  *   m = HMAC-SHA256(session_key, lp("mcp-pki/1 request-proof") lp(METHOD) lp(target) lp(SHA-256(body)) lp(t) lp(n))
  * @module
  */
-import { createHash, createHmac } from 'node:crypto'
+import crypto, { createHash, createHmac } from 'node:crypto'
 import { b64u, fromB64u, lp, readU64, utf8, writeU64 } from '../internal/bytes.js'
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
 import { CONTEXT, PROOF_NONCE_SIZE } from '../protocol/constants.js'
@@ -65,20 +65,47 @@ export interface ProofInput {
 const EMPTY_DIGEST = createHash('sha256').digest()
 const PROOF_CONTEXT = lp(utf8(CONTEXT.requestProof))
 
+const hashOnce: ((algorithm: string, data: Uint8Array | string, encoding: 'buffer') => Buffer) | undefined = (
+  crypto as unknown as { hash?: (a: string, d: Uint8Array | string, e: 'buffer') => Buffer }
+).hash
+
 export function bodyDigest(body: Uint8Array | string | undefined | null): Buffer {
   if (body === undefined || body === null || body.length === 0) return EMPTY_DIGEST
-  return createHash('sha256').update(body).digest()
+  return hashOnce !== undefined ? hashOnce('sha256', body, 'buffer') : createHash('sha256').update(body).digest()
 }
 
+// One scratch buffer for the MAC input: the proof is checked synchronously, so it is never shared.
+let scratch = Buffer.allocUnsafe(1024)
+
+/**
+ * m = HMAC-SHA256(session_key, lp(context) lp(METHOD) lp(target) lp(body digest) lp(t) lp(n)),
+ * built into one buffer and hashed with one update (the request hot path).
+ */
 export function computeProofMac(sessionKey: Uint8Array, p: ProofInput): Buffer {
-  return createHmac('sha256', sessionKey)
-    .update(PROOF_CONTEXT)
-    .update(lp(utf8(p.method.toUpperCase())))
-    .update(lp(utf8(p.target)))
-    .update(lp(p.bodyDigest))
-    .update(lp(utf8(String(p.timestamp))))
-    .update(lp(p.nonce))
-    .digest()
+  const method = p.method.toUpperCase()
+  const ts = String(p.timestamp)
+  const need = PROOF_CONTEXT.byteLength + 20 + Buffer.byteLength(method) + Buffer.byteLength(p.target) + p.bodyDigest.byteLength + ts.length + p.nonce.byteLength
+  if (need > scratch.byteLength) scratch = Buffer.allocUnsafe(Math.max(need, scratch.byteLength * 2))
+  const buf = scratch
+  let o = PROOF_CONTEXT.copy(buf, 0)
+  o = putString(buf, o, method)
+  o = putString(buf, o, p.target)
+  o = putBytes(buf, o, p.bodyDigest)
+  o = putString(buf, o, ts)
+  o = putBytes(buf, o, p.nonce)
+  return createHmac('sha256', sessionKey).update(buf.subarray(0, o)).digest()
+}
+
+function putString(buf: Buffer, o: number, text: string): number {
+  const n = buf.write(text, o + 4, 'utf8')
+  buf.writeUInt32BE(n, o)
+  return o + 4 + n
+}
+
+function putBytes(buf: Buffer, o: number, bytes: Uint8Array): number {
+  buf.writeUInt32BE(bytes.byteLength, o)
+  buf.set(bytes, o + 4)
+  return o + 4 + bytes.byteLength
 }
 
 export interface CreateProofOptions {
@@ -108,12 +135,21 @@ export interface ParsedProof {
 const PROOF_RE = /^t=(\d{1,16}), ?n=([A-Za-z0-9_-]{22}), ?m=([A-Za-z0-9_-]{43})$/
 
 /** Parses a proof header; undefined when malformed. */
+const B64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+function canonicalTail(text: string, unusedBits: number): boolean {
+  return (B64URL_ALPHABET.indexOf(text[text.length - 1]!) & unusedBits) === 0
+}
+
 export function parseRequestProof(header: string): ParsedProof | undefined {
   if (typeof header !== 'string' || header.length > 128) return undefined
   const m = PROOF_RE.exec(header.trim())
   if (m === null) return undefined
-  const nonce = fromB64u(m[2]!)
-  const mac = fromB64u(m[3]!)
-  if (nonce === undefined || mac === undefined || nonce.byteLength !== PROOF_NONCE_SIZE || mac.byteLength !== 32) return undefined
+  // The regex fixed the alphabet and lengths; canonical encodings only (the nonce text keys the
+  // replay store, so two spellings of one nonce must not both pass): unused low bits must be zero.
+  if (!canonicalTail(m[2]!, 0x0f) || !canonicalTail(m[3]!, 0x03)) return undefined
+  const nonce = Buffer.from(m[2]!, 'base64url')
+  const mac = Buffer.from(m[3]!, 'base64url')
+  if (nonce.byteLength !== PROOF_NONCE_SIZE || mac.byteLength !== 32) return undefined
   return { timestamp: Number(m[1]), nonce, nonceText: m[2]!, mac }
 }

@@ -9,7 +9,7 @@ import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
 import { AuthError } from '../errors.js'
 import { b64u, constantTimeEqual } from '../internal/bytes.js'
 import { systemClock, type Clock } from '../internal/clock.js'
-import type { NonceStore } from '../nonce/nonce-store.js'
+import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
 import { bodyDigest, computeProofMac, decodeSessionTicket, parseRequestProof, type SessionTicket } from './session-token.js'
 import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
 
@@ -63,6 +63,8 @@ export interface RequestToVerify {
 
 export interface SessionVerifier {
   verify(request: RequestToVerify): Promise<SessionInfo>
+  /** The same check without a promise when the nonce store is synchronous (in memory). Throws AuthError. */
+  verifyNow(request: RequestToVerify): SessionInfo | Promise<SessionInfo>
   /** Token-only check (bearer mode, or a WebSocket already bound at handshake). */
   verifyToken(token: string): SessionInfo
 }
@@ -79,13 +81,14 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   const clock = o.clock ?? systemClock
   const windowMs = (o.proofWindow ?? 30) * 1000
   const cacheSize = o.cacheSize ?? 10_000
-  const cache = new Map<string, SessionTicket>()
+  const cache = new Map<string, SessionTicket & { id: string }>()
 
-  function open(token: string): SessionTicket {
+  function open(token: string): SessionTicket & { id: string } {
     let t = cache.get(token)
     if (t === undefined) {
-      t = decodeSessionTicket(ring.all(), token)
-      if (t === undefined) throw new AuthError('session_invalid', 'session token is not valid for this server')
+      const decoded = decodeSessionTicket(ring.all(), token)
+      if (decoded === undefined) throw new AuthError('session_invalid', 'session token is not valid for this server')
+      t = { ...decoded, id: b64u(decoded.sessionId) }
       if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string)
       cache.set(token, t)
     }
@@ -103,7 +106,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     if (found.status !== 'ok' || o.revocation?.isRevoked(fp) === true) {
       throw new AuthError('session_revoked', 'the client key of this session is no longer allowed')
     }
-    const sessionId = b64u(ticket.sessionId)
+    const sessionId = ticket.id
     if (o.revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
     return {
       ticket,
@@ -118,27 +121,42 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     return m[1]!
   }
 
+  /** The whole check; synchronous unless the nonce store is asynchronous (Redis). */
+  function verifyNow(req: RequestToVerify): SessionInfo | Promise<SessionInfo> {
+    const now = clock()
+    const { ticket, info } = checkToken(tokenOf(req.authorization), now)
+    if (binding === 'bearer' && (req.proof === undefined || req.proof === '')) return info
+    if (req.proof === undefined || req.proof === '') throw new AuthError('proof_missing', 'this server requires an MCP-PKI-Proof header on every request')
+    const proof = parseRequestProof(req.proof)
+    if (proof === undefined) throw new AuthError('proof_invalid', 'MCP-PKI-Proof header is malformed')
+    if (Math.abs(now - proof.timestamp) > windowMs) throw new AuthError('proof_invalid', 'request proof is outside the time window; check the clocks')
+    const digest = req.bodyDigest ?? bodyDigest(req.body)
+    const mac = computeProofMac(ticket.sessionKey, { method: req.method, target: req.target, bodyDigest: digest, timestamp: proof.timestamp, nonce: proof.nonce })
+    if (!constantTimeEqual(mac, proof.mac)) throw new AuthError('proof_invalid', 'request proof does not match this request and session')
+    const r = o.nonceStore.checkAndInsert(`p:${info.sessionId}:${proof.nonceText}`, proof.timestamp + windowMs + 1)
+    return typeof r === 'string' ? afterNonce(r, info) : r.then((x) => afterNonce(x, info))
+  }
+
+  function afterNonce(inserted: NonceResult, info: SessionInfo): SessionInfo {
+    if (inserted === 'replay') throw new AuthError('replay_detected', 'this request proof was already used')
+    if (inserted === 'full') throw new AuthError('server_busy', 'the server is busy; try again shortly', { retryAfter: 1 })
+    return info
+  }
+
   return {
     verifyToken(token) {
       return checkToken(token, clock()).info
     },
 
-    async verify(req) {
-      const now = clock()
-      const { ticket, info } = checkToken(tokenOf(req.authorization), now)
-      if (binding === 'bearer' && (req.proof === undefined || req.proof === '')) return info
-      if (req.proof === undefined || req.proof === '') throw new AuthError('proof_missing', 'this server requires an MCP-PKI-Proof header on every request')
-      const proof = parseRequestProof(req.proof)
-      if (proof === undefined) throw new AuthError('proof_invalid', 'MCP-PKI-Proof header is malformed')
-      if (Math.abs(now - proof.timestamp) > windowMs) throw new AuthError('proof_invalid', 'request proof is outside the time window; check the clocks')
-      const digest = req.bodyDigest ?? bodyDigest(req.body)
-      const mac = computeProofMac(ticket.sessionKey, { method: req.method, target: req.target, bodyDigest: digest, timestamp: proof.timestamp, nonce: proof.nonce })
-      if (!constantTimeEqual(mac, proof.mac)) throw new AuthError('proof_invalid', 'request proof does not match this request and session')
-      const r = o.nonceStore.checkAndInsert(`p:${info.sessionId}:${proof.nonceText}`, proof.timestamp + windowMs + 1)
-      const inserted = typeof r === 'string' ? r : await r
-      if (inserted === 'replay') throw new AuthError('replay_detected', 'this request proof was already used')
-      if (inserted === 'full') throw new AuthError('server_busy', 'the server is busy; try again shortly', { retryAfter: 1 })
-      return info
+    verify(req) {
+      try {
+        const r = verifyNow(req)
+        return r instanceof Promise ? r : Promise.resolve(r)
+      } catch (err) {
+        return Promise.reject(err as Error)
+      }
     },
+
+    verifyNow,
   }
 }

@@ -95,3 +95,12 @@ test('per-address limits: an honest handshake costs one start, failures fill a s
   assert.equal(blocked.status, 429, 'an address that used up its failures is refused before any crypto')
   assert.equal((await service.handleMessage(m3, { remote: '127.0.0.10' })).error?.code, 'replay_detected', 'other addresses are unaffected')
 })
+
+test('request proof: a non-canonical spelling of the same nonce is refused, so it cannot slip past the replay store', async () => {
+  const { parseRequestProof, createRequestProof } = await import('../../../src/session/session-token.js')
+  const header = createRequestProof({ sessionKey: Buffer.alloc(32, 1), method: 'GET', target: '/', random: (n) => Buffer.alloc(n, 0) })
+  assert.ok(parseRequestProof(header))
+  // 16 zero bytes are "AAAAAAAAAAAAAAAAAAAAAA"; "…AB" decodes to the same bytes with a non-zero unused bit.
+  assert.match(header, /n=A{22},/)
+  assert.equal(parseRequestProof(header.replace(/n=A{22}/, 'n=' + 'A'.repeat(21) + 'B')), undefined)
+})
