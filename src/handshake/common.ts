@@ -1,5 +1,7 @@
-import { createPrivateKey, createPublicKey, diffieHellman, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from 'node:crypto'
 import { AuthError } from '../errors.js'
+import { b64u } from '../internal/bytes.js'
+import { systemRandom } from '../internal/clock.js'
 import { CONTEXT, SESSION_KEY_SIZE } from '../protocol/constants.js'
 
 /** An ephemeral X25519 key pair for one handshake. */
@@ -19,7 +21,7 @@ export interface Ephemeral {
  * Node only reads `d` of a private OKP JWK (`x` must be a string but is recomputed from `d`).
  */
 export function generateEphemeral(): Ephemeral {
-  const seed = randomBytes(32)
+  const seed = systemRandom(32)
   try {
     const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: seed.toString('base64url'), x: '' }, format: 'jwk' })
     return { privateKey, publicRaw: Buffer.from(privateKey.export({ format: 'jwk' }).x as string, 'base64url') }
@@ -43,8 +45,10 @@ export function ephemeralFromSeed(seed: Uint8Array): Ephemeral {
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
 
 export function x25519PublicFromRaw(raw: Uint8Array): KeyObject {
-  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64u(raw) }, format: 'jwk' })
 }
+
+const SESSION_KEY_INFO = Buffer.from(CONTEXT.sessionKey)
 
 /**
  * session_key = HKDF-SHA256(ikm = X25519(own, peer), salt = SHA-256(T2pre), info = "mcp-pki/1 session-key").
@@ -58,7 +62,7 @@ export function deriveSessionKey(own: KeyObject, peerRaw: Uint8Array, t2preHash:
     throw new AuthError('invalid_message', 'ephemeral key is not a usable X25519 public key')
   }
   if (shared.every((b) => b === 0)) throw new AuthError('invalid_message', 'ephemeral key is not a usable X25519 public key')
-  return Buffer.from(hkdfSync('sha256', shared, t2preHash, Buffer.from(CONTEXT.sessionKey), SESSION_KEY_SIZE))
+  return Buffer.from(hkdfSync('sha256', shared, t2preHash, SESSION_KEY_INFO, SESSION_KEY_SIZE))
 }
 
 export function checkWindow(ts: number, now: number, toleranceMs: number, what: string): void {

@@ -6,19 +6,85 @@ export const systemClock: Clock = () => Date.now()
 
 /** Source of random bytes. Injected so test vectors are reproducible. */
 export type RandomSource = (size: number) => Buffer
-export const systemRandom: RandomSource = (size) => randomBytes(size)
+
+const POOL_SIZE = 4096
+const POOLED_MAX = 256
+let pool: Buffer = Buffer.alloc(0)
+let poolOffset = 0
+
+/**
+ * CSPRNG bytes. Small requests are sliced from a 4 KiB block of `randomBytes` (one OpenSSL call per
+ * ~60 handshakes instead of ~5 per handshake); every byte is handed out once and never reused. The
+ * returned buffer may be a view into that block: callers own it (and may zero it) but must not
+ * assume `byteOffset === 0`.
+ */
+export const systemRandom: RandomSource = (size) => {
+  if (!Number.isInteger(size) || size < 1 || size > POOLED_MAX) return randomBytes(size)
+  if (poolOffset + size > pool.length) {
+    pool = randomBytes(POOL_SIZE)
+    poolOffset = 0
+  }
+  const out = pool.subarray(poolOffset, poolOffset + size)
+  poolOffset += size
+  return out
+}
 
 /** RFC 3339 UTC with milliseconds. */
 export function formatTimestamp(ms: number): string {
   return new Date(ms).toISOString()
 }
 
-const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const
 
-/** Parses exactly `YYYY-MM-DDTHH:MM:SS.mmmZ`; anything else is undefined. */
+/** Decimal value of `text[from, to)`, or -1 when any character is not an ASCII digit. */
+function digits(text: string, from: number, to: number): number {
+  let v = 0
+  for (let i = from; i < to; i++) {
+    const d = text.charCodeAt(i) - 48
+    if (d < 0 || d > 9) return -1
+    v = v * 10 + d
+  }
+  return v
+}
+
+/** Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+function daysFromCivil(y: number, m: number, d: number): number {
+  const yy = m <= 2 ? y - 1 : y
+  const era = Math.floor(yy / 400)
+  const yoe = yy - era * 400
+  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+}
+
+/**
+ * Parses exactly `YYYY-MM-DDTHH:MM:SS.mmmZ` (what {@link formatTimestamp} writes for years 0000–9999);
+ * anything else, including impossible dates such as 02-30 or hour 24, is undefined.
+ */
 export function parseTimestamp(text: string): number | undefined {
-  if (typeof text !== 'string' || !RFC3339_MS.test(text)) return undefined
-  const ms = Date.parse(text)
-  if (!Number.isFinite(ms) || new Date(ms).toISOString() !== text) return undefined
-  return ms
+  if (typeof text !== 'string' || text.length !== 24) return undefined
+  if (
+    text.charCodeAt(4) !== 45 || // -
+    text.charCodeAt(7) !== 45 ||
+    text.charCodeAt(10) !== 84 || // T
+    text.charCodeAt(13) !== 58 || // :
+    text.charCodeAt(16) !== 58 ||
+    text.charCodeAt(19) !== 46 || // .
+    text.charCodeAt(23) !== 90 // Z
+  ) {
+    return undefined
+  }
+  const year = digits(text, 0, 4)
+  const month = digits(text, 5, 7)
+  const day = digits(text, 8, 10)
+  const hour = digits(text, 11, 13)
+  const minute = digits(text, 14, 16)
+  const second = digits(text, 17, 19)
+  const milli = digits(text, 20, 23)
+  if (year < 0 || milli < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) {
+    return undefined
+  }
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+  if (day > (month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!)) return undefined
+  return ((daysFromCivil(year, month, day) * 24 + hour) * 60 + minute) * 60000 + second * 1000 + milli
 }

@@ -10,8 +10,9 @@
  *   signed = lp(context) || SHA-256(Tn)
  * @module
  */
+import * as nodeCrypto from 'node:crypto'
 import { createHash } from 'node:crypto'
-import { lp, utf8 } from '../internal/bytes.js'
+import { utf8 } from '../internal/bytes.js'
 import type { CONTEXT} from './constants.js';
 import { PROTOCOL_VERSION } from './constants.js'
 import type { AuthChallengeWire, AuthRequestWire } from './messages.js'
@@ -33,27 +34,52 @@ export interface ChallengeFields {
   expiresAt: string
 }
 
+/**
+ * `head || lp(parts[0]) || lp(parts[1]) || …` in one allocation (strings as UTF-8): the same bytes as
+ * `Buffer.concat([head, lp(...), ...])` without the intermediate buffers.
+ */
+function withLp(head: Uint8Array | undefined, parts: readonly (Uint8Array | string)[], tail?: Uint8Array): Buffer {
+  const lengths: number[] = new Array<number>(parts.length)
+  let size = (head?.byteLength ?? 0) + (tail?.byteLength ?? 0)
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!
+    const n = typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : p.byteLength
+    lengths[i] = n
+    size += 4 + n
+  }
+  const out = Buffer.allocUnsafe(size)
+  let off = 0
+  if (head !== undefined) {
+    out.set(head, 0)
+    off = head.byteLength
+  }
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!
+    const n = lengths[i]!
+    out.writeUInt32BE(n, off)
+    off += 4
+    if (typeof p === 'string') out.write(p, off, n, 'utf8')
+    else out.set(p, off)
+    off += n
+  }
+  if (tail !== undefined) out.set(tail, off)
+  return out
+}
+
 export function transcript1(r: RequestFields): Buffer {
-  return Buffer.concat([
-    lp(utf8(PROTOCOL_VERSION)),
-    lp(r.clientPublicKey),
-    lp(r.clientNonce),
-    lp(r.clientEphemeral),
-    lp(utf8(r.timestamp)),
-    lp(utf8(r.audience)),
-  ])
+  return withLp(undefined, [PROTOCOL_VERSION, r.clientPublicKey, r.clientNonce, r.clientEphemeral, r.timestamp, r.audience])
 }
 
 export function transcript2pre(t1: Buffer, c: ChallengeFields): Buffer {
-  return Buffer.concat([t1, lp(c.serverPublicKey), lp(c.serverNonce), lp(c.serverEphemeral), lp(utf8(c.timestamp)), lp(utf8(c.expiresAt))])
+  return withLp(t1, [c.serverPublicKey, c.serverNonce, c.serverEphemeral, c.timestamp, c.expiresAt])
 }
 
 export function transcript2(t2pre: Buffer, challengeToken: Uint8Array): Buffer {
-  return Buffer.concat([t2pre, lp(challengeToken)])
+  return withLp(t2pre, [challengeToken])
 }
 
 export function transcript3(t2: Buffer, serverSignature: Uint8Array, timestamp3: string): Buffer {
-  return Buffer.concat([t2, lp(serverSignature), lp(utf8(timestamp3))])
+  return withLp(t2, [serverSignature, timestamp3])
 }
 
 export interface CompleteFields {
@@ -65,24 +91,19 @@ export interface CompleteFields {
 }
 
 export function transcript4(t3: Buffer, clientSignature: Uint8Array, c: CompleteFields): Buffer {
-  return Buffer.concat([
-    t3,
-    lp(clientSignature),
-    lp(sha256(utf8(c.sessionToken))),
-    lp(utf8(c.expiresAt)),
-    lp(utf8(c.clientFingerprint)),
-    lp(utf8(c.serverFingerprint)),
-    lp(utf8(c.timestamp)),
-  ])
+  return withLp(t3, [clientSignature, sha256(utf8(c.sessionToken)), c.expiresAt, c.clientFingerprint, c.serverFingerprint, c.timestamp])
 }
 
+/** One-shot `crypto.hash` where the runtime has it (Node ≥ 20.12; ~40% cheaper for small inputs). */
+const oneShotHash = (nodeCrypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash
+
 export function sha256(data: Uint8Array): Buffer {
-  return createHash('sha256').update(data).digest()
+  return oneShotHash !== undefined ? oneShotHash('sha256', data, 'buffer') : createHash('sha256').update(data).digest()
 }
 
 /** The bytes handed to ed25519: lp(context) || SHA-256(transcript). */
 export function signingInput(context: (typeof CONTEXT)[keyof typeof CONTEXT], transcript: Uint8Array): Buffer {
-  return Buffer.concat([lp(utf8(context)), sha256(transcript)])
+  return withLp(undefined, [context], sha256(transcript))
 }
 
 /** Rebuilds T1 from a wire message 1 (after parsing). */

@@ -39,14 +39,23 @@ export const PACKAGE_VERSION: string = (() => {
 })()
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+const NO_HEADERS: Record<string, string> = {}
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = NO_HEADERS): void {
   if (res.headersSent) {
     res.end()
     return
   }
+  // A string body: node:http then writes head and body in one write() (a Buffer body costs a writev).
   const text = JSON.stringify(body)
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': String(Buffer.byteLength(text)), ...headers })
+  const all: Record<string, string> = {
+    'content-type': JSON_HEADERS['content-type'],
+    'cache-control': JSON_HEADERS['cache-control'],
+    'x-content-type-options': JSON_HEADERS['x-content-type-options'],
+    'content-length': String(Buffer.byteLength(text)),
+  }
+  if (headers !== NO_HEADERS) Object.assign(all, headers)
+  res.writeHead(status, all)
   res.end(text)
 }
 
@@ -63,6 +72,7 @@ function pathOf(url: string | undefined): string {
 
 function isJsonContentType(value: string | undefined): boolean {
   if (value === undefined) return false
+  if (value === 'application/json') return true
   const type = value.split(';', 1)[0]!.trim().toLowerCase()
   return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'))
 }
@@ -106,7 +116,7 @@ function readBody(req: http.IncomingMessage, res: http.ServerResponse, max: numb
       chunks.push(chunk)
     })
     req.on('end', () => {
-      if (size <= max) resolve(Buffer.concat(chunks, size))
+      if (size <= max) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
     })
     req.on('error', reject)
   })

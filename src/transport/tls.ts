@@ -105,48 +105,118 @@ interface FetchResponse {
 }
 
 /**
+ * The fast path {@link createNodeFetch} also offers to the handshake client (`authenticate()` uses it
+ * when the fetch it was given carries it): POST a JSON string, read the reply as text, with a plain
+ * timer instead of an AbortSignal. Rejects with an Error named `TimeoutError` after `timeoutMs`, and
+ * with the socket's error otherwise — what the fetch-shaped call would reject with.
+ */
+export const NODE_POST: unique symbol = Symbol('mcp-pki-auth.nodePost')
+export type NodePost = (url: string, body: string, timeoutMs: number) => Promise<{ status: number; text: string }>
+export type NodeFetch = ((url: string, init: FetchInit) => Promise<FetchResponse>) & { [NODE_POST]: NodePost }
+
+interface Target {
+  lib: typeof http | typeof https
+  options: http.RequestOptions
+}
+
+/**
  * A minimal fetch over node:http/node:https with keep-alive agents, trusting `caFile`. Enough for
  * the handshake client (POST a string body, read a text reply); rejects with an Error named
  * `AbortError`/`TimeoutError` when the signal fires, like fetch.
  */
-export async function createNodeFetch(o: NodeFetchOptions = {}): Promise<(url: string, init: FetchInit) => Promise<FetchResponse>> {
+export async function createNodeFetch(o: NodeFetchOptions = {}): Promise<NodeFetch> {
   const tlsOptions = await tlsClientOptions(o)
   const maxSockets = o.maxSockets ?? 10
   const httpsAgent = new https.Agent({ keepAlive: true, maxSockets, ...tlsOptions })
   const httpAgent = new http.Agent({ keepAlive: true, maxSockets })
-  return (url, init) =>
-    new Promise<FetchResponse>((resolve, reject) => {
+  // URL parsing and option building once per URL, not once per request (a handshake posts twice).
+  const targets = new Map<string, Target>()
+  const targetOf = (url: string): Target => {
+    let t = targets.get(url)
+    if (t === undefined) {
       const u = new URL(url)
-      const lib = u.protocol === 'https:' ? https : http
-      const agent = u.protocol === 'https:' ? httpsAgent : httpAgent
+      const secure = u.protocol === 'https:'
+      const options: http.RequestOptions = {
+        protocol: u.protocol,
+        hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
+        port: u.port === '' ? (secure ? 443 : 80) : Number(u.port),
+        path: `${u.pathname}${u.search}`,
+        agent: secure ? httpsAgent : httpAgent,
+      }
+      if (u.username !== '' || u.password !== '') options.auth = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`
+      t = { lib: secure ? https : http, options }
+      if (targets.size >= 64) targets.clear()
+      targets.set(url, t)
+    }
+    return t
+  }
+
+  /** One request; `onDone` settles exactly once (reply, socket error or `abort`). */
+  const send = (
+    url: string,
+    method: string,
+    headers: http.OutgoingHttpHeaders,
+    body: string,
+    onDone: (err: Error | undefined, res?: http.IncomingMessage, text?: string) => void,
+  ): http.ClientRequest => {
+    const { lib, options } = targetOf(url)
+    let settled = false
+    const done = (err: Error | undefined, res?: http.IncomingMessage, text?: string): void => {
+      if (settled) return
+      settled = true
+      onDone(err, res, text)
+    }
+    const req = lib.request({ ...options, method, headers }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('error', (err) => done(err))
+      res.on('end', () => done(undefined, res, (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8')))
+    })
+    req.on('error', (err) => done(err))
+    req.end(body)
+    return req
+  }
+
+  const nodeFetch = (url: string, init: FetchInit): Promise<FetchResponse> =>
+    new Promise<FetchResponse>((resolve, reject) => {
       if (init.signal.aborted) {
         reject(abortReason(init.signal))
         return
       }
-      const req = lib.request(u, { method: init.method, headers: { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }, agent }, (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('error', reject)
-        res.on('end', () => {
-          init.signal.removeEventListener('abort', onAbort)
-          const text = Buffer.concat(chunks).toString('utf8')
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: { get: (name) => headerValue(res.headers[name.toLowerCase()]) },
-            text: () => Promise.resolve(text),
-          })
-        })
-      })
       const onAbort = (): void => {
         req.destroy(abortReason(init.signal))
       }
-      init.signal.addEventListener('abort', onAbort, { once: true })
-      req.on('error', (err) => {
+      const req = send(url, init.method, { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }, init.body, (err, res, text) => {
         init.signal.removeEventListener('abort', onAbort)
-        reject(err)
+        if (err !== undefined) {
+          reject(err)
+          return
+        }
+        resolve({
+          status: res!.statusCode ?? 0,
+          headers: { get: (name) => headerValue(res!.headers[name.toLowerCase()]) },
+          text: () => Promise.resolve(text!),
+        })
       })
-      req.end(init.body)
+      init.signal.addEventListener('abort', onAbort, { once: true })
     })
+
+  const post: NodePost = (url, body, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      const headers = { 'content-type': 'application/json', accept: 'application/json', 'content-length': String(Buffer.byteLength(body)) }
+      const req = send(url, 'POST', headers, body, (err, res, text) => {
+        clearTimeout(timer)
+        if (err !== undefined) reject(err)
+        else resolve({ status: res!.statusCode ?? 0, text: text! })
+      })
+      const timer = setTimeout(() => {
+        const err = new Error(`no reply within ${timeoutMs} ms`)
+        err.name = 'TimeoutError'
+        req.destroy(err)
+      }, timeoutMs)
+    })
+
+  return Object.assign(nodeFetch, { [NODE_POST]: post })
 }
 
 function abortReason(signal: AbortSignal): Error {
