@@ -15,6 +15,8 @@ import WebSocket from 'ws'
 import { AuditLogger } from '../../src/audit/audit-logger.js'
 import { loadConfig } from '../../src/config/load-config.js'
 import { createClientHandshake } from '../../src/handshake/client-handshake.js'
+import { generateKeyPair } from '../../src/keys/key-pair.js'
+import { createAuthServiceFromConfig } from '../../src/server/from-config.js'
 import { createSandbox, type ConfigObject, type Sandbox } from '../../src/server/sandbox.js'
 import { startServerFromConfig, type RunningServer } from '../../src/server/start-server.js'
 import { createRequestProof } from '../../src/session/session-token.js'
@@ -148,6 +150,33 @@ test(
     const r = await postAuth(port, c.start())
     assert.equal(r.status, 400, JSON.stringify(r.body))
     assert.equal(r.body.error?.code, 'invalid_message')
+  },
+)
+
+test(
+  'per-address limits: IPv6 addresses of one /64 share a budget (an attacker owns the whole /64)',
+  { todo: 'finding 12: per-address limiter and failure block are keyed on the full IPv6 address; rotating within a /64 resets them' },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcp-redteam-v6-'))
+    dirs.push(dir)
+    const sb = await createSandbox(dir, { server: { audit: { enabled: false } } })
+    const configured = await createAuthServiceFromConfig(await loadConfig(sb.serverConfigPath, { env: {} }), { audit: new AuditLogger({ enabled: false }) })
+    try {
+      // A fresh unknown key each time, so only the per-address limits can apply.
+      const m1 = (): unknown => createClientHandshake({ keyPair: generateKeyPair(), audience: 'x', serverTrust: () => ({}) }).start()
+      const codeFrom = async (remote: string): Promise<string> => {
+        const r = await configured.service.handleMessage(JSON.stringify(m1()), { remote, transport: 'http' })
+        return (r.body as { error?: { code?: string } }).error?.code ?? String(r.status)
+      }
+      let limited = false
+      for (let i = 0; i < 200 && !limited; i++) limited = (await codeFrom('2001:db8:1:2::1')) === 'rate_limited'
+      assert.ok(limited, 'the first address is limited')
+      assert.equal(await codeFrom('2001:db8:1:2::1'), 'rate_limited')
+      assert.equal(await codeFrom('2001:db8:1:2:ffff:ffff:ffff:fffe'), 'rate_limited', 'another address of the same /64')
+      assert.equal(await codeFrom('2001:db8:1:3::1'), 'authentication_failed', 'another /64 is not affected')
+    } finally {
+      await configured.close()
+    }
   },
 )
 
