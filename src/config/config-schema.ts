@@ -157,6 +157,9 @@ export function isTicketKey(value: string): boolean {
 const ticketKeySchema = z
   .string({ error: 'must be a base64url string of exactly 32 bytes, or null' })
   .refine(isTicketKey, { error: 'must be base64url (no padding) of exactly 32 bytes (value not shown)' })
+  .refine((v) => !isTicketKey(v) || new Set(fromB64u(v)).size >= 12, {
+    error: 'looks like a placeholder, not a random key (too few distinct bytes); make one with: openssl rand 32 | basenc --base64url | tr -d = (value not shown)',
+  })
   .nullable()
 
 /** True for a redis:// or rediss:// URL. */

@@ -172,6 +172,16 @@ function checkVersion(value: unknown): string {
 
 const HEX64 = /^[0-9a-f]{64}$/
 
+/** A peer's text made safe for a terminal or a log line: C0/C1 controls and DEL become U+FFFD. */
+function printable(text: string): string {
+  let out = ''
+  for (const ch of text) {
+    const c = ch.codePointAt(0)!
+    out += c < 0x20 || (c >= 0x7f && c <= 0x9f) ? '\ufffd' : ch
+  }
+  return out
+}
+
 function hasControlCharacter(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
@@ -322,7 +332,7 @@ export function parseAuthError(value: unknown): AuthErrorWire | undefined {
     type: 'auth_error',
     version: typeof value.version === 'string' ? value.version.slice(0, 32) : PROTOCOL_VERSION,
     success: false,
-    error: { code: err.code.slice(0, 64) as WireError['code'], message: err.message.slice(0, 500) },
+    error: { code: err.code.slice(0, 64) as WireError['code'], message: printable(err.message.slice(0, 500)) },
   }
   if (typeof value.retry_after === 'number' && Number.isFinite(value.retry_after)) out.retry_after = value.retry_after
   return out

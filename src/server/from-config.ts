@@ -6,7 +6,7 @@
  * the ticket key, session binding, proof window, audience and lifetimes.
  * @module
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { AllowlistHolder, loadAllowlistFile, persistCompletedEntry, watchAllowlistFile, type AllowlistWatcher } from '../allowlist/allowlist-file.js'
 import { AuditLogger, type AuditLevel } from '../audit/audit-logger.js'
@@ -93,6 +93,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     const keyPair = await loadOrCreateKey(config)
     const allowlistPath = config.acl.allowlist_path
     const initial = await loadAllowlistFile(allowlistPath, { autoCreate: config.acl.auto_create })
+    await assertNotWritableByOthers(allowlistPath)
     const holder = new AllowlistHolder(initial, (entry) => {
       persistCompletedEntry(allowlistPath, entry).catch((err: unknown) => {
         events.log('allowlist.reload_failed', { path: allowlistPath, reason: `could not record the key of ${entry.fingerprint}: ${(err as Error).message}` }, 'WARN')
@@ -178,5 +179,27 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
   } catch (err) {
     await closeAll()
     throw err
+  }
+}
+
+/**
+ * Refuses an allowlist that another local user could edit (as ssh's StrictModes does for
+ * authorized_keys): the file writable by group or others, or its folder writable by others
+ * without the sticky bit.
+ */
+async function assertNotWritableByOthers(path: string): Promise<void> {
+  const file = await stat(path)
+  if ((file.mode & 0o022) !== 0) {
+    throw new AuthError(
+      'allowlist_invalid',
+      `${path}: permissions 0${(file.mode & 0o777).toString(8)} let other users add keys; refusing it. Fix: chmod go-w ${path}`,
+      { path },
+    )
+  }
+  const dir = await stat(dirname(path))
+  if ((dir.mode & 0o002) !== 0 && (dir.mode & 0o1000) === 0) {
+    throw new AuthError('allowlist_invalid', `${dirname(path)}: any user can write this folder and replace the allowlist; refusing it. Fix: chmod o-w ${dirname(path)}`, {
+      path,
+    })
   }
 }

@@ -44,7 +44,7 @@ export interface AuthServiceOptions extends ServerHandshakeOptions {
   perAddressLimiter?: Limiter
   /** Limits failed messages per remote address; an address over it is refused before any parsing. */
   perAddressFailureLimiter?: Limiter
-  /** Limits handshake starts per claimed client key. */
+  /** Limits completed handshakes per client key (counted after its signature verified). */
   perKeyLimiter?: Limiter
   /** Nonce store for request proofs (default: `nonceStore`). A separate one keeps a request flood from starving handshakes. */
   proofNonceStore?: NonceStore
@@ -147,19 +147,22 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
       const started = performance.now()
       let step = 'unknown'
       let clientFp: string | undefined
+      const remote = ctx.remote === undefined ? undefined : addressKey(ctx.remote)
       try {
-        blockedAddress(ctx.remote)
+        blockedAddress(remote)
         const message = typeof input === 'string' || Buffer.isBuffer(input) ? parseJsonMessage(input, maxSize) : input
         step = messageTypeOf(message)
         clientFp = claimedClient(message, step)
         if (step === 'auth_request') {
-          limit(options.perAddressLimiter, ctx.remote, 'address')
-          limit(options.perKeyLimiter, clientFp, 'client key')
+          limit(options.perAddressLimiter, remote, 'address')
           const body = handshake.handleRequest(message)
           return { status: 200, headers: {}, body }
         }
         if (step === 'auth_response') {
           const result = await handshake.handleResponse(message)
+          // Per key only once the key proved itself: public keys are public, so counting message
+          // 1s that merely claim a key would let anyone lock its owner out.
+          limit(options.perKeyLimiter, result.clientFingerprint, 'client key')
           audit?.log('handshake.success', {
             client_fingerprint: result.clientFingerprint,
             server_fingerprint: serverFp,
@@ -175,7 +178,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         throw new AuthError('invalid_message', 'message.type must be "auth_request" or "auth_response"')
       } catch (err) {
         // Every failure costs the sender a token, so floods of bad messages are limited too.
-        if (ctx.remote !== undefined && !(err instanceof AuthError && err.code === 'rate_limited')) options.perAddressFailureLimiter?.take(ctx.remote)
+        if (remote !== undefined && !(err instanceof AuthError && err.code === 'rate_limited')) options.perAddressFailureLimiter?.take(remote)
         return failure(err, ctx, step, clientFp, started)
       }
     },
@@ -204,4 +207,21 @@ function claimedClient(message: unknown, type: string): string | undefined {
   if (typeof pk !== 'string' || pk.length !== 43) return undefined
   const raw = fromB64u(pk)
   return raw?.byteLength === 32 ? fingerprintOf(raw) : undefined
+}
+
+/**
+ * The rate-limit key for a remote address: IPv4-mapped IPv6 as plain IPv4, and IPv6 by its /64
+ * (whoever holds one address of a /64 usually holds them all).
+ */
+export function addressKey(remote: string): string {
+  const lower = remote.toLowerCase()
+  if (lower.startsWith('::ffff:') && lower.includes('.')) return lower.slice(7)
+  if (!lower.includes(':')) return lower
+  const zone = lower.indexOf('%')
+  const addr = zone === -1 ? lower : lower.slice(0, zone)
+  const [head = '', tail] = addr.split('::', 2) as [string, string | undefined]
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === undefined || tail === '' ? [] : tail.split(':')
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
+  return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':') + '::/64'
 }

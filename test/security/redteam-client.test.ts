@@ -70,7 +70,6 @@ test(
 
 test(
   "a server's error message cannot put control characters (terminal escapes, fake lines) into the client's error",
-  { todo: 'finding 9: auth_error.message is copied verbatim into AuthError.message and printed by mcp-auth-test' },
   async () => {
     const url = await hostile((req, res) => {
       req.resume()

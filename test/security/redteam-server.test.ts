@@ -125,7 +125,6 @@ test(
 
 test(
   "per-key rate limit: a stranger who knows a client's public key must not lock that client out",
-  { todo: 'finding 3: the per-key limiter counts unauthenticated message 1s that merely claim the key' },
   async () => {
     const { sb, port } = await setup()
     // The attacker has only the public key (it is public) and another loopback address.
@@ -155,7 +154,6 @@ test(
 
 test(
   'per-address limits: IPv6 addresses of one /64 share a budget (an attacker owns the whole /64)',
-  { todo: 'finding 12: per-address limiter and failure block are keyed on the full IPv6 address; rotating within a /64 resets them' },
   async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mcp-redteam-v6-'))
     dirs.push(dir)

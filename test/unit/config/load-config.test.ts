@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { randomBytes } from 'node:crypto'
 import { ConfigError } from '../../../src/errors.js'
 import { defaultConfig, loadConfig, loadConfigFile, parseConfig } from '../../../src/config/load-config.js'
 import { editDistance, parseSize, suggest } from '../../../src/config/config-schema.js'
@@ -162,8 +163,8 @@ test('servers: fingerprints are lowercased, urls checked', () => {
 })
 
 test('ticket_key must be base64url of 32 bytes and is never echoed', () => {
-  const good = Buffer.alloc(32, 7).toString('base64url')
-  assert.equal(parseConfig(`auth:\n  ticket_key: ${good}\n`, { env: NO_ENV }).config.auth.ticket_key, good)
+  const good = randomBytes(32).toString('base64url')
+  assert.equal(parseConfig(`auth:\n  ticket_key: "${good}"\n`, { env: NO_ENV }).config.auth.ticket_key, good)
   const bad = Buffer.alloc(31, 7).toString('base64url')
   const problems = problemsOf(() => parseConfig(`auth:\n  ticket_key: ${bad}\n`, { env: NO_ENV }))
   assert.equal(problems.length, 1)
@@ -323,6 +324,6 @@ test('suggestions use a small edit distance', () => {
 test('auth.ticket_key_rotation is a positive integer and cannot be combined with auth.ticket_key', () => {
   assert.equal(parseConfig('auth:\n  ticket_key_rotation: 3600\n').config.auth.ticket_key_rotation, 3600)
   assert.throws(() => parseConfig('auth:\n  ticket_key_rotation: "1h"\n'), /auth\.ticket_key_rotation: expected a positive integer/)
-  const key = Buffer.alloc(32, 7).toString('base64url')
+  const key = randomBytes(32).toString('base64url')
   assert.throws(() => parseConfig(`auth:\n  ticket_key: "${key}"\n  ticket_key_rotation: 60\n`), /cannot be combined with auth\.ticket_key/)
 })
