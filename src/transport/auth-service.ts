@@ -169,6 +169,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
             session_id: result.sessionId,
             expires_at: new Date(result.expiresAt).toISOString(),
             role: typeof result.entry.metadata.role === 'string' ? result.entry.metadata.role : undefined,
+            audience: (message as { request?: { audience?: unknown } }).request?.audience,
             remote: ctx.remote,
             transport: ctx.transport,
             duration_ms: elapsed(started),
