@@ -22,7 +22,7 @@ import type { Clock, RandomSource } from '../internal/clock.js'
 import { loadPrivateKeyFile } from '../keys/key-file.js'
 import type { Ed25519KeyPair } from '../keys/key-pair.js'
 import { createClientHandshake, createServerTrust, type ClientSession, type ServerTrust } from '../handshake/client-handshake.js'
-import { createNodeFetch, NODE_POST, tlsClientSettingsFromConfig, type NodeFetch, type NodePost } from './tls.js'
+import { createNodeFetch, NODE_POST, REPLY_TOO_LARGE, tlsClientSettingsFromConfig, type NodeFetch, type NodePost } from './tls.js'
 
 /** The subset of `fetch` this client uses; the global `fetch` satisfies it. */
 export type FetchLike = (
@@ -84,7 +84,7 @@ async function post(doFetch: FetchLike, url: string, message: unknown, timeoutMs
     const body = JSON.stringify(message)
     if (fast !== undefined) {
       // createNodeFetch: the same request without an AbortSignal, URL parse or Response object.
-      ;({ status, text } = await fast(url, body, timeoutMs))
+      ;({ status, text } = await fast(url, body, timeoutMs, MAX_REPLY_BYTES))
     } else {
       const res = await doFetch(url, {
         method: 'POST',
@@ -97,6 +97,9 @@ async function post(doFetch: FetchLike, url: string, message: unknown, timeoutMs
     }
   } catch (err) {
     const where = safeUrl(url)
+    if ((err as { code?: unknown } | undefined)?.code === REPLY_TOO_LARGE) {
+      throw new AuthError('transport_error', `${where} replied with more than ${MAX_REPLY_BYTES} bytes; is this an mcp-pki-auth endpoint?`)
+    }
     const name = (err as Error | undefined)?.name
     if (name === 'TimeoutError' || name === 'AbortError') {
       throw new RetryableError(new AuthError('transport_timeout', `no reply from ${where} within ${timeoutMs} ms`, { cause: err }))

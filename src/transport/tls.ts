@@ -111,7 +111,9 @@ interface FetchResponse {
  * with the socket's error otherwise — what the fetch-shaped call would reject with.
  */
 export const NODE_POST: unique symbol = Symbol('mcp-pki-auth.nodePost')
-export type NodePost = (url: string, body: string, timeoutMs: number) => Promise<{ status: number; text: string }>
+export type NodePost = (url: string, body: string, timeoutMs: number, maxReplyBytes?: number) => Promise<{ status: number; text: string }>
+/** `code` of the error {@link NodePost} rejects with when the reply passes `maxReplyBytes` (the connection is cut there). */
+export const REPLY_TOO_LARGE = 'ERR_MCP_PKI_REPLY_TOO_LARGE'
 export type NodeFetch = ((url: string, init: FetchInit) => Promise<FetchResponse>) & { [NODE_POST]: NodePost }
 
 interface Target {
@@ -161,6 +163,7 @@ export async function createNodeFetch(o: NodeFetchOptions = {}): Promise<NodeFet
     method: string,
     headers: http.OutgoingHttpHeaders,
     body: string,
+    maxReplyBytes: number,
     onDone: (err: Error | undefined, res?: http.IncomingMessage, text?: string) => void,
   ): http.ClientRequest => {
     const { lib, options } = targetOf(url)
@@ -172,7 +175,18 @@ export async function createNodeFetch(o: NodeFetchOptions = {}): Promise<NodeFet
     }
     const req = lib.request({ ...options, method, headers }, (res) => {
       const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
+      let size = 0
+      res.on('data', (c: Buffer) => {
+        size += c.length
+        if (size > maxReplyBytes) {
+          // Stop reading at the cap: a hostile server cannot make the client buffer an endless reply.
+          const err = Object.assign(new Error(`reply larger than ${maxReplyBytes} bytes`), { code: REPLY_TOO_LARGE })
+          done(err)
+          req.destroy(err)
+          return
+        }
+        chunks.push(c)
+      })
       res.on('error', (err) => done(err))
       res.on('end', () => done(undefined, res, (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8')))
     })
@@ -190,7 +204,7 @@ export async function createNodeFetch(o: NodeFetchOptions = {}): Promise<NodeFet
       const onAbort = (): void => {
         req.destroy(abortReason(init.signal))
       }
-      const req = send(url, init.method, { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }, init.body, (err, res, text) => {
+      const req = send(url, init.method, { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }, init.body, Infinity, (err, res, text) => {
         init.signal.removeEventListener('abort', onAbort)
         if (err !== undefined) {
           reject(err)
@@ -205,10 +219,10 @@ export async function createNodeFetch(o: NodeFetchOptions = {}): Promise<NodeFet
       init.signal.addEventListener('abort', onAbort, { once: true })
     })
 
-  const post: NodePost = (url, body, timeoutMs) =>
+  const post: NodePost = (url, body, timeoutMs, maxReplyBytes = Infinity) =>
     new Promise((resolve, reject) => {
       const headers = { 'content-type': 'application/json', accept: 'application/json', 'content-length': String(Buffer.byteLength(body)) }
-      const req = send(url, 'POST', headers, body, (err, res, text) => {
+      const req = send(url, 'POST', headers, body, maxReplyBytes, (err, res, text) => {
         clearTimeout(timer)
         if (err !== undefined) reject(err)
         else resolve({ status: res!.statusCode ?? 0, text: text! })
