@@ -9,8 +9,9 @@ import { createRequire } from 'node:module'
 import * as http from 'node:http'
 import * as https from 'node:https'
 import type { AddressInfo } from 'node:net'
+import type * as net from 'node:net'
 import { PROTOCOL_VERSION } from '../protocol/constants.js'
-import type { AuthReply, AuthService } from './auth-service.js'
+import { addressKey, type AuthReply, type AuthService } from './auth-service.js'
 
 export type NextFunction = (err?: unknown) => void
 export type AuthHttpHandler = (req: http.IncomingMessage, res: http.ServerResponse, next?: NextFunction) => void
@@ -211,6 +212,48 @@ export interface AuthHttpServer {
   close(graceMs?: number): Promise<void>
 }
 
+export interface ConnectionGuardOptions {
+  /** All connections at once (default 100). */
+  maxConnections: number
+  /** Connections one address (IPv4, or IPv6 /64) may hold at once; default a quarter of the total, at least 2. */
+  perAddress?: number
+  /** A connection that has sent nothing after this many ms is closed (default 5,000). */
+  firstByteMs?: number
+}
+
+/**
+ * Connection limits that one address cannot use to lock everyone else out: a per-address cap
+ * below the total, and idle sockets that never send a byte are closed quickly. (Node's own
+ * `server.maxConnections` alone lets a single address take every slot with silent sockets.)
+ */
+export function guardConnections(server: net.Server, o: ConnectionGuardOptions): void {
+  const perAddress = o.perAddress ?? Math.max(2, Math.ceil(o.maxConnections / 4))
+  const firstByteMs = o.firstByteMs ?? 5_000
+  const byAddress = new Map<string, number>()
+  let total = 0
+  server.on('connection', (socket: net.Socket) => {
+    const key = addressKey(socket.remoteAddress ?? '?')
+    const held = byAddress.get(key) ?? 0
+    if (total >= o.maxConnections || held >= perAddress) {
+      socket.destroy()
+      return
+    }
+    total++
+    byAddress.set(key, held + 1)
+    const timer = setTimeout(() => {
+      if (socket.bytesRead === 0) socket.destroy()
+    }, firstByteMs)
+    timer.unref()
+    socket.once('close', () => {
+      clearTimeout(timer)
+      total--
+      const n = (byAddress.get(key) ?? 1) - 1
+      if (n <= 0) byAddress.delete(key)
+      else byAddress.set(key, n)
+    })
+  })
+}
+
 /** A node:http or node:https server serving the handshake with limits on every input. */
 export function createAuthHttpServer(o: AuthHttpServerOptions): AuthHttpServer {
   const timeoutMs = Math.max(1, o.timeoutSec ?? 30) * 1000
@@ -226,7 +269,7 @@ export function createAuthHttpServer(o: AuthHttpServerOptions): AuthHttpServer {
     handler(req, res, o.fallback ? () => o.fallback!(req, res) : undefined)
   }
   const server: http.Server = o.tls ? https.createServer({ ...serverOptions, ...o.tls }, listener) : http.createServer(serverOptions, listener)
-  server.maxConnections = o.maxConnections ?? 100
+  guardConnections(server, { maxConnections: o.maxConnections ?? 100, firstByteMs: Math.min(timeoutMs, 5_000) })
   server.timeout = timeoutMs * 2
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable && !socket.destroyed) {
