@@ -146,13 +146,12 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
     async handleMessage(input, ctx = {}) {
       const started = performance.now()
       let step = 'unknown'
-      let clientFp: string | undefined
+      let message: unknown
       const remote = ctx.remote === undefined ? undefined : addressKey(ctx.remote)
       try {
         blockedAddress(remote)
-        const message = typeof input === 'string' || Buffer.isBuffer(input) ? parseJsonMessage(input, maxSize) : input
+        message = typeof input === 'string' || Buffer.isBuffer(input) ? parseJsonMessage(input, maxSize) : input
         step = messageTypeOf(message)
-        clientFp = claimedClient(message, step)
         if (step === 'auth_request') {
           limit(options.perAddressLimiter, remote, 'address')
           const body = handshake.handleRequest(message)
@@ -180,7 +179,8 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
       } catch (err) {
         // Every failure costs the sender a token, so floods of bad messages are limited too.
         if (remote !== undefined && !(err instanceof AuthError && err.code === 'rate_limited')) options.perAddressFailureLimiter?.take(remote)
-        return failure(err, ctx, step, clientFp, started)
+        // The claimed (unauthenticated) client key, for the audit line only.
+        return failure(err, ctx, step, message === undefined ? undefined : claimedClient(message, step), started)
       }
     },
 
