@@ -5,7 +5,8 @@
  * to the upstream:
  * - HTTP upstream (`--upstream http://127.0.0.1:3000/mcp`): a streaming reverse proxy. The caller's
  *   identity travels in `X-MCP-PKI-Fingerprint`, `X-MCP-PKI-Role` and `X-MCP-PKI-Org`, set by the
- *   gateway; any `X-MCP-PKI-*` header the client sent is removed first, so they cannot be forged.
+ *   gateway; any client header that names `X-MCP-PKI-*` in any case or with `_` for `-`
+ *   (`x_mcp_pki_role`) is removed first, so they cannot be forged, not even for CGI-style upstreams.
  *   Responses (JSON or SSE) stream back as they arrive.
  * - stdio upstream (`--upstream-command "node server.js"`): each authenticated MCP session gets
  *   its own upstream process, started on `initialize` and stopped when the session ends (DELETE,
@@ -56,13 +57,29 @@ export interface Gateway {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length'])
 const NOT_FORWARDED = new Set(['authorization', 'mcp-pki-proof', 'cookie'])
+/** Every identity header the gateway sets starts with this; no client header that looks like one passes. */
+const IDENTITY_PREFIX = 'x-mcp-pki-'
 
-/** The request headers the upstream gets: no hop-by-hop, no credentials, no client-made `x-mcp-pki-*`. */
+/**
+ * A header name as CGI/WSGI/Rack (and some proxies) may see it: case and `-`/`_` do not matter
+ * there (`X_MCP_PKI_Role` and `x-mcp-pki-role` both become `HTTP_X_MCP_PKI_ROLE`). Any other
+ * punctuation a header name may hold (`.`, `~` …) is read as `-` too, to fail closed.
+ */
+function headerKey(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]/g, '-')
+}
+
+/**
+ * The request headers the upstream gets: no hop-by-hop, no credentials, and no client-made header
+ * whose name, lowercased with `_` (or other punctuation) read as `-`, starts with `x-mcp-pki-`; then the gateway's own
+ * identity headers.
+ */
 export function upstreamHeaders(incoming: IncomingHttpHeaders, req: McpRequest): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {}
   for (const [name, value] of Object.entries(incoming)) {
     const n = name.toLowerCase()
-    if (value === undefined || HOP_BY_HOP.has(n) || NOT_FORWARDED.has(n) || n.startsWith('x-mcp-pki-')) continue
+    const key = headerKey(n)
+    if (value === undefined || HOP_BY_HOP.has(key) || NOT_FORWARDED.has(key) || key.startsWith(IDENTITY_PREFIX)) continue
     out[n] = value
   }
   const caller = callerOf({ authInfo: req.auth })

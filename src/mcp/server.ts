@@ -515,8 +515,16 @@ export interface MountOptions {
   /** Default `/auth`. */
   authPath?: string
   /**
-   * node:http only: the MCP handler for `mcpPath` (default: the server's existing `request`
-   * listeners, which then only ever see authenticated requests to `mcpPath` and any other path).
+   * node:http only: `GET`/`HEAD` here answers `{"status":"ok","server_fingerprint":"…"}` when no
+   * listener of yours serves the other paths (default `/health`).
+   */
+  healthPath?: string
+  /**
+   * node:http only: the MCP handler for `mcpPath`. With it, the server's existing `request`
+   * listeners keep serving every other path (your app's own routes).
+   * Without it, the existing listeners are taken to be the MCP transport: they then see ONLY
+   * authenticated requests to exactly `mcpPath`, and every other path (`/mcp/`, `/MCP`, `//mcp` …)
+   * gets a 404 from this library (fail closed), apart from `authPath` and `healthPath`.
    */
   handler?: (req: McpRequest, res: ServerResponse) => unknown
 }
@@ -527,6 +535,11 @@ export interface ExpressLike {
   post(path: string, handler: RequestListener): unknown
 }
 
+/**
+ * The request target's path: everything before the first `?`, compared byte for byte by the caller
+ * (no decoding, no case folding, no slash merging). An absolute-form target (`http://h/mcp`) or a
+ * `#` keeps the whole text and so never equals a configured path.
+ */
 function pathOf(url: string | undefined): string {
   const u = url ?? '/'
   const q = u.indexOf('?')
@@ -536,11 +549,16 @@ function pathOf(url: string | undefined): string {
 /**
  * Mounts the handshake endpoint (`POST /auth`) beside an authenticated MCP endpoint.
  *
- * - Express app or router: adds `POST authPath` and the middleware on `mcpPath`; then register
- *   your `/mcp` route as usual (it sees `req.auth` and a parsed `req.body`).
- * - node:http `Server`: routes `authPath` to the handshake, `mcpPath` through authentication to
- *   `options.handler` (default: the listeners the server already had), anything else to those
- *   listeners (or 404).
+ * - Express app or router: adds `POST authPath` and the middleware on `mcpPath` (Express matches it
+ *   as a prefix, so it also guards `/mcp/…` and, unless the app routes case-sensitively, `/MCP`);
+ *   then register your `/mcp` route as usual, AFTER this call and on the same app (it sees
+ *   `req.auth` and a parsed `req.body`). Never route the MCP transport on a catch-all path.
+ * - node:http `Server` with `options.handler`: `authPath` → handshake, exactly `mcpPath` (any query)
+ *   → authentication → `handler`; every other path → the listeners the server already had (or 404).
+ * - node:http `Server` without `options.handler`: the listeners the server already had are the MCP
+ *   transport and get only authenticated requests to exactly `mcpPath`; every other path is a 404
+ *   (except `authPath` and `GET healthPath`). Add no `request` listener after this call: it would
+ *   see every request unauthenticated.
  * @example
  * const server = createServer((req, res) => transport.handleRequest(req, res, (req as McpRequest).body))
  * mountMcpAuth(server, mcpAuth)
@@ -548,6 +566,11 @@ function pathOf(url: string | undefined): string {
 export function mountMcpAuth(target: ExpressLike | Server, mcpAuth: McpAuth, options: MountOptions = {}): void {
   const mcpPath = options.mcpPath ?? '/mcp'
   const authPath = options.authPath ?? '/auth'
+  const healthPath = options.healthPath ?? '/health'
+  for (const [name, p] of [['mcpPath', mcpPath], ['authPath', authPath], ['healthPath', healthPath]] as const) {
+    if (typeof p !== 'string' || !p.startsWith('/') || /[?#]/.test(p)) throw new TypeError(`${name} must be a path starting with "/" (no query or fragment)`)
+  }
+  if (mcpPath === authPath) throw new TypeError('mcpPath and authPath must differ')
   if (typeof (target as ExpressLike).use === 'function' && typeof (target as ExpressLike).post === 'function') {
     const app = target as ExpressLike
     app.post(authPath, mcpAuth.authHandler)
@@ -558,18 +581,25 @@ export function mountMcpAuth(target: ExpressLike | Server, mcpAuth: McpAuth, opt
   if (typeof server.on !== 'function' || typeof server.listeners !== 'function') throw new TypeError('target must be an Express app/router or a node:http Server')
   const previous = server.listeners('request') as RequestListener[]
   server.removeAllListeners('request')
-  const fallback: RequestListener = (req, res) => {
+  const notFound = (res: ServerResponse): void => writeJson(res, 404, {}, { error: 'not_found', error_description: 'not found' })
+  const callPrevious: RequestListener = (req, res) => {
     if (previous.length === 0) {
-      writeJson(res, 404, {}, { error: 'not_found', error_description: 'not found' })
+      notFound(res)
       return
     }
     for (const l of previous) void l.call(server, req, res)
   }
-  const protectedHandler = mcpAuth.protect(options.handler ?? ((req, res) => fallback(req, res)))
+  const handler = options.handler
+  const protectedHandler = mcpAuth.protect(handler ?? ((req, res) => callPrevious(req, res)))
+  // Only with an explicit MCP handler may the previous listeners see other paths: without one they
+  // ARE the MCP transport (which ignores the path), so nothing unauthenticated may reach them.
+  const previousServeOtherPaths = handler !== undefined && previous.length > 0
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const p = pathOf(req.url)
     if (p === authPath) mcpAuth.authHandler(req, res)
     else if (p === mcpPath) protectedHandler(req, res)
-    else fallback(req, res)
+    else if (previousServeOtherPaths) callPrevious(req, res)
+    else if (p === healthPath && (req.method === 'GET' || req.method === 'HEAD')) writeJson(res, 200, {}, { status: 'ok', server_fingerprint: mcpAuth.service.fingerprint })
+    else notFound(res)
   })
 }

@@ -101,20 +101,34 @@ const VARIANTS = ['/mcp/', '//mcp', '/MCP', '/%6dcp', '/mcp%20', '/./mcp', '/mcp
 
 test(
   'mountMcpAuth as in its own @example (existing listener, no handler): other paths must not reach the MCP transport unauthenticated',
-  { todo: 'finding 5: without options.handler the existing listeners are also the fallback, so /mcp/, //mcp, /MCP … reach the MCP transport with no authentication' },
   async () => {
     const s = await setup('listener')
-    for (const path of VARIANTS) {
+    for (const path of [...VARIANTS, '/mcp#x', '/auth/']) {
       const r = await send(s.port, { path, body: BODY })
       assert.notEqual(r.status, 200, `${path}: ${r.text}`)
+      assert.equal(r.status, 404, `${path}: ${r.text}`)
+      assert.match(r.text, /not_found/, path)
+    }
+    // The exact path is checked whatever the query string.
+    for (const path of ['/mcp', '/mcp?x=1', '/mcp?']) {
+      const r = await send(s.port, { path, body: BODY })
+      assert.equal(r.status, 401, `${path}: ${r.text}`)
     }
     assert.deepEqual(s.reached, [], 'the MCP transport never saw an unauthenticated request')
+    const health = await send(s.port, { method: 'GET', path: '/health' })
+    assert.equal(health.status, 200, health.text)
+    assert.deepEqual(s.reached, [])
+    // An authenticated request to exactly mcpPath still reaches the existing listener.
+    const session = await handshake(s)
+    const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp?x=1', body: BODY })
+    const ok = await send(s.port, { path: '/mcp?x=1', body: BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
+    assert.equal(ok.status, 200, ok.text)
+    assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
   },
 )
 
 test(
   'gateway: client-sent look-alikes of X-MCP-PKI-* (underscores) must not reach the upstream',
-  { todo: 'finding 2: x_mcp_pki_role / X-MCP-PKI_Role are forwarded; CGI/WSGI/Rack-style upstreams map them onto HTTP_X_MCP_PKI_ROLE' },
   () => {
     const req = {
       auth: { token: 't', clientId: 'a'.repeat(64), scopes: [], extra: { fingerprint: 'a'.repeat(64), role: 'reader', sessionId: 's', metadata: {} } },
