@@ -75,10 +75,8 @@ async function main(): Promise<void> {
   const t = config.transport
   events.log('server.start', { server_fingerprint: server.fingerprint, url: server.authUrl, ws_url: server.wsUrl, transport: t.type, allowlist_entries: server.configured.allowlist.size, nonce_store: config.auth.nonce_store.type, session_binding: config.auth.session_binding })
   if (config.auth.audience === null) {
-    events.log(
-      'server.start',
-      { warning: `auth.audience is not set: this server accepts handshakes meant for any audience; set it to the URL clients use (e.g. ${server.authUrl.replace(/\/auth$/, '')}) so a session meant for another server is refused` },
-      'WARN',
+    process.stderr.write(
+      `warning: auth.audience is not set: this server accepts handshakes meant for any audience; set it to the URL clients use (e.g. ${server.authUrl.replace(/\/auth$/, '')}) so a session meant for another server is refused\n`,
     )
   }
   process.stdout.write(
