@@ -19,8 +19,7 @@ import { systemClock, type Clock, type RandomSource } from '../internal/clock.js
 import type { Ed25519KeyPair } from '../keys/key-pair.js'
 import { PROOF_HEADER } from '../protocol/constants.js'
 import { createRequestProof } from '../session/session-token.js'
-import { authenticate, clientSetupFromConfig, safeUrl, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
-import { createNodeFetch, tlsClientSettingsFromConfig } from '../transport/tls.js'
+import { authenticate, authenticateOptionsFromConfig, safeUrl, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
 
 /** A `fetch` as the SDK transports call it. */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
@@ -216,27 +215,14 @@ export interface AuthFetchFromConfigOptions extends ConfigClientOptions {
 export async function createAuthFetchFromConfig(config: string | Config, mcpUrl: string | URL, opts: AuthFetchFromConfigOptions = {}): Promise<AuthFetch> {
   const cfg = typeof config === 'string' ? await loadConfig(config) : config
   const authUrl = opts.authUrl ?? new URL('/auth', String(mcpUrl)).href
-  const setup = await clientSetupFromConfig(cfg, authUrl, opts)
-  let handshakeFetch: HandshakeFetch | FetchFunction | undefined = opts.fetch as HandshakeFetch | undefined
-  const ssl = cfg.transport.ssl
-  if (handshakeFetch === undefined && authUrl.startsWith('https:') && (ssl.ca_file !== null || ssl.cert_file !== null)) {
-    handshakeFetch = (await createNodeFetch(tlsClientSettingsFromConfig(cfg))) as unknown as HandshakeFetch
-  }
+  const { fetch: handshakeFetch, ...handshake } = await authenticateOptionsFromConfig(cfg, authUrl, opts)
   return createAuthFetch({
+    ...handshake,
     url: String(mcpUrl),
     authUrl,
-    keyPair: setup.keyPair,
-    serverTrust: setup.serverTrust,
-    audience: setup.audience,
-    timeoutMs: opts.timeoutMs ?? cfg.transport.timeout * 1000,
-    retryAttempts: opts.retryAttempts ?? cfg.transport.retry_attempts,
-    retryDelayMs: cfg.transport.retry_delay * 1000,
-    timestampTolerance: cfg.auth.timestamp_tolerance,
     ...(opts.mcpFetch === undefined ? {} : { fetch: opts.mcpFetch }),
-    ...(handshakeFetch === undefined ? {} : { handshakeFetch }),
+    ...(handshakeFetch === undefined ? {} : { handshakeFetch: handshakeFetch as HandshakeFetch }),
     ...(opts.refreshBeforeMs === undefined ? {} : { refreshBeforeMs: opts.refreshBeforeMs }),
     ...(opts.onSession === undefined ? {} : { onSession: opts.onSession }),
-    ...(opts.clock === undefined ? {} : { clock: opts.clock }),
-    ...(opts.random === undefined ? {} : { random: opts.random }),
   })
 }

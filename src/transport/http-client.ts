@@ -351,18 +351,18 @@ export async function promptTrust(fingerprint: string, serverUrl: string): Promi
 }
 
 /**
- * {@link authenticate} configured from a client config: key, allowlist, pinned fingerprint,
- * trust on first use, `transport.timeout`/`retry_attempts`/`retry_delay`, and `transport.ssl.ca_file`
- * as the trusted CA for https URLs.
+ * The {@link authenticate} options a client config gives for `serverUrl`: key, allowlist, pinned
+ * fingerprint, trust on first use, `transport.timeout`/`retry_attempts`/`retry_delay`, and
+ * `transport.ssl.ca_file` as the trusted CA for https URLs. Shared by every config-driven client.
  */
-export async function authenticateWithConfig(config: Config, serverUrl: string, opts: ConfigClientOptions = {}): Promise<ClientSession> {
+export async function authenticateOptionsFromConfig(config: Config, serverUrl: string, opts: ConfigClientOptions = {}): Promise<AuthenticateOptions> {
   const setup = await clientSetupFromConfig(config, serverUrl, opts)
   let doFetch = opts.fetch
   const ssl = config.transport.ssl
   if (doFetch === undefined && serverUrl.startsWith('https:') && (ssl.ca_file !== null || ssl.cert_file !== null)) {
     doFetch = await createNodeFetch(tlsClientSettingsFromConfig(config))
   }
-  return authenticate({
+  return {
     url: serverUrl,
     keyPair: setup.keyPair,
     serverTrust: setup.serverTrust,
@@ -374,5 +374,10 @@ export async function authenticateWithConfig(config: Config, serverUrl: string, 
     ...(doFetch === undefined ? {} : { fetch: doFetch }),
     ...(opts.clock === undefined ? {} : { clock: opts.clock }),
     ...(opts.random === undefined ? {} : { random: opts.random }),
-  })
+  }
+}
+
+/** {@link authenticate} configured from a client config (see {@link authenticateOptionsFromConfig}). */
+export async function authenticateWithConfig(config: Config, serverUrl: string, opts: ConfigClientOptions = {}): Promise<ClientSession> {
+  return authenticate(await authenticateOptionsFromConfig(config, serverUrl, opts))
 }
