@@ -104,3 +104,30 @@ test('request proof: a non-canonical spelling of the same nonce is refused, so i
   assert.match(header, /n=A{22},/)
   assert.equal(parseRequestProof(header.replace(/n=A{22}/, 'n=' + 'A'.repeat(21) + 'B')), undefined)
 })
+
+test('per-key limit counts only completed handshakes of that key: claims by others cost it nothing', async () => {
+  const { RateLimiter } = await import('../../../src/ratelimit/token-bucket.js')
+  const p = makeParties()
+  const clock = new TestClock()
+  const service = createAuthService({
+    keyPair: p.server,
+    allowlist: p.serverAllowlist,
+    nonceStore: new TestNonceStore(100, clock.now),
+    perKeyLimiter: new RateLimiter({ ratePerSecond: 1, burst: 2, clock: clock.now }),
+    clock: clock.now,
+  })
+  const client = () => createClientHandshake({ keyPair: p.client, audience: 'a', serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), clock: clock.now })
+  // A stranger replays the public key in message 1s: challenges are issued, nothing is counted.
+  for (let i = 0; i < 10; i++) assert.equal((await service.handleMessage(client().start(), { remote: '127.0.0.2' })).status, 200)
+  async function handshake() {
+    const c = client()
+    const m2 = await service.handleMessage(c.start())
+    return service.handleMessage(await c.handleChallenge(m2.body))
+  }
+  assert.equal((await handshake()).status, 200)
+  assert.equal((await handshake()).status, 200)
+  const third = await handshake()
+  assert.equal(third.status, 429)
+  assert.equal(third.error?.code, 'rate_limited')
+  assert.equal((third.body as { session_token?: string }).session_token, undefined, 'no session for a limited key')
+})
