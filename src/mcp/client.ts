@@ -18,7 +18,7 @@ import type { ClientSession, ServerTrust } from '../handshake/client-handshake.j
 import { systemClock, type Clock, type RandomSource } from '../internal/clock.js'
 import type { Ed25519KeyPair } from '../keys/key-pair.js'
 import { PROOF_HEADER } from '../protocol/constants.js'
-import { createRequestProof } from '../session/session-token.js'
+import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
 import { authenticate, authenticateOptionsFromConfig, safeUrl, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
 
 /** A `fetch` as the SDK transports call it. */
@@ -147,6 +147,11 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     return handshake()
   }
 
+  const proofExtras: Pick<CreateProofOptions, 'clock' | 'random'> = {
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.random === undefined ? {} : { random: options.random }),
+  }
+
   const authFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     let url: URL
     let headers: Headers
@@ -161,22 +166,27 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
       body = init?.body !== undefined ? await bodyBytes(init.body) : input.body === null ? undefined : new Uint8Array(await input.arrayBuffer())
       rest = { signal: input.signal, redirect: input.redirect, ...rest }
     } else {
-      url = new URL(String(input))
+      // The SDK passes a URL object: no need to parse it again.
+      url = input instanceof URL ? input : new URL(String(input))
       method = (init?.method ?? 'GET').toUpperCase()
+      // One copy of the caller's headers (never mutate theirs).
       headers = new Headers(init?.headers)
-      body = await bodyBytes(init?.body)
+      const b = init?.body
+      body = b === undefined || b === null || typeof b === 'string' ? (b ?? undefined) : await bodyBytes(b)
     }
     if (url.origin !== origin) {
       throw new AuthError('transport_error', `refusing to send the session for ${origin} to ${safeUrl(url.href)}`)
     }
     const target = url.pathname + url.search
+    if (body !== undefined) rest.body = body as NonNullable<RequestInit['body']>
+    rest.method = method
+    rest.headers = headers
     const send = (s: ClientSession): Promise<Response> => {
-      const h = new Headers(headers)
-      h.set('authorization', `Bearer ${s.token}`)
-      h.set(PROOF_HEADER, createRequestProof({ sessionKey: s.sessionKey, method, target, body, ...(options.clock === undefined ? {} : { clock: options.clock }), ...(options.random === undefined ? {} : { random: options.random }) }))
-      return baseFetch(url, { ...rest, method, headers: h, ...(body === undefined ? {} : { body: body as NonNullable<RequestInit['body']> }) })
+      headers.set('authorization', `Bearer ${s.token}`)
+      headers.set(PROOF_HEADER, createRequestProof({ sessionKey: s.sessionKey, method, target, body, ...proofExtras }))
+      return baseFetch(url, rest)
     }
-    const s = await session()
+    const s = pending === undefined && fresh(current) ? current : await session()
     const res = await send(s)
     if (res.status !== 401) return res
     await res.body?.cancel().catch(() => {})

@@ -469,14 +469,21 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     },
     protect(handler) {
       return (req, res) => {
+        const failed = (err: unknown): void => {
+          if (!res.headersSent) writeJson(res, 500, {}, { error: 'internal_error', error_description: 'internal error' })
+          else res.end()
+          audit?.log('mcp.handler_error', { reason: err instanceof Error ? err.message : String(err) }, 'ERROR')
+        }
         run(req as McpRequest, res, (r) => {
-          Promise.resolve()
-            .then(() => handler(r, res))
-            .catch((err: unknown) => {
-              if (!res.headersSent) writeJson(res, 500, {}, { error: 'internal_error', error_description: 'internal error' })
-              else res.end()
-              audit?.log('mcp.handler_error', { reason: err instanceof Error ? err.message : String(err) }, 'ERROR')
-            })
+          let out: unknown
+          try {
+            out = handler(r, res)
+          } catch (err) {
+            failed(err)
+            return
+          }
+          if (out instanceof Promise) out.catch(failed)
+          else if (out !== null && typeof out === 'object' && typeof (out as PromiseLike<unknown>).then === 'function') Promise.resolve(out).catch(failed)
         })
       }
     },
