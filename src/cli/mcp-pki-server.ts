@@ -79,13 +79,9 @@ async function main(): Promise<void> {
       `warning: auth.audience is not set: this server accepts handshakes meant for any audience; set it to the URL clients use (e.g. ${server.authUrl.replace(/\/auth$/, '')}) so a session meant for another server is refused\n`,
     )
   }
-  process.stdout.write(
-    `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health) and ${server.wsUrl}\n` +
-      `server key fingerprint: ${server.fingerprint}\n` +
-      `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n`,
-  )
-
-  await new Promise<void>((resolve) => {
+  // Signal handlers first, then the 'listening' line: a supervisor that signals as soon as it
+  // reads that line must get a clean shutdown.
+  const done = new Promise<void>((resolve) => {
     let stopping = false
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -106,6 +102,13 @@ async function main(): Promise<void> {
     process.on('SIGTERM', stop)
     process.on('SIGINT', stop)
   })
+  process.stdout.write(
+    `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health) and ${server.wsUrl}\n` +
+      `server key fingerprint: ${server.fingerprint}\n` +
+      `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n`,
+  )
+
+  await done
 }
 
 await runCli(main)
