@@ -25,6 +25,7 @@ import type { AllowlistEntry } from '../allowlist/types.js'
 import { loadConfig, parseConfig } from '../config/load-config.js'
 import { AuthError } from '../errors.js'
 import { loadPublicKeyFile } from '../keys/key-file.js'
+import { PACKAGE_VERSION } from '../transport/http-server.js'
 import { configureProgram, printJson, printLine, runCli, UsageError } from './shared/output.js'
 
 interface CommonOptions {
@@ -402,7 +403,7 @@ function common(cmd: Command): Command {
 function buildProgram(): Command {
   const program = configureProgram(new Command('mcp-allowlist'))
   program.description('Manage the mcp-pki-auth allowlist (keys allowed to authenticate, by SHA-256 fingerprint).')
-  program.version('0.1.0')
+  program.version(PACKAGE_VERSION)
 
   common(program.command('add').description('add a public key (or a bare fingerprint) to the allowlist'))
     .option('--key-file <file>', 'public key file: SPKI PEM, OpenSSH ssh-ed25519 line, or legacy MCP PUBLIC KEY')
