@@ -74,11 +74,12 @@ async function main(): Promise<void> {
   const events = server.configured.events
   const t = config.transport
   events.log('server.start', { server_fingerprint: server.fingerprint, url: server.authUrl, ws_url: server.wsUrl, transport: t.type, allowlist_entries: server.configured.allowlist.size, nonce_store: config.auth.nonce_store.type, session_binding: config.auth.session_binding })
-  if (config.auth.audience === null) {
-    process.stderr.write(
-      `warning: auth.audience is not set: this server accepts handshakes meant for any audience; set it to the URL clients use (e.g. ${server.authUrl.replace(/\/auth$/, '')}) so a session meant for another server is refused\n`,
-    )
-  }
+  const aud = config.auth.audience
+  process.stderr.write(
+    aud === null
+      ? `audience: this machine's names and addresses on port ${server.address.port} (e.g. ${server.authUrl.replace(/\/auth$/, '')}); behind a proxy or under another DNS name set auth.audience to the URL clients use\n`
+      : `audience: ${(typeof aud === 'string' ? [aud] : aud).join(', ')}\n`,
+  )
   // Signal handlers first, then the 'listening' line: a supervisor that signals as soon as it
   // reads that line must get a clean shutdown.
   const done = new Promise<void>((resolve) => {

@@ -24,7 +24,7 @@
  * | auth.session_ttl                   | 900                        | seconds                                          |
  * | auth.session_binding               | proof                      | proof / bearer (bearer over http/ws = warning)   |
  * | auth.proof_window                  | 30                         | seconds                                          |
- * | auth.audience                      | null                       |                                                  |
+ * | auth.audience                      | null                       | URL or list; null = this machine's names + port  |
  * | auth.nonce_store.type              | memory                     | memory / redis                                   |
  * | auth.nonce_store.url               | redis://127.0.0.1:6379     |                                                  |
  * | auth.nonce_store.key_prefix        | mcp-pki:                   |                                                  |
@@ -260,7 +260,12 @@ const authSchema = z.strictObject(
     session_ttl: positiveInt().default(900),
     session_binding: oneOf(['proof', 'bearer'] as const).default('proof'),
     proof_window: positiveInt().default(30),
-    audience: nonEmptyString('a non-empty string or null').nullable().default(null),
+    audience: z
+      .union([nonEmptyString('a URL, a list of URLs or null'), z.array(nonEmptyString('a non-empty string'), { error: 'expected a URL, a list of URLs or null' }).min(1, { error: 'expected at least one audience (or null)' })], {
+        error: 'expected a URL, a list of URLs or null',
+      })
+      .nullable()
+      .default(null),
     nonce_store: nonceStoreSchema.prefault({}),
     ticket_key: ticketKeySchema.default(null),
     ticket_key_rotation: positiveInt().nullable().default(null),

@@ -17,6 +17,7 @@
  * | MCP_CHALLENGE_TTL       | auth.challenge_ttl          | positive integer                        |
  * | MCP_SESSION_TTL         | auth.session_ttl            | positive integer                        |
  * | MCP_SESSION_BINDING     | auth.session_binding        | proof, bearer                           |
+ * | MCP_AUDIENCE            | auth.audience               | comma-separated URLs                    |
  * | MCP_NONCE_STORE         | auth.nonce_store.type       | memory, redis                           |
  * | MCP_REDIS_URL           | auth.nonce_store.url        | redis:// or rediss:// URL               |
  * | MCP_AUDIT_ENABLED       | audit.enabled               | true/false/1/0/yes/no                   |
@@ -157,6 +158,10 @@ const ENV_RULES: readonly EnvRule[] = [
   rule('MCP_SESSION_TTL', 'a positive integer (seconds)', positiveIntEnv, (c, v) => (c.auth.session_ttl = v)),
   rule('MCP_SESSION_BINDING', 'one of "proof", "bearer"', enumEnv<SessionBinding>(['proof', 'bearer']), (c, v) => (c.auth.session_binding = v)),
   rule('MCP_NONCE_STORE', 'one of "memory", "redis"', enumEnv<'memory' | 'redis'>(['memory', 'redis']), (c, v) => (c.auth.nonce_store.type = v)),
+  rule('MCP_AUDIENCE', 'a comma-separated list of URLs', (v) => {
+    const list = v.split(',').map((a) => a.trim()).filter((a) => a !== '')
+    return list.length === 0 || list.some((a) => [...a].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) ? undefined : list.length === 1 ? list[0]! : list
+  }, (c, v) => (c.auth.audience = v)),
   rule('MCP_REDIS_URL', 'a redis:// or rediss:// URL', (v) => (isRedisUrl(v.trim()) ? v.trim() : undefined), (c, v) => (c.auth.nonce_store.url = v), true),
   rule('MCP_AUDIT_ENABLED', 'true, false, 1, 0, yes or no', boolEnv, (c, v) => (c.audit.enabled = v)),
   {

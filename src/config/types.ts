@@ -50,7 +50,7 @@ export interface Config {
     /** Seconds either side of now a request proof's timestamp may be. */
     proof_window: number
     /** Audience this server answers to (its URL or name); null = accept the Host the client used. */
-    audience: string | null
+    audience: string | string[] | null
     nonce_store: {
       type: 'memory' | 'redis'
       url: string

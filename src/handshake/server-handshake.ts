@@ -33,6 +33,7 @@ import {
 } from '../protocol/transcript.js'
 import { deriveTicketKey, isTicketKeyRing, openTicket, sealTicket, staticTicketKeys, TICKET_KIND, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { encodeSessionTicket } from '../session/session-token.js'
+import { namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKey, generateEphemeral, type EphemeralSource } from './common.js'
 
 export interface ServerHandshakeOptions {
@@ -47,8 +48,14 @@ export interface ServerHandshakeOptions {
   challengeTtl?: number
   /** Seconds a session stays valid (default 900). */
   sessionTtl?: number
-  /** Audiences this server answers to; null/empty = any (the client still binds the one it meant). */
+  /**
+   * Audiences this server answers to (exact match). When null/empty: a message that arrived on a
+   * socket (`ctx.localPort` given) must name this machine and that port (see local-audience.ts);
+   * a message handed in without a context is not checked (the client still binds the one it meant).
+   */
   audience?: string | readonly string[] | null
+  /** More host names that mean this server for the default audience check (e.g. the configured listen host). */
+  localNames?: readonly string[]
   /** Ticket keys: the first (or ring.current()) seals, all open. Default: one derived from the server's private key. */
   ticketKeys?: readonly TicketKey[] | TicketKeyRing
   clock?: Clock
@@ -71,9 +78,15 @@ export interface ServerHandshake {
   readonly ticketKeys: readonly TicketKey[]
   readonly ticketKeyRing: TicketKeyRing
   /** Message 1 → message 2. Throws AuthError. */
-  handleRequest(message: unknown): AuthChallengeWire
+  handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire
   /** Message 3 → message 4. Throws AuthError. */
-  handleResponse(message: unknown): Promise<HandshakeResult>
+  handleResponse(message: unknown, ctx?: HandshakeContext): Promise<HandshakeResult>
+}
+
+/** Where a message arrived (set by the transports). */
+export interface HandshakeContext {
+  /** The local port of the socket the message came in on: enables the default audience check. */
+  localPort?: number
 }
 
 const CHALLENGE_PLAINTEXT = 8 + 32 + SESSION_KEY_SIZE
@@ -92,6 +105,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   const ring: TicketKeyRing = isTicketKeyRing(options.ticketKeys)
     ? options.ticketKeys
     : staticTicketKeys(options.ticketKeys?.length ? options.ticketKeys : [deriveTicketKey(privateKeySeed(keyPair.privateKey))])
+  const extraNames = new Set((options.localNames ?? []).map((n) => n.toLowerCase()).map((n) => (n.includes(':') && !n.startsWith('[') ? `[${n}]` : n)))
   const serverPk = keyPair.publicKeyRaw
   const serverPkB64 = b64u(serverPk)
   const serverFp = keyPair.fingerprint
@@ -104,9 +118,16 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     return { entry: found.entry, publicKey: found.publicKey, fingerprint }
   }
 
-  function checkAudience(audience: string): void {
-    if (audiences.length > 0 && !audiences.includes(audience)) {
-      throw new AuthError('invalid_message', 'audience does not name this server')
+  function checkAudience(audience: string, ctx: HandshakeContext | undefined): void {
+    if (audiences.length > 0) {
+      if (!audiences.includes(audience)) throw new AuthError('invalid_message', 'audience does not name this server')
+      return
+    }
+    if (ctx?.localPort !== undefined && !namesThisServer(audience, ctx.localPort, extraNames)) {
+      throw new AuthError(
+        'invalid_message',
+        `audience ${JSON.stringify(audience.slice(0, 120))} does not name this server (its host must be one of this machine's names and its port ${ctx.localPort}); behind a proxy or under another name, the server must set auth.audience`,
+      )
     }
   }
 
@@ -117,11 +138,11 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     },
     ticketKeyRing: ring,
 
-    handleRequest(message: unknown): AuthChallengeWire {
+    handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire {
       const request = parseAuthRequest(message)
       const now = clock()
       checkWindow(request.timestamp, now, toleranceMs, 'auth_request')
-      checkAudience(request.audience)
+      checkAudience(request.audience, ctx)
       lookupClient(request, now)
 
       const serverNonce = random(NONCE_SIZE)
@@ -158,12 +179,12 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       }
     },
 
-    async handleResponse(message: unknown): Promise<HandshakeResult> {
+    async handleResponse(message: unknown, ctx?: HandshakeContext): Promise<HandshakeResult> {
       const response = parseAuthResponse(message)
       const { request, challenge } = response
       const now = clock()
       checkWindow(response.timestamp, now, toleranceMs, 'auth_response')
-      checkAudience(request.audience)
+      checkAudience(request.audience, ctx)
       const client = lookupClient(request, now)
 
       // MAC: the challenge token must be ours and bind exactly the echoed fields.

@@ -7,7 +7,13 @@
  * `clientId` is the client key's fingerprint, `expiresAt` the session's end (seconds), `scopes`
  * come from the allowlist metadata (`scopes: [...]` plus `role:<role>`), and `extra` carries
  * `fingerprint`, `role`, `org`, `metadata`, `sessionId`. Tool handlers read it from
- * `extra.authInfo` (1.x) or `ctx.http?.authInfo` (2.x).
+ * `extra.authInfo` (1.x) or `ctx.http?.authInfo` (2.x); {@link callerOf} reads either.
+ *
+ * SDK 1.x (`@modelcontextprotocol/sdk`) has a node:http transport: use {@link McpAuth.middleware},
+ * {@link McpAuth.protect} or {@link mountMcpAuth} with `handler`. SDK 2.x
+ * (`@modelcontextprotocol/server`) has only web-standard ones (`WebStandardStreamableHTTPServerTransport`,
+ * `createMcpHandler`): use {@link McpAuth.fetchHandler} on a fetch-native runtime, or
+ * {@link McpAuth.protectFetch} / {@link mountMcpAuth} with `fetchHandler` on node:http.
  *
  * MCP sessions (`Mcp-Session-Id`) are bound to the key that opened them: another authenticated
  * key presenting that id gets the same `404 Session not found` an unknown id gets, so it learns
@@ -53,6 +59,14 @@ export type McpRequest = IncomingMessage & {
 }
 
 export type NextFunction = (err?: unknown) => void
+
+/**
+ * A web-standard MCP handler that is given the caller's `AuthInfo`. With SDK 2.x:
+ * `(request, authInfo) => transport.handleRequest(request, { authInfo })`
+ * (`WebStandardStreamableHTTPServerTransport`) or `(request, authInfo) => handler.fetch(request, { authInfo })`
+ * (`createMcpHandler`). The 1.x `WebStandardStreamableHTTPServerTransport` has the same signature.
+ */
+export type McpFetchHandler = (request: Request, authInfo: McpAuthInfo) => Response | Promise<Response>
 
 export interface McpAuthOptions {
   /** Largest accepted request body in bytes (default 4 MiB, the SDK's own default); larger → 413. */
@@ -100,6 +114,13 @@ export interface McpAuth {
   middleware(req: McpRequest, res: ServerResponse, next: NextFunction): void
   /** A node:http request listener that authenticates, then calls `handler`. */
   protect(handler: (req: McpRequest, res: ServerResponse) => unknown): RequestListener
+  /**
+   * A node:http request listener for a web-standard MCP handler (SDK 2.x has no other): authenticates
+   * like {@link McpAuth.protect} (session binding included), then gives `handler` a `Request` with the
+   * method, target, headers and exactly the body bytes that were checked, and streams its `Response`
+   * back (SSE included). A client that goes away aborts `request.signal` and cancels the body.
+   */
+  protectFetch(handler: McpFetchHandler): RequestListener
   /** The `POST /auth` handshake endpoint as a node:http / Express handler. */
   authHandler: RequestListener
   /** Lower level: reads the body, checks token and proof. Throws AuthError (or {@link HttpError}). */
@@ -115,7 +136,13 @@ export interface McpAuth {
    * Wraps a fetch-style MCP handler: authenticates, enforces session binding, and answers
    * failures with the same statuses and headers as {@link McpAuth.middleware}.
    */
-  fetchHandler(handler: (request: Request, authInfo: McpAuthInfo) => Response | Promise<Response>): (request: Request) => Promise<Response>
+  fetchHandler(handler: McpFetchHandler): (request: Request) => Promise<Response>
+  /**
+   * The `POST /auth` handshake endpoint as a fetch-style handler (Workers, Deno, Bun, Hono), the
+   * counterpart of {@link McpAuth.authHandler}. Without a configured `audience` the service cannot
+   * check which port a handshake was meant for: configure one on such runtimes.
+   */
+  fetchAuthHandler(request: Request): Promise<Response>
   /** Sends the HTTP answer for a failure (401 with challenge, 413, 429, 503 …). */
   sendError(res: ServerResponse, err: unknown): void
 }
@@ -292,6 +319,73 @@ function writeJson(res: ServerResponse, status: number, headers: Record<string, 
   res.end(text)
 }
 
+/** The web `Request` for an authenticated node:http request whose body was read (and checked) already. */
+function toWebRequest(req: McpRequest, body: Buffer, signal: AbortSignal): Request {
+  const headers = new Headers()
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined) continue
+    if (Array.isArray(v)) for (const x of v) headers.append(k, x)
+    else headers.set(k, v)
+  }
+  const target = req.originalUrl ?? req.url ?? '/'
+  const host = headerValue(req, 'host')
+  const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http'
+  // Only the path and query come from the request line (a target like `//other/x` stays a path).
+  const url = new URL(`${scheme}://${host !== undefined && /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host) ? host : 'localhost'}`)
+  if (target.startsWith('/')) {
+    const q = target.indexOf('?')
+    url.pathname = q === -1 ? target : target.slice(0, q)
+    url.search = q === -1 ? '' : target.slice(q)
+  }
+  const method = req.method ?? 'GET'
+  const init: RequestInit = { method, headers, signal }
+  if (method !== 'GET' && method !== 'HEAD' && body.byteLength > 0) init.body = body
+  return new Request(url, init)
+}
+
+/** Writes a web `Response` to a node:http response, streaming its body with backpressure. */
+async function writeWebResponse(response: Response, res: ServerResponse): Promise<void> {
+  const headers: Record<string, string | string[]> = {}
+  response.headers.forEach((v, k) => {
+    if (k !== 'set-cookie') headers[k] = v
+  })
+  const cookies = response.headers.getSetCookie()
+  if (cookies.length > 0) headers['set-cookie'] = cookies
+  res.writeHead(response.status, headers)
+  if (response.body === null) {
+    res.end()
+    return
+  }
+  // An event stream may stay quiet for long: the client must see its headers now.
+  if ((response.headers.get('content-type') ?? '').startsWith('text/event-stream')) res.flushHeaders()
+  const reader = response.body.getReader()
+  const gone = (): void => void reader.cancel().catch(() => {})
+  res.once('close', gone)
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      if (res.destroyed) return
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const go = (): void => {
+            res.off('drain', go)
+            res.off('close', go)
+            resolve()
+          }
+          res.once('drain', go)
+          res.once('close', go)
+        })
+      }
+    }
+    res.end()
+  } catch (err) {
+    if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined)
+  } finally {
+    res.off('close', gone)
+  }
+}
+
 function createBindings(max: number): McpSessionBindings & { bind(id: string, fp: string): void } {
   const owners = new Map<string, string>()
   return {
@@ -345,7 +439,8 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
 
   function ctxOf(req: IncomingMessage): RequestContext {
     const remote = req.socket?.remoteAddress
-    return remote === undefined ? { transport } : { remote, transport }
+    const localPort = req.socket?.localPort
+    return { transport, ...(remote === undefined ? {} : { remote }), ...(localPort === undefined ? {} : { localPort }) }
   }
 
   async function authenticate(req: IncomingMessage): Promise<AuthenticatedRequest> {
@@ -458,34 +553,69 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     writeJson(res, reply.status, reply.headers, reply.body)
   }
 
+  async function fetchAuthEndpoint(request: Request): Promise<Response> {
+    if (request.method !== 'POST') {
+      return Response.json({ error: 'method_not_allowed', error_description: 'the handshake endpoint accepts POST only' }, { status: 405, headers: { allow: 'POST', 'cache-control': 'no-store' } })
+    }
+    let body: Buffer
+    const declared = Number(request.headers.get('content-length'))
+    if (Number.isFinite(declared) && declared > maxHandshake) body = Buffer.alloc(maxHandshake + 1)
+    else {
+      try {
+        body = Buffer.from(await request.arrayBuffer())
+      } catch {
+        body = Buffer.alloc(0)
+      }
+      if (body.byteLength > maxHandshake) body = Buffer.alloc(maxHandshake + 1) // handleMessage answers payload_too_large
+    }
+    const reply = await service.handleMessage(body, { transport })
+    return Response.json(reply.body, { status: reply.status, headers: { ...reply.headers, 'cache-control': 'no-store' } })
+  }
+
+  function protect(handler: (req: McpRequest, res: ServerResponse) => unknown): RequestListener {
+    return (req, res) => {
+      const failed = (err: unknown): void => {
+        if (!res.headersSent) writeJson(res, 500, {}, { error: 'internal_error', error_description: 'internal error' })
+        else res.end()
+        audit?.log('mcp.handler_error', { reason: err instanceof Error ? err.message : String(err) }, 'ERROR')
+      }
+      run(req as McpRequest, res, (r) => {
+        let out: unknown
+        try {
+          out = handler(r, res)
+        } catch (err) {
+          failed(err)
+          return
+        }
+        if (out instanceof Promise) out.catch(failed)
+        else if (out !== null && typeof out === 'object' && typeof (out as PromiseLike<unknown>).then === 'function') Promise.resolve(out).catch(failed)
+      })
+    }
+  }
+
   return {
     service,
     sessions: bindings,
     sendError,
     authenticate,
     verifyWebRequest,
+    protect,
+    protectFetch(handler) {
+      if (typeof handler !== 'function') throw new TypeError('handler must be a function (request, authInfo) => Response')
+      return protect(async (req, res) => {
+        const aborter = new AbortController()
+        res.once('close', () => {
+          if (!res.writableFinished) aborter.abort()
+        })
+        const response = await handler(toWebRequest(req, req.rawBody ?? Buffer.alloc(0), aborter.signal), req.auth!)
+        await writeWebResponse(response, res)
+      })
+    },
+    fetchAuthHandler(request) {
+      return fetchAuthEndpoint(request).catch((err: unknown) => webError(err))
+    },
     middleware(req, res, next) {
       run(req, res, () => next())
-    },
-    protect(handler) {
-      return (req, res) => {
-        const failed = (err: unknown): void => {
-          if (!res.headersSent) writeJson(res, 500, {}, { error: 'internal_error', error_description: 'internal error' })
-          else res.end()
-          audit?.log('mcp.handler_error', { reason: err instanceof Error ? err.message : String(err) }, 'ERROR')
-        }
-        run(req as McpRequest, res, (r) => {
-          let out: unknown
-          try {
-            out = handler(r, res)
-          } catch (err) {
-            failed(err)
-            return
-          }
-          if (out instanceof Promise) out.catch(failed)
-          else if (out !== null && typeof out === 'object' && typeof (out as PromiseLike<unknown>).then === 'function') Promise.resolve(out).catch(failed)
-        })
-      }
     },
     authHandler(req, res) {
       authEndpoint(req, res).catch((err: unknown) => sendError(res, err))
@@ -534,6 +664,12 @@ export interface MountOptions {
    * gets a 404 from this library (fail closed), apart from `authPath` and `healthPath`.
    */
   handler?: (req: McpRequest, res: ServerResponse) => unknown
+  /**
+   * node:http only, instead of `handler`: a web-standard MCP handler for `mcpPath` (SDK 2.x:
+   * `(request, authInfo) => transport.handleRequest(request, { authInfo })`), served through
+   * {@link McpAuth.protectFetch}. Routing is that of `handler`.
+   */
+  fetchHandler?: McpFetchHandler
 }
 
 /** The parts of an Express app (or router) that {@link mountMcpAuth} uses. */
@@ -560,8 +696,9 @@ function pathOf(url: string | undefined): string {
  *   as a prefix, so it also guards `/mcp/…` and, unless the app routes case-sensitively, `/MCP`);
  *   then register your `/mcp` route as usual, AFTER this call and on the same app (it sees
  *   `req.auth` and a parsed `req.body`). Never route the MCP transport on a catch-all path.
- * - node:http `Server` with `options.handler`: `authPath` → handshake, exactly `mcpPath` (any query)
- *   → authentication → `handler`; every other path → the listeners the server already had (or 404).
+ * - node:http `Server` with `options.handler` (or `options.fetchHandler`): `authPath` → handshake,
+ *   exactly `mcpPath` (any query) → authentication → the handler; every other path → the listeners
+ *   the server already had (or 404).
  * - node:http `Server` without `options.handler`: the listeners the server already had are the MCP
  *   transport and get only authenticated requests to exactly `mcpPath`; every other path is a 404
  *   (except `authPath` and `GET healthPath`). Add no `request` listener after this call: it would
@@ -596,8 +733,10 @@ export function mountMcpAuth(target: ExpressLike | Server, mcpAuth: McpAuth, opt
     }
     for (const l of previous) void l.call(server, req, res)
   }
-  const handler = options.handler
-  const protectedHandler = mcpAuth.protect(handler ?? ((req, res) => callPrevious(req, res)))
+  if (options.handler !== undefined && options.fetchHandler !== undefined) throw new TypeError('give handler or fetchHandler, not both')
+  const handler = options.handler ?? options.fetchHandler
+  const protectedHandler =
+    options.fetchHandler !== undefined ? mcpAuth.protectFetch(options.fetchHandler) : mcpAuth.protect(options.handler ?? ((req, res) => callPrevious(req, res)))
   // Only with an explicit MCP handler may the previous listeners see other paths: without one they
   // ARE the MCP transport (which ignores the path), so nothing unauthenticated may reach them.
   const previousServeOtherPaths = handler !== undefined && previous.length > 0

@@ -154,6 +154,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       challengeTtl: config.auth.challenge_ttl,
       sessionTtl: config.auth.session_ttl,
       audience: config.auth.audience,
+      ...(isWildcardHost(config.transport.host) ? {} : { localNames: [config.transport.host] }),
       binding: config.auth.session_binding,
       proofWindow: config.auth.proof_window,
       maxMessageSize: config.transport.max_body_size,
@@ -202,4 +203,9 @@ async function assertNotWritableByOthers(path: string): Promise<void> {
       path,
     })
   }
+}
+
+/** Listening on every address: the host adds no name of its own. */
+function isWildcardHost(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::' || host === '[::]'
 }

@@ -57,6 +57,11 @@ export interface RequestContext {
   remote?: string
   /** `http`, `https`, `ws`, `wss`, `mcp` … for audit. */
   transport?: string
+  /**
+   * Local port of the socket the message arrived on. Without a configured audience, message 1 and
+   * 3 must then name this machine and this port (the transports set it; see local-audience.ts).
+   */
+  localPort?: number
 }
 
 export interface AuthReply {
@@ -154,11 +159,11 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         step = messageTypeOf(message)
         if (step === 'auth_request') {
           limit(options.perAddressLimiter, remote, 'address')
-          const body = handshake.handleRequest(message)
+          const body = handshake.handleRequest(message, ctx)
           return { status: 200, headers: {}, body }
         }
         if (step === 'auth_response') {
-          const result = await handshake.handleResponse(message)
+          const result = await handshake.handleResponse(message, ctx)
           // Per key only once the key proved itself: public keys are public, so counting message
           // 1s that merely claim a key would let anyone lock its owner out.
           limit(options.perKeyLimiter, result.clientFingerprint, 'client key')

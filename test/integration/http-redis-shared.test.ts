@@ -29,7 +29,8 @@ async function post(url: string, body: unknown): Promise<{ status: number; body:
 test('two server instances sharing a Redis nonce store: a message 3 accepted by one is replay_detected at the other', async () => {
   dir = await mkdtemp(join(tmpdir(), 'mcp-redis-http-'))
   const sb = await createSandbox(dir, {
-    server: { audit: { enabled: false }, auth: { nonce_store: { type: 'redis', url: REDIS_URL, key_prefix: prefix }, rate_limit: { per_address: 0, per_key: 0 } } },
+    server: { audit: { enabled: false }, // A fleet behind one public URL names it in auth.audience (the instances listen on different ports).
+    auth: { audience: 'http://127.0.0.1', nonce_store: { type: 'redis', url: REDIS_URL, key_prefix: prefix }, rate_limit: { per_address: 0, per_key: 0 } } },
   })
   const config = await loadConfig(sb.serverConfigPath, { env: {} })
   // two instances, each with its own Redis connections, same server key (stateless handshake)
@@ -61,6 +62,6 @@ test('two server instances sharing a Redis nonce store: a message 3 accepted by 
   assert.equal((replayB.body.error as { code: string }).code, 'replay_detected')
 
   // a session issued by A is accepted by B (same ticket key)
-  const s = await authenticate({ url: a.authUrl, keyPair: sb.clientKey, serverTrust: trust, retryAttempts: 0 })
+  const s = await authenticate({ url: a.authUrl, audience: 'http://127.0.0.1', keyPair: sb.clientKey, serverTrust: trust, retryAttempts: 0 })
   assert.equal(b.configured.service.verifier.verifyToken(s.token).clientFingerprint, sb.clientKey.fingerprint)
 })

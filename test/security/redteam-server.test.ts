@@ -127,7 +127,7 @@ test(
   async () => {
     const { sb, port } = await setup()
     // The attacker has only the public key (it is public) and another loopback address.
-    const attackerClaims = (): unknown => createClientHandshake({ keyPair: sb.clientKey, audience: 'x', serverTrust: () => ({}) }).start()
+    const attackerClaims = (): unknown => createClientHandshake({ keyPair: sb.clientKey, audience: `http://127.0.0.1:${port}`, serverTrust: () => ({}) }).start()
     const statuses: Record<string, number> = {}
     for (let i = 0; i < 120; i++) {
       const r = await postAuth(port, attackerClaims(), '127.0.0.2')
@@ -139,17 +139,78 @@ test(
   },
 )
 
-test(
-  'audience binding on a default server: a message 1 meant for another server is refused',
-  { todo: 'finding 4: without auth.audience the server accepts any audience, so a relay (or second trusted server) misbinds the session' },
-  async () => {
-    const { sb, port } = await setup()
-    const c = createClientHandshake({ keyPair: sb.clientKey, audience: 'https://another-server.example/auth', serverTrust: () => ({}) })
-    const r = await postAuth(port, c.start())
-    assert.equal(r.status, 400, JSON.stringify(r.body))
-    assert.equal(r.body.error?.code, 'invalid_message')
-  },
-)
+/** POST /auth with a chosen Host header (a relay writes whatever Host it likes). */
+function postAuthWithHost(port: number, body: unknown, host: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body)
+    const req = http.request(
+      { host: '127.0.0.1', port, path: '/auth', method: 'POST', agent: false, headers: { host, 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) as Reply['body'], headers: res.headers }))
+      },
+    )
+    req.on('error', reject)
+    req.end(data)
+  })
+}
+
+test('finding 4 (fixed): a default server refuses a message 1 meant for another server, whatever Host header a relay writes', async () => {
+  const { sb, port } = await setup()
+  const m1For = (audience: string): unknown => createClientHandshake({ keyPair: sb.clientKey, audience, serverTrust: () => ({}) }).start()
+  for (const audience of ['https://another-server.example/auth', `http://127.0.0.1:${port + 1}`, 'x', `http://user@127.0.0.1:${port}`, `ftp://127.0.0.1:${port}`]) {
+    const r = await postAuth(port, m1For(audience))
+    assert.equal(r.status, 400, `${audience}: ${JSON.stringify(r.body)}`)
+    assert.equal(r.body.error?.code, 'invalid_message', audience)
+    assert.equal(r.body.type, 'auth_error')
+    assert.equal(r.body.challenge_token, undefined, 'nothing granted')
+  }
+  // A relay at another.example forwards the client's message with Host: another.example.
+  const relayed = await postAuthWithHost(port, m1For('https://another-server.example'), 'another-server.example')
+  assert.equal(relayed.status, 400)
+  assert.equal(relayed.body.error?.code, 'invalid_message')
+  // The names of this machine on the port the request came in on are accepted, however spelled.
+  for (const audience of [`http://127.0.0.1:${port}`, `http://localhost:${port}/auth`, `http://LOCALHOST:${port}`, `ws://[::1]:${port}`, `https://127.0.0.1:${port}`]) {
+    const r = await postAuth(port, m1For(audience))
+    assert.equal(r.status, 200, `${audience}: ${JSON.stringify(r.body)}`)
+  }
+  assert.equal(await honestHandshake(sb, port), 'ok')
+})
+
+test('finding 4 (fixed): with auth.audience set, only those audiences are accepted (also a relay through this machine)', async () => {
+  const { sb, port } = await setup({ auth: { audience: ['https://mcp.example.com', 'https://mcp2.example.com'] } })
+  const m1For = (audience: string): unknown => createClientHandshake({ keyPair: sb.clientKey, audience, serverTrust: () => ({}) }).start()
+  assert.equal((await postAuth(port, m1For('https://mcp.example.com'))).status, 200)
+  assert.equal((await postAuth(port, m1For('https://mcp2.example.com'))).status, 200)
+  const local = await postAuth(port, m1For(`http://127.0.0.1:${port}`))
+  assert.equal(local.status, 400, 'the local URL is not one of the configured audiences')
+  assert.equal(local.body.error?.code, 'invalid_message')
+  // A whole handshake with a configured audience completes (M3 is checked too).
+  const c = createClientHandshake({ keyPair: sb.clientKey, audience: 'https://mcp.example.com', serverTrust: () => ({}) })
+  const r2 = await postAuth(port, c.start())
+  const r4 = await postAuth(port, await c.handleChallenge(r2.body))
+  assert.equal(r4.status, 200, JSON.stringify(r4.body))
+})
+
+test('finding 4 (fixed): over WebSocket the default check uses the socket port too', async () => {
+  const { sb, port } = await setup({ transport: { type: 'ws' } })
+  const send = (audience: string): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`)
+      ws.on('open', () => ws.send(JSON.stringify(createClientHandshake({ keyPair: sb.clientKey, audience, serverTrust: () => ({}) }).start())))
+      ws.on('message', (d: Buffer) => {
+        resolve(JSON.parse(d.toString()) as Record<string, unknown>)
+        ws.close()
+      })
+      ws.on('error', reject)
+    })
+  const bad = await send('https://another-server.example')
+  assert.equal(bad.type, 'auth_error')
+  assert.equal((bad.error as { code?: string }).code, 'invalid_message')
+  const good = await send(`http://127.0.0.1:${port}`)
+  assert.equal(good.type, 'auth_challenge')
+})
 
 test(
   'per-address limits: IPv6 addresses of one /64 share a budget (an attacker owns the whole /64)',
@@ -189,7 +250,7 @@ test('held: rate-limited failures get 429 + Retry-After (no reset, no 5xx); othe
   const codes: Record<string, number> = {}
   let retryAfter: string | undefined
   for (let i = 0; i < 130; i++) {
-    const c = createClientHandshake({ keyPair: other.clientKey, audience: 'x', serverTrust: () => ({}) })
+    const c = createClientHandshake({ keyPair: other.clientKey, audience: `http://127.0.0.1:${port}`, serverTrust: () => ({}) })
     const r = await postAuth(port, c.start())
     const k = `${r.status}:${r.body.error?.code ?? ''}`
     codes[k] = (codes[k] ?? 0) + 1

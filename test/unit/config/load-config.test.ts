@@ -235,6 +235,7 @@ const ENV_CASES: { name: string; value: string; check: (c: ReturnType<typeof def
   { name: 'MCP_CHALLENGE_TTL', value: '15', check: (c) => c.auth.challenge_ttl, expected: 15, bad: '0' },
   { name: 'MCP_SESSION_TTL', value: '60', check: (c) => c.auth.session_ttl, expected: 60, bad: '1.5' },
   { name: 'MCP_SESSION_BINDING', value: 'proof', check: (c) => c.auth.session_binding, expected: 'proof', bad: 'cookie' },
+  { name: 'MCP_AUDIENCE', value: 'https://a.example, https://b.example', check: (c) => c.auth.audience, expected: ['https://a.example', 'https://b.example'], bad: ' , ' },
   { name: 'MCP_NONCE_STORE', value: 'redis', check: (c) => c.auth.nonce_store.type, expected: 'redis', bad: 'disk' },
   { name: 'MCP_REDIS_URL', value: 'redis://127.0.0.1:6380/2', check: (c) => c.auth.nonce_store.url, expected: 'redis://127.0.0.1:6380/2', bad: 'http://x' },
   { name: 'MCP_AUDIT_ENABLED', value: 'no', check: (c) => c.audit.enabled, expected: false, bad: 'maybe' },
@@ -326,4 +327,16 @@ test('auth.ticket_key_rotation is a positive integer and cannot be combined with
   assert.throws(() => parseConfig('auth:\n  ticket_key_rotation: "1h"\n'), /auth\.ticket_key_rotation: expected a positive integer/)
   const key = randomBytes(32).toString('base64url')
   assert.throws(() => parseConfig(`auth:\n  ticket_key: "${key}"\n  ticket_key_rotation: 60\n`), /cannot be combined with auth\.ticket_key/)
+})
+
+test('auth.audience: a URL, a list of URLs, or null; an empty list or a number is an error naming the key', () => {
+  assert.equal(parseConfig('auth:\n  audience: https://mcp.example.com\n', { env: {} }).config.auth.audience, 'https://mcp.example.com')
+  assert.deepEqual(parseConfig('auth:\n  audience: [https://a.example, https://b.example]\n', { env: {} }).config.auth.audience, ['https://a.example', 'https://b.example'])
+  assert.equal(parseConfig('auth:\n  audience: null\n', { env: {} }).config.auth.audience, null)
+  for (const bad of ['[]', '42', '[""]']) {
+    const problems = problemsOf(() => parseConfig(`auth:\n  audience: ${bad}\n`, { env: {} }))
+    assert.equal(problems.length, 1, bad)
+    assert.match(problems[0]!, /^auth\.audience/, bad)
+  }
+  assert.equal(parseConfig('', { env: { MCP_AUDIENCE: 'https://one.example' } }).config.auth.audience, 'https://one.example')
 })
