@@ -8,7 +8,11 @@
  * before it expires, re-handshakes once when the server answers 401 and retries the request with a
  * new proof, and never runs two handshakes at once.
  *
- * Do not pass the SDK's OAuth `authProvider` in 1.x: it runs OAuth discovery on a 401.
+ * The same `fetch` serves SDK 1.x (`@modelcontextprotocol/sdk`) and 2.x (`@modelcontextprotocol/client`):
+ * both `StreamableHTTPClientTransport`s take `{ fetch }`. In 2.x, {@link createAuthProvider} can
+ * also be passed as the transport's `authProvider` (optional; see there). It cannot replace the
+ * `fetch`: every request needs a proof over that request, which only a fetch wrapper sees.
+ * Do not pass the SDK's OAuth `authProvider` (1.x or 2.x): it runs OAuth discovery on a 401.
  * @module
  */
 import { loadConfig } from '../config/load-config.js'
@@ -235,4 +239,38 @@ export async function createAuthFetchFromConfig(config: string | Config, mcpUrl:
     ...(opts.refreshBeforeMs === undefined ? {} : { refreshBeforeMs: opts.refreshBeforeMs }),
     ...(opts.onSession === undefined ? {} : { onSession: opts.onSession }),
   })
+}
+
+/**
+ * SDK 2.x's minimal `AuthProvider` (`@modelcontextprotocol/client`: `token()` before every request,
+ * `onUnauthorized(ctx)` on a 401 before its one retry), structurally, so this module needs no 2.x.
+ */
+export interface McpAuthProvider {
+  token(): Promise<string | undefined>
+  onUnauthorized(ctx?: unknown): Promise<void>
+}
+
+/**
+ * An SDK 2.x `authProvider` backed by `authFetch`, for
+ * `new StreamableHTTPClientTransport(url, { fetch: authFetch, authProvider: createAuthProvider(authFetch) })`.
+ *
+ * Optional: `authFetch` alone authenticates, renews and re-handshakes. With it, `token()` is the
+ * session's token (running the handshake on first use, so a refused server key fails the
+ * connect with the handshake's `AuthError`), and a 401 that reaches the transport (one that
+ * `authFetch`'s own re-handshake and retry could not cure) makes `onUnauthorized()` drop the
+ * session, so the transport's single retry goes out under a brand-new handshake; a second 401
+ * ends in the SDK's `SdkHttpError` (`ClientHttpAuthentication`) rather than its generic HTTP error.
+ * The `Authorization` header is always set by `authFetch` itself, next to the proof.
+ */
+export function createAuthProvider(authFetch: AuthFetch): McpAuthProvider {
+  if (typeof authFetch !== 'function' || typeof authFetch.session !== 'function' || typeof authFetch.invalidate !== 'function') {
+    throw new TypeError('createAuthProvider needs the fetch returned by createAuthFetch')
+  }
+  return {
+    token: async () => (await authFetch.session()).token,
+    onUnauthorized: () => {
+      authFetch.invalidate()
+      return Promise.resolve()
+    },
+  }
 }

@@ -119,6 +119,7 @@ export interface McpAuth {
    * like {@link McpAuth.protect} (session binding included), then gives `handler` a `Request` with the
    * method, target, headers and exactly the body bytes that were checked, and streams its `Response`
    * back (SSE included). A client that goes away aborts `request.signal` and cancels the body.
+   * Use it in place of {@link McpAuth.middleware}, never behind it (each authenticates the request).
    */
   protectFetch(handler: McpFetchHandler): RequestListener
   /** The `POST /auth` handshake endpoint as a node:http / Express handler. */
@@ -331,7 +332,12 @@ function toWebRequest(req: McpRequest, body: Buffer, signal: AbortSignal): Reque
   const host = headerValue(req, 'host')
   const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http'
   // Only the path and query come from the request line (a target like `//other/x` stays a path).
-  const url = new URL(`${scheme}://${host !== undefined && /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host) ? host : 'localhost'}`)
+  let url: URL
+  try {
+    url = new URL(`${scheme}://${host !== undefined && /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host) ? host : 'localhost'}`)
+  } catch {
+    url = new URL(`${scheme}://localhost`) // e.g. a port over 65535
+  }
   if (target.startsWith('/')) {
     const q = target.indexOf('?')
     url.pathname = q === -1 ? target : target.slice(0, q)
