@@ -44,8 +44,11 @@ async function start(m: Message): Promise<Record<string, unknown>> {
   const server = createAuthHttpServer({
     service,
     maxConnections: 1000,
-    onReply: (reply) => {
+    onReply: (reply, req) => {
       if (reply.result !== undefined) handshakes++
+      const started = (req as { benchStart?: number }).benchStart
+      const list = serverTimes[reply.body.type]
+      if (started !== undefined && list !== undefined && list.length < 100_000) list.push(performance.now() - started)
     },
     ...(a.mode === 'https' ? { tls: { key: readFileSync(a.certs.serverKey), cert: readFileSync(a.certs.serverCert) } } : {}),
   })
@@ -61,8 +64,21 @@ async function start(m: Message): Promise<Record<string, unknown>> {
     })
     wss.attach(server.server)
   }
+  // Wall time inside this process per message: from the request event to the reply handed to
+  // the socket, by message type (bench/seq-phases.ts reads it).
+  server.server.prependListener('request', (req: http.IncomingMessage) => {
+    ;(req as { benchStart?: number }).benchStart = performance.now()
+  })
   const addr = await server.listen()
   return { port: addr.port }
+}
+
+const serverTimes: Record<string, number[]> = { auth_challenge: [], auth_complete: [] }
+function timing(): Record<string, unknown> {
+  const med = (a: number[]): number => (a.length === 0 ? 0 : [...a].sort((x, y) => x - y)[a.length >> 1]!)
+  const out = Object.fromEntries(Object.entries(serverTimes).map(([k, v]) => [k, { n: v.length, medianUs: med(v) * 1000 }]))
+  for (const v of Object.values(serverTimes)) v.length = 0
+  return out
 }
 
 /** The network floor: a bare node:http keep-alive server echoing the body (no crypto, no parsing). */
@@ -136,5 +152,6 @@ function crypto(m: Message): Record<string, unknown> {
 serve({
   start,
   cpu: () => ({ cpuUs: cpuMicros(), handshakes }),
+  timing,
   crypto,
 })

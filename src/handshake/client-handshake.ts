@@ -21,7 +21,7 @@ import {
   type AuthResponseWire,
 } from '../protocol/messages.js'
 import { challengeFieldsOf, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
-import { checkWindow, deriveSessionKey, generateEphemeral, type Ephemeral, type EphemeralSource } from './common.js'
+import { checkWindow, deriveSessionKey, takeEphemeral, type Ephemeral, type EphemeralSource } from './common.js'
 
 /** What the client learned and holds after a successful handshake. */
 export interface ClientSession {
@@ -134,7 +134,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
   return {
     start() {
       expect('new', 'to start')
-      eph = (o.ephemeral ?? generateEphemeral)()
+      eph = (o.ephemeral ?? takeEphemeral)()
       const nonce = random(NONCE_SIZE)
       const timestamp = formatTimestamp(clock())
       fields = { clientPublicKey: o.keyPair.publicKeyRaw, clientNonce: nonce, clientEphemeral: eph.publicRaw, timestamp, audience: o.audience }
@@ -162,7 +162,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         if (challenge.expiresAt <= challenge.timestamp) throw new AuthError('challenge_expired', 'the server sent a challenge that has already expired')
         const fingerprint = fingerprintOf(challenge.serverPublicKey)
         const metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey)
-        const publicKey = publicKeyFromRaw(challenge.serverPublicKey)
+        const publicKey = serverKeyObject(challenge.wire.server_public_key, challenge.serverPublicKey)
         const t2pre = transcript2pre(transcript1(fields!), challengeFieldsOf(challenge))
         const t2 = transcript2(t2pre, challenge.challengeToken)
         if (!verifyBytes(publicKey, signingInput(CONTEXT.serverChallenge, t2), challenge.signature)) {
@@ -231,4 +231,16 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
       }
     },
   }
+}
+
+/** Imported server keys by their base64url text: a client talks to few servers, many times. */
+const serverKeys = new Map<string, KeyObject>()
+function serverKeyObject(b64: string, raw: Uint8Array): KeyObject {
+  let key = serverKeys.get(b64)
+  if (key === undefined) {
+    key = publicKeyFromRaw(raw)
+    if (serverKeys.size >= 64) serverKeys.delete(serverKeys.keys().next().value!)
+    serverKeys.set(b64, key)
+  }
+  return key
 }

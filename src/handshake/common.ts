@@ -35,6 +35,35 @@ export function generateEphemeral(): Ephemeral {
 /** Source of ephemeral key pairs; injected (e.g. {@link ephemeralFromSeed}) only to make test vectors reproducible. */
 export type EphemeralSource = () => Ephemeral
 
+const POOL_SIZE = 8
+const pool: Ephemeral[] = []
+let refillScheduled = false
+
+function refillOne(): void {
+  refillScheduled = false
+  if (pool.length >= POOL_SIZE) return
+  pool.push(generateEphemeral())
+  scheduleRefill()
+}
+
+function scheduleRefill(): void {
+  if (refillScheduled || pool.length >= POOL_SIZE) return
+  refillScheduled = true
+  // One key per turn of the event loop, after the I/O just handled: made while this process
+  // waits for the network, off the path of the message that will need it.
+  setImmediate(refillOne).unref()
+}
+
+/**
+ * A fresh ephemeral key pair, made in advance while the process was idle when one is ready
+ * (each is handed out once, then forgotten here), else made now. The default source of both sides.
+ */
+export function takeEphemeral(): Ephemeral {
+  const ready = pool.pop()
+  scheduleRefill()
+  return ready ?? generateEphemeral()
+}
+
 /** An X25519 key pair from 32 raw private bytes (RFC 7748 clamping is applied by X25519 itself). Tests and vectors only. */
 export function ephemeralFromSeed(seed: Uint8Array): Ephemeral {
   if (seed.byteLength !== 32) throw new RangeError('an X25519 private key is 32 bytes')

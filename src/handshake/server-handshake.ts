@@ -34,7 +34,7 @@ import {
 import { deriveTicketKey, isTicketKeyRing, openTicket, sealTicket, staticTicketKeys, TICKET_KIND, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { encodeSessionTicket } from '../session/session-token.js'
 import { namesThisServer } from './local-audience.js'
-import { checkWindow, deriveSessionKey, generateEphemeral, type EphemeralSource } from './common.js'
+import { checkWindow, deriveSessionKey, takeEphemeral, type EphemeralSource } from './common.js'
 
 export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
@@ -100,7 +100,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   const sessionTtlMs = seconds(options.sessionTtl, 900, 'sessionTtl') * 1000
   const clock = options.clock ?? systemClock
   const random = options.random ?? systemRandom
-  const newEphemeral = options.ephemeral ?? generateEphemeral
+  const newEphemeral = options.ephemeral ?? takeEphemeral
   const audiences = options.audience == null ? [] : typeof options.audience === 'string' ? [options.audience] : [...options.audience]
   const ring: TicketKeyRing = isTicketKeyRing(options.ticketKeys)
     ? options.ticketKeys

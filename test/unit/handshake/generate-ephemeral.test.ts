@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { diffieHellman } from 'node:crypto'
+import { createPublicKey, diffieHellman } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { deriveSessionKey, ephemeralFromSeed, generateEphemeral, x25519PublicFromRaw } from '../../../src/handshake/common.js'
+import { deriveSessionKey, ephemeralFromSeed, generateEphemeral, takeEphemeral, x25519PublicFromRaw } from '../../../src/handshake/common.js'
 
 test('generateEphemeral: the public key is the one X25519 derives from the private key (same as ephemeralFromSeed)', () => {
   for (let i = 0; i < 50; i++) {
@@ -49,4 +49,19 @@ test('generateEphemeral under allocation pressure keeps running (Node 20 keygen+
   assert.equal(out.killed, false, 'the child hung (deadlock in key generation)')
   assert.equal(out.code, 0)
   assert.equal(out.stdout, 'done')
+})
+
+test('takeEphemeral: pre-made keys are handed out once each and work for X25519', async () => {
+  const seen = new Set<string>()
+  for (let i = 0; i < 40; i++) {
+    const e = takeEphemeral()
+    const pub = e.publicRaw.toString('hex')
+    assert.equal(e.publicRaw.byteLength, 32)
+    assert.ok(!seen.has(pub), 'an ephemeral key is never handed out twice')
+    seen.add(pub)
+    // the private key matches the public half
+    assert.equal(Buffer.from(createPublicKey(e.privateKey).export({ format: 'jwk' }).x as string, 'base64url').toString('hex'), pub)
+    // let the pool refill between some takes
+    if (i % 3 === 0) await new Promise((r) => setImmediate(r))
+  }
 })
