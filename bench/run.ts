@@ -99,7 +99,9 @@ function printSession(r: Record<string, unknown>): void {
   print(
     table('Session check per request (µs per call)', ['step', 'median [min–max]'], [
       ['verifier.verify: token + proof + nonce (target < 5)', fmtStat(r.verify_us as Stat, 2)],
+      ['verifier.verifyNow: the same, synchronous (in-memory nonce store)', fmtStat(r.verify_now_us as Stat | undefined, 2)],
       ['verifier.verifyToken (token only, cached)', fmtStat(r.verify_token_only_us as Stat, 2)],
+      ['client: createRequestProof (per MCP request)', fmtStat(r.create_proof_us as Stat | undefined, 2)],
       ...Object.entries(b).map(([k, s]) => [`  ${k}`, fmtStat(s, 2)]),
     ]),
   )

@@ -84,6 +84,9 @@ export class InMemoryNonceStore implements NonceStore {
   private readonly base: number
   private readonly buckets = new Map<number, string[]>()
   private readonly heap = new SecondHeap()
+  /** The bucket inserted into last (most inserts share one expiry second): skips a map lookup. */
+  private lastSecond = Number.NaN
+  private lastBucket: string[] | undefined
   private timer: NodeJS.Timeout | undefined
   /** Clock value at the last exact sweep of the head bucket (throttles it to once per ms). */
   private lastFineSweep = Number.NaN
@@ -155,18 +158,26 @@ export class InMemoryNonceStore implements NonceStore {
     this.timer = undefined
     this.entries.clear()
     this.buckets.clear()
+    this.lastBucket = undefined
     while (this.heap.length > 0) this.heap.pop()
   }
 
   private addToBucket(nonce: string, exp: number): void {
     const second = Math.floor(exp / 1000)
-    const bucket = this.buckets.get(second)
+    if (second === this.lastSecond && this.lastBucket !== undefined) {
+      this.lastBucket.push(nonce)
+      return
+    }
+    let bucket = this.buckets.get(second)
     if (bucket === undefined) {
-      this.buckets.set(second, [nonce])
+      bucket = [nonce]
+      this.buckets.set(second, bucket)
       this.heap.push(second)
     } else {
       bucket.push(nonce)
     }
+    this.lastSecond = second
+    this.lastBucket = bucket
   }
 
   /** Pops every bucket whose whole second lies in the past: all its entries are expired. */
@@ -178,6 +189,7 @@ export class InMemoryNonceStore implements NonceStore {
       this.heap.pop()
       const bucket = this.buckets.get(second)
       this.buckets.delete(second)
+      if (second === this.lastSecond) this.lastBucket = undefined
       if (bucket === undefined) continue
       const rel = now - this.base
       for (const nonce of bucket) {

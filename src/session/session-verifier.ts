@@ -7,10 +7,11 @@
  */
 import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
 import { AuthError } from '../errors.js'
-import { b64u, constantTimeEqual } from '../internal/bytes.js'
+import { b64u } from '../internal/bytes.js'
+import { hmacPads, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
-import { bodyDigest, computeProofMac, decodeSessionTicket, parseRequestProof, type SessionTicket } from './session-token.js'
+import { decodeSessionTicket, matchRequestProof, proofMacMatches, type SessionTicket } from './session-token.js'
 import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
 
 export type SessionBinding = 'proof' | 'bearer'
@@ -70,6 +71,10 @@ export interface SessionVerifier {
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]{16,1024})$/
+const BEARER_PREFIX = 'Bearer '
+
+/** A decoded token as cached: the ticket, its session id text and (once needed) its HMAC key pads. */
+type OpenTicket = SessionTicket & { id: string; pads: HmacPads | undefined }
 
 export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifier {
   const given = isTicketKeyRing(o.ticketKeys) ? o.ticketKeys : o.ticketKeys?.length ? staticTicketKeys(o.ticketKeys) : undefined
@@ -81,59 +86,81 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   const clock = o.clock ?? systemClock
   const windowMs = (o.proofWindow ?? 30) * 1000
   const cacheSize = o.cacheSize ?? 10_000
-  const cache = new Map<string, SessionTicket & { id: string }>()
+  const cache = new Map<string, OpenTicket>()
+  const { allowlist, nonceStore, revocation } = o
 
-  function open(token: string): SessionTicket & { id: string } {
+  function open(token: string): OpenTicket {
     let t = cache.get(token)
-    if (t === undefined) {
-      const decoded = decodeSessionTicket(ring.all(), token)
-      if (decoded === undefined) throw new AuthError('session_invalid', 'session token is not valid for this server')
-      t = { ...decoded, id: b64u(decoded.sessionId) }
-      if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string)
-      cache.set(token, t)
-    }
+    if (t === undefined) t = decode(token)
     return t
   }
 
-  function checkToken(token: string, now: number): { ticket: SessionTicket; info: SessionInfo } {
-    const ticket = open(token)
+  function decode(token: string): OpenTicket {
+    const decoded = decodeSessionTicket(ring.all(), token)
+    if (decoded === undefined) throw new AuthError('session_invalid', 'session token is not valid for this server')
+    const t: OpenTicket = { ...decoded, id: b64u(decoded.sessionId), pads: undefined }
+    if (cache.size >= cacheSize) evict(cache.keys().next().value as string)
+    cache.set(token, t)
+    return t
+  }
+
+  function evict(token: string): void {
+    const pads = cache.get(token)?.pads
+    if (pads !== undefined) zeroPads(pads)
+    cache.delete(token)
+  }
+
+  /** Expiry, allowlist and revocation of an opened token; throws AuthError. */
+  function checkTicket(ticket: OpenTicket, token: string, now: number): SessionInfo {
     if (now >= ticket.expiresAt) {
-      cache.delete(token)
+      evict(token)
       throw new AuthError('session_expired', 'the session expired; authenticate again')
     }
     const fp = ticket.clientFingerprint
-    const found = o.allowlist.lookup(fp, now)
-    if (found.status !== 'ok' || o.revocation?.isRevoked(fp) === true) {
+    const found = allowlist.lookup(fp, now)
+    if (found.status !== 'ok' || revocation?.isRevoked(fp) === true) {
       throw new AuthError('session_revoked', 'the client key of this session is no longer allowed')
     }
     const sessionId = ticket.id
-    if (o.revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
-    return {
-      ticket,
-      info: { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token },
-    }
+    if (revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
+    return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token }
   }
 
-  function tokenOf(authorization: string | undefined): string {
+  /**
+   * The token of `Authorization: Bearer <token>`, opened. A token already in the cache was decoded
+   * (strict base64url of a fixed-size ticket), so it matches BEARER and the regex is skipped.
+   */
+  function tokenOf(authorization: string | undefined): { token: string; ticket: OpenTicket } {
     if (authorization === undefined || authorization === '') throw new AuthError('session_invalid', 'missing Authorization: Bearer <session token>')
+    if (typeof authorization === 'string' && authorization.startsWith(BEARER_PREFIX)) {
+      const token = authorization.slice(BEARER_PREFIX.length)
+      const ticket = cache.get(token)
+      if (ticket !== undefined) return { token, ticket }
+    }
     const m = BEARER.exec(authorization)
     if (m === null) throw new AuthError('session_invalid', 'Authorization header must be "Bearer <session token>"')
-    return m[1]!
+    const token = m[1]!
+    return { token, ticket: open(token) }
   }
 
   /** The whole check; synchronous unless the nonce store is asynchronous (Redis). */
   function verifyNow(req: RequestToVerify): SessionInfo | Promise<SessionInfo> {
     const now = clock()
-    const { ticket, info } = checkToken(tokenOf(req.authorization), now)
-    if (binding === 'bearer' && (req.proof === undefined || req.proof === '')) return info
-    if (req.proof === undefined || req.proof === '') throw new AuthError('proof_missing', 'this server requires an MCP-PKI-Proof header on every request')
-    const proof = parseRequestProof(req.proof)
+    const { token, ticket } = tokenOf(req.authorization)
+    const info = checkTicket(ticket, token, now)
+    const header = req.proof
+    if (header === undefined || header === '') {
+      if (binding === 'bearer') return info
+      throw new AuthError('proof_missing', 'this server requires an MCP-PKI-Proof header on every request')
+    }
+    const proof = matchRequestProof(header)
     if (proof === undefined) throw new AuthError('proof_invalid', 'MCP-PKI-Proof header is malformed')
-    if (Math.abs(now - proof.timestamp) > windowMs) throw new AuthError('proof_invalid', 'request proof is outside the time window; check the clocks')
-    const digest = req.bodyDigest ?? bodyDigest(req.body)
-    const mac = computeProofMac(ticket.sessionKey, { method: req.method, target: req.target, bodyDigest: digest, timestamp: proof.timestamp, nonce: proof.nonce })
-    if (!constantTimeEqual(mac, proof.mac)) throw new AuthError('proof_invalid', 'request proof does not match this request and session')
-    const r = o.nonceStore.checkAndInsert(`p:${info.sessionId}:${proof.nonceText}`, proof.timestamp + windowMs + 1)
+    const timestamp = Number(proof[1])
+    if (Math.abs(now - timestamp) > windowMs) throw new AuthError('proof_invalid', 'request proof is outside the time window; check the clocks')
+    const nonceText = proof[2]!
+    const pads = ticket.pads ?? (ticket.pads = hmacPads(ticket.sessionKey))
+    if (!proofMacMatches(pads, req, timestamp, nonceText, proof[3]!)) throw new AuthError('proof_invalid', 'request proof does not match this request and session')
+    const r = nonceStore.checkAndInsert(`p:${info.sessionId}:${nonceText}`, timestamp + windowMs + 1)
     return typeof r === 'string' ? afterNonce(r, info) : r.then((x) => afterNonce(x, info))
   }
 
@@ -145,7 +172,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
 
   return {
     verifyToken(token) {
-      return checkToken(token, clock()).info
+      return checkTicket(open(token), token, clock())
     },
 
     verify(req) {
