@@ -93,6 +93,18 @@ async function serve(): Promise<void> {
         .catch(() => res.writeHead(400).end())
     } else res.writeHead(404).end()
   })
+  // Wall time per request inside this process, request event → response finished, by route.
+  const wall: Record<string, number[]> = { '/mcp': [], '/plain/mcp': [] }
+  http.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    const t0 = performance.now()
+    const route = (req.url ?? '').split('?')[0]!
+    res.once('finish', () => wall[route]?.push((performance.now() - t0) * 1000))
+  })
+  process.on('message', (m: { type?: string }) => {
+    if (m.type !== 'wall') return
+    const med = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1] ?? 0
+    process.send!({ type: 'wall', auth: med(wall['/mcp']!), plain: med(wall['/plain/mcp']!), n: wall['/mcp']!.length })
+  })
   http.keepAliveTimeout = 60_000
   http.listen(0, '127.0.0.1', () => process.send!({ port: (http.address() as AddressInfo).port }))
   process.on('disconnect', () => process.exit(0))
@@ -181,7 +193,8 @@ async function main(): Promise<void> {
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
   const child = fork(fileURLToPath(import.meta.url), ['--serve'], {
-    execArgv: ['--import', 'tsx'],
+    // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" profiles the server process.
+    execArgv: ['--import', 'tsx', ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)), BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
@@ -212,6 +225,10 @@ async function main(): Promise<void> {
     }
     await plain.close()
     await authed.close()
+    const wall = await new Promise<{ auth: number; plain: number }>((resolve) => {
+      child.on('message', (m: { type?: string; auth: number; plain: number }) => m.type === 'wall' && resolve(m))
+      child.send({ type: 'wall' })
+    })
 
     const workUs = await authWorkUs(quick ? 2000 : 10_000)
     const result = {
@@ -226,6 +243,8 @@ async function main(): Promise<void> {
       ratio_min: Math.round(Math.min(...ratios) * 1000) / 1000,
       ratio_max: Math.round(Math.max(...ratios) * 1000) / 1000,
       auth_work_us_per_call: Math.round(workUs * 10) / 10,
+      server_wall_us_plain: Math.round(wall.plain * 10) / 10,
+      server_wall_us_authenticated: Math.round(wall.auth * 10) / 10,
       auth_work_percent_of_plain_call: Math.round((workUs / 1000 / median(plainMs)) * 1000) / 10,
       target: 'overhead under 5% once a session exists',
       meets_target: median(ratios) < 1.05,
@@ -238,11 +257,15 @@ async function main(): Promise<void> {
       console.log(`  with mcp-pki-auth:      ${result.authenticated_ms_per_call.toFixed(3)} ms per call (median; token + request proof on every request)`)
       console.log(`  added per call:         ${result.added_us_per_call} µs; ratio ${result.ratio} (min ${result.ratio_min}, max ${result.ratio_max}) → ${result.overhead_percent}%`)
       console.log(`  auth work alone:        ${result.auth_work_us_per_call} µs per call in-process (client proof + server check, hot) = ${result.auth_work_percent_of_plain_call}% of a plain call`)
+      console.log(`  server wall per request: ${result.server_wall_us_plain} µs plain, ${result.server_wall_us_authenticated} µs authenticated (request event → response finished, median)`)
       console.log(`  handshakes:             ${result.handshakes}`)
       console.log(`  target (< 5%):          ${result.meets_target ? 'met' : 'NOT met'}`)
     }
   } finally {
+    // A disconnect lets the child exit on its own (and write a --cpu-prof profile); kill if it lingers.
+    const exited = new Promise((resolve) => child.once('exit', resolve))
     child.disconnect()
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     child.kill()
   }
 }
