@@ -2,6 +2,7 @@
  * Memory and scale, one size per fresh child process (run with --expose-gc):
  *   node --expose-gc --import tsx bench/memory-worker.ts allowlist <file> <probe-file>
  *   node --expose-gc --import tsx bench/memory-worker.ts nonce <entries>
+ *   node --import tsx bench/memory-worker.ts redis-nonce <entries> [redis://127.0.0.1:6379/14]
  * Prints one JSON line on stdout.
  *
  * The allowlist files are generated once by {@link ensureAllowlistFile} (run from the
@@ -20,6 +21,8 @@ import { createClientHandshake, createServerTrust } from '../src/handshake/clien
 import { createServerHandshake } from '../src/handshake/server-handshake.js'
 import { generateKeyPair, keyPairFromPrivateKey, privateKeyFromSeed, privateKeySeed } from '../src/keys/key-pair.js'
 import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
+import type { Redis } from 'ioredis'
+import { RedisNonceStore } from '../src/nonce/redis-nonce-store.js'
 import { median } from './lib.js'
 
 export const CACHE_DIR = join(tmpdir(), 'mcp-pki-bench-cache')
@@ -182,15 +185,112 @@ function nonceProbe(entries: number): Record<string, unknown> {
   return result
 }
 
+/** Redis db the bench writes to (the project's tests use db 0); refused unless empty at start. */
+export const REDIS_BENCH_URL = 'redis://127.0.0.1:6379/14'
+const REDIS_PREFIX = 'mcp-pki-bench:'
+
+function infoField(info: string, field: string): number {
+  const m = new RegExp(`^${field}:(\\d+)`, 'm').exec(info)
+  if (m === null) throw new Error(`INFO has no ${field}`)
+  return Number(m[1])
+}
+
+/** Keys in every db but `db` (to notice other clients writing during the measurement). */
+function otherKeys(keyspace: string, db: number): number {
+  let n = 0
+  for (const m of keyspace.matchAll(/^db(\d+):keys=(\d+)/gm)) if (Number(m[1]) !== db) n += Number(m[2])
+  return n
+}
+
+/**
+ * The Redis nonce store at `entries` entries, measured like {@link nonceProbe}: Redis's
+ * `used_memory` (INFO memory) before and after inserting through RedisNonceStore, per entry; a
+ * `MEMORY USAGE` sample of the keys as a cross-check that other clients cannot disturb; insert
+ * throughput with 256 checks in flight (how a busy server calls it) and the latency of one
+ * check at a time. Same 43-character nonces as the in-memory probe, key `mcp-pki-bench:n:<nonce>`,
+ * TTL 10 min (the real store sets one on every key). The bench's keys are deleted at the end.
+ */
+async function redisNonceProbe(entries: number, url: string): Promise<Record<string, unknown>> {
+  const { Redis } = await import('ioredis')
+  const db = Number(/\/(\d+)$/.exec(url)?.[1] ?? 0)
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, commandTimeout: 30_000 })
+  await client.connect()
+  try {
+    const existing = await client.dbsize()
+    if (existing !== 0) throw new Error(`redis db ${db} holds ${existing} keys: the bench uses it alone (pick another db with the url argument)`)
+    const store = new RedisNonceStore({ redis: client, keyPrefix: REDIS_PREFIX })
+    await store.ready()
+    const nonces: string[] = new Array<string>(entries)
+    for (let i = 0; i < entries; i++) nonces[i] = randomBytes(32).toString('base64url')
+    const exp = Date.now() + 600_000
+    const settle = async (): Promise<{ used: number; others: number }> => {
+      await new Promise((r) => setTimeout(r, 200)) // let client buffers drain before reading INFO
+      return { used: infoField(await client.info('memory'), 'used_memory'), others: otherKeys(await client.info('keyspace'), db) }
+    }
+    const before = await settle()
+    // one at a time: the latency of a check (first 2000 entries, or all of them when fewer)
+    const seq = Math.min(2000, entries)
+    const s0 = performance.now()
+    for (let i = 0; i < seq; i++) if ((await store.checkAndInsert(nonces[i]!, exp)) !== 'ok') throw new Error('insert failed')
+    const seqUs = ((performance.now() - s0) * 1000) / seq
+    // the rest with 256 in flight
+    const inflight = 256
+    let next = seq
+    const t0 = performance.now()
+    await Promise.all(
+      Array.from({ length: inflight }, async () => {
+        for (let i = next++; i < entries; i = next++) if ((await store.checkAndInsert(nonces[i]!, exp)) !== 'ok') throw new Error('insert failed')
+      }),
+    )
+    const parallelMs = performance.now() - t0
+    const after = await settle()
+    const keys = await client.dbsize()
+    if (keys !== entries) throw new Error(`expected ${entries} keys in db ${db}, found ${keys}`)
+    // replays are refused (sanity) and cost the same round trip
+    if ((await store.checkAndInsert(nonces[0]!, exp)) !== 'replay') throw new Error('replay not detected')
+    const sample = Math.min(500, entries)
+    const pipe = client.pipeline()
+    for (let i = 0; i < sample; i++) pipe.memory('USAGE', `${REDIS_PREFIX}n:${nonces[Math.floor((i * entries) / sample)]!}`, 'SAMPLES', '0')
+    const usage = ((await pipe.exec()) ?? []).map(([err, v]) => (err === null ? Number(v) : Number.NaN))
+    const serverInfo = await client.info('server')
+    const result = {
+      entries: keys,
+      redis_version: /^redis_version:(\S+)/m.exec(serverInfo)?.[1],
+      used_memory_delta_mb: (after.used - before.used) / 2 ** 20,
+      bytes_per_entry_used_memory: (after.used - before.used) / entries,
+      memory_usage_bytes_per_key: usage.reduce((a, b) => a + b, 0) / usage.length,
+      insert_seq_us: seqUs,
+      inserts_per_s_256_inflight: entries > seq ? ((entries - seq) * 1000) / parallelMs : Number.NaN,
+      // non-zero: another client changed keys in other dbs meanwhile, so used_memory is less exact
+      other_dbs_keys_changed: after.others - before.others,
+    }
+    return result
+  } finally {
+    await deletePrefix(client, `${REDIS_PREFIX}*`)
+    await client.quit()
+  }
+}
+
+/** Deletes the bench's keys (SCAN + UNLINK, only our prefix, only our db). */
+async function deletePrefix(client: Redis, pattern: string): Promise<void> {
+  let cursor = '0'
+  do {
+    const [c, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 10_000)
+    cursor = c
+    if (keys.length > 0) await client.unlink(...keys)
+  } while (cursor !== '0')
+}
+
 let baseline = { rss: 0, heapUsed: 0, external: 0, arrayBuffers: 0 }
 
 if (process.argv[1]?.endsWith('memory-worker.ts')) {
   const [mode, a, b] = process.argv.slice(2)
-  if (mode !== 'generate') baseline = mem()
+  if (mode !== 'generate' && mode !== 'redis-nonce') baseline = mem()
   let out: Record<string, unknown>
   if (mode === 'allowlist' && a !== undefined && b !== undefined) out = await allowlistProbe(a, b)
   else if (mode === 'nonce' && a !== undefined) out = nonceProbe(Number(a))
+  else if (mode === 'redis-nonce' && a !== undefined) out = await redisNonceProbe(Number(a), b ?? REDIS_BENCH_URL)
   else if (mode === 'generate' && a !== undefined) out = await ensureAllowlistFile(Number(a))
-  else throw new Error('usage: memory-worker.ts allowlist <file> <probes> | nonce <entries> | generate <size>')
+  else throw new Error('usage: memory-worker.ts allowlist <file> <probes> | nonce <entries> | redis-nonce <entries> [redis-url] | generate <size>')
   process.stdout.write(JSON.stringify(out) + '\n')
 }

@@ -318,7 +318,23 @@ async function memory(args: Args): Promise<Record<string, unknown>> {
     }
     nonce[String(size)] = summarize(samples)
   }
-  return { runs, allowlist, nonce }
+  // the Redis nonce store, same sizes (Redis at 127.0.0.1:6379, db 14; skipped if unreachable)
+  const redisNonce: Record<string, unknown> = {}
+  let redisError: string | undefined
+  for (const size of nonceSizes) {
+    const samples: Record<string, unknown>[] = []
+    for (let i = 0; i < runs && redisError === undefined; i++) {
+      progress(`redis nonce store ${size}: run ${i + 1}/${runs}`)
+      try {
+        samples.push(await runNode('memory-worker.ts', ['redis-nonce', String(size)]))
+      } catch (err) {
+        redisError = (err instanceof Error ? err.message : String(err)).split('\n').slice(0, 3).join(' ')
+        progress(`redis nonce store skipped: ${redisError}`)
+      }
+    }
+    if (samples.length > 0) redisNonce[String(size)] = { ...summarize(samples), redis_version: samples[0]!.redis_version }
+  }
+  return { runs, allowlist, nonce, redis_nonce: redisNonce, ...(redisError === undefined ? {} : { redis_nonce_error: redisError }) }
 }
 
 function printMemory(r: Record<string, unknown>): void {
@@ -355,6 +371,24 @@ function printMemory(r: Record<string, unknown>): void {
       ]),
     ),
   )
+  const rn = (r.redis_nonce ?? {}) as Record<string, Record<string, Stat> & { redis_version?: string }>
+  const version = Object.values(rn)[0]?.redis_version
+  print(
+    table(
+      `Redis nonce store through RedisNonceStore (Redis ${version ?? '?'} on loopback, db 14, fresh process per size, ${String(r.runs)} runs)`,
+      ['entries', 'insert µs (1 at a time)', 'inserts/s (256 in flight)', 'used_memory delta MB', 'used_memory B/entry', 'MEMORY USAGE B/key', 'other dbs changed keys'],
+      Object.entries(rn).map(([n, s]) => [
+        Number(n).toLocaleString('en-US'),
+        fmtStat(s.insert_seq_us, 1),
+        fmtStat(s.inserts_per_s_256_inflight, 0),
+        fmtStat(s.used_memory_delta_mb, 1),
+        fmt(s.bytes_per_entry_used_memory?.median, 0),
+        fmt(s.memory_usage_bytes_per_key?.median, 0),
+        fmt(s.other_dbs_keys_changed?.max, 0),
+      ]),
+    ),
+  )
+  if (r.redis_nonce_error !== undefined) print(`\n(Redis nonce store: ${String(r.redis_nonce_error)})\n`)
 }
 
 // ---------- MCP (bench/mcp-tools-call.ts, owned by the MCP integration) ----------
