@@ -318,7 +318,7 @@ async function session(o: Opts): Promise<Record<string, unknown>> {
       parse_proof: parseProof,
       match_proof_header: matchProof,
       body_sha256: bodyHash,
-      proof_mac_check_cached_pads: hmacCached,
+      proof_hmac: hmacCached, // cached pads, as the verifier does it (input build + HMAC + constant-time compare)
       proof_mac_check_with_body_hash: hmacWithBody,
       compute_proof_mac_uncached_key: hmacOld,
       hmac_sha256_createHmac_150B: hmacCreateHmac,
