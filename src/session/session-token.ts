@@ -91,7 +91,8 @@ function writeProofInput(method: string, target: string, digest: Uint8Array | un
   const need = PAD + PROOF_CONTEXT.byteLength + 24 + 3 * (m.length + target.length) + (digest?.byteLength ?? 32) + ts.length + (typeof nonce === 'string' ? PROOF_NONCE_SIZE : nonce.byteLength)
   if (need > scratch.byteLength) scratch = Buffer.alloc(Math.max(need, scratch.byteLength * 2))
   const buf = scratch
-  let o = PAD + PROOF_CONTEXT.copy(buf, PAD)
+  buf.set(PROOF_CONTEXT, PAD)
+  let o = PAD + PROOF_CONTEXT.byteLength
   o = putString(buf, o, m)
   o = putString(buf, o, target)
   if (digest !== undefined) o = putBytes(buf, o, digest)
@@ -147,6 +148,20 @@ export function proofMacMatches(pads: HmacPads, req: ProofCheck, timestamp: numb
 }
 
 function putString(buf: Buffer, o: number, text: string): number {
+  // Short ASCII (methods, timestamps, most targets) copied by hand: cheaper than Buffer#write.
+  const len = text.length
+  if (len <= 256) {
+    let i = 0
+    for (; i < len; i++) {
+      const c = text.charCodeAt(i)
+      if (c > 0x7f) break
+      buf[o + 4 + i] = c
+    }
+    if (i === len) {
+      buf.writeUInt32BE(len, o)
+      return o + 4 + len
+    }
+  }
   const n = buf.write(text, o + 4, 'utf8')
   buf.writeUInt32BE(n, o)
   return o + 4 + n
