@@ -169,6 +169,8 @@ export class McpForbiddenError extends Error {
 }
 
 const SESSION_HEADER = 'mcp-session-id'
+/** The local port given to the audience check for a socket that has none: no URL port equals it. */
+const NO_PORT = -1
 const DEFAULT_MAX_BODY = 4 * 1024 * 1024
 const SESSION_NOT_FOUND = { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null }
 const PARSE_ERROR = { jsonrpc: '2.0', error: { code: -32700, message: 'Parse error: the body is not valid JSON' }, id: null }
@@ -445,8 +447,28 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
 
   function ctxOf(req: IncomingMessage): RequestContext {
     const remote = req.socket?.remoteAddress
-    const localPort = req.socket?.localPort
+    // A socket without a port (a Unix socket behind a proxy, a custom duplex) can match no audience
+    // URL: the default check then refuses every handshake until `auth.audience` is configured,
+    // instead of being skipped (a skipped check accepts a handshake meant for any other server).
+    const localPort = req.socket === undefined || req.socket === null ? undefined : (req.socket.localPort ?? NO_PORT)
     return { transport, ...(remote === undefined ? {} : { remote }), ...(localPort === undefined ? {} : { localPort }) }
+  }
+
+  /**
+   * Whether `authorization` names a live session of ours (token steps only: opens, not expired,
+   * key still allowed). Checked before a byte of the body is read, so a stranger with a made-up
+   * token cannot make the server wait for and buffer a body of up to `maxBodySize`.
+   */
+  function tokenLooksLive(authorization: string | undefined): boolean {
+    if (authorization === undefined || !authorization.startsWith('Bearer ')) return false
+    const verifier = (service as Partial<AuthService>).verifier
+    if (verifier === undefined || typeof verifier.verifyToken !== 'function') return true // a custom service: it checks everything itself
+    try {
+      verifier.verifyToken(authorization.slice(7))
+      return true
+    } catch {
+      return false
+    }
   }
 
   async function authenticate(req: IncomingMessage): Promise<AuthenticatedRequest> {
@@ -455,8 +477,9 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     const proof = headerValue(req, PROOF_HEADER)
     const method = req.method ?? 'GET'
     const target = r.originalUrl ?? req.url ?? '/'
-    // No token at all: refuse before reading a byte of the body.
-    const body = authorization === undefined ? Buffer.alloc(0) : await readBody(req, maxBody)
+    // No token, or one that is not a live session of ours: refuse (verifyRequest gives the precise
+    // code and audits it) before reading a byte of the body.
+    const body = tokenLooksLive(authorization) ? await readBody(req, maxBody) : Buffer.alloc(0)
     const session = await service.verifyRequest({ authorization, proof, method, target, body }, ctxOf(req))
     return { session, authInfo: authInfoFromSession(session, scopesOf), body }
   }
@@ -531,7 +554,7 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   async function verifyWebRequest(request: Request): Promise<McpAuthInfo> {
     const url = new URL(request.url)
     const authorization = request.headers.get('authorization') ?? undefined
-    const body = authorization === undefined ? new Uint8Array(0) : await readWebBody(request)
+    const body = tokenLooksLive(authorization) ? await readWebBody(request) : new Uint8Array(0)
     const session = await service.verifyRequest(
       { authorization, proof: request.headers.get(PROOF_HEADER) ?? undefined, method: request.method, target: url.pathname + url.search, body },
       { transport },
