@@ -156,16 +156,29 @@ export async function persistCompletedEntry(path: string, entry: AllowlistEntry)
   )
 }
 
+const REMOVAL_MEMORY_MS = 24 * 3600 * 1000
+const MAX_REMEMBERED_REMOVALS = 1_000_000
+
 /**
  * Holds the current allowlist so the handshake can keep one {@link KeyLookup} across reloads.
  */
 export class AllowlistHolder implements KeyLookup {
   #current: Allowlist
   #onComplete: ((entry: AllowlistEntry) => void) | undefined
+  readonly #clock: () => number
+  readonly #rememberMs: number
+  /** Fingerprint → when a reload removed it (insertion order = age; bounded). */
+  readonly #removed = new Map<string, number>()
 
-  constructor(initial: Allowlist, onComplete?: (entry: AllowlistEntry) => void) {
+  /**
+   * @param clock for removal times (the session verifier's clock)
+   * @param sessionTtlSeconds the longest session: removals are remembered at least that long (and a day)
+   */
+  constructor(initial: Allowlist, onComplete?: (entry: AllowlistEntry) => void, clock: () => number = Date.now, sessionTtlSeconds = 0) {
     this.#current = initial
     this.#onComplete = onComplete
+    this.#clock = clock
+    this.#rememberMs = Math.max(REMOVAL_MEMORY_MS, sessionTtlSeconds * 1000)
     initial.onComplete = onComplete
   }
 
@@ -173,10 +186,27 @@ export class AllowlistHolder implements KeyLookup {
     return this.#current
   }
 
-  /** Swaps in a new list (keeps the completion callback). */
+  /**
+   * Swaps in a new list (keeps the completion callback) and remembers which keys it removed, so
+   * their sessions stay over even if a later edit lists the key again.
+   */
   set current(next: Allowlist) {
+    const now = this.#clock()
+    for (const fp of this.#current.removedIn(next)) {
+      this.#removed.delete(fp)
+      this.#removed.set(fp, now)
+    }
+    // Forget removals no live session can predate, and keep the map bounded.
+    for (const [fp, at] of this.#removed) {
+      if (at > now - this.#rememberMs && this.#removed.size <= MAX_REMEMBERED_REMOVALS) break
+      this.#removed.delete(fp)
+    }
     next.onComplete = this.#onComplete
     this.#current = next
+  }
+
+  removedAt(fingerprint: string): number | undefined {
+    return this.#removed.size === 0 ? undefined : this.#removed.get(fingerprint)
   }
 
   get size(): number {

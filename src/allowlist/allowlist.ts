@@ -1082,6 +1082,19 @@ export class Allowlist implements KeyLookup {
     return i < 0 ? undefined : this.#entryAt(i)
   }
 
+  /** Fingerprints listed here that `next` does not list (expiry aside): what replacing this list by `next` removes. */
+  removedIn(next: Allowlist): string[] {
+    const a = this.#t
+    const b = next.#t
+    const out: string[] = []
+    for (let i = 0; i < a.count; i++) {
+      if (a.flags[i] === 0) continue
+      const j = b.find(a.fp, i * 32)
+      if (j < 0 || b.flags[j] === 0) out.push(a.fingerprintHex(i))
+    }
+    return out
+  }
+
   /** Every entry, in insertion order (an entry replaced in place keeps its position). */
   *entries(): IterableIterator<AllowlistEntry> {
     const t = this.#t

@@ -8,7 +8,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { open, readFile, rename, stat, unlink, link, chmod } from 'node:fs/promises'
+import { open, readFile, rename, stat, unlink, chmod } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { hostname } from 'node:os'
 import { AuthError } from '../errors.js'
@@ -55,23 +55,34 @@ async function staleReason(lockPath: string, content: string): Promise<string | 
   return undefined
 }
 
+/** A breaker lock older than this belongs to a breaker that died; it is removed. */
+const STALE_BREAKER_MS = 5_000
+
 /**
- * Breaks a stale lock without clobbering a fresh one that replaced it meanwhile: move it aside,
- * and if what was moved is not what we judged stale, put it back.
+ * Breaks a stale lock without clobbering a fresh one that replaced it meanwhile. One breaker at a
+ * time (`${lockPath}.break`, O_EXCL); under it the lock is read again and removed only if it is
+ * still exactly the one judged stale. (Moving a lock aside and putting it back is not safe: while
+ * it is away another process can take the lock, and then two hold it.)
  */
 async function breakLock(lockPath: string, judged: string): Promise<void> {
-  const aside = `${lockPath}.${process.pid}.${randomBytes(4).toString('hex')}.stale`
+  const breaker = `${lockPath}.break`
+  let fh
   try {
-    await rename(lockPath, aside)
-  } catch {
+    fh = await open(breaker, 'wx', 0o644)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      const st = await stat(breaker).catch(() => undefined)
+      if (st !== undefined && Date.now() - st.mtimeMs > STALE_BREAKER_MS) await unlink(breaker).catch(() => {})
+    }
     return
   }
-  // unreadable: treat it as the one we judged
-  const moved = await readFile(aside, 'utf8').catch(() => judged)
-  if (moved !== judged) {
-    await link(aside, lockPath).catch(() => {})
+  try {
+    await fh.close()
+    const now = await readFile(lockPath, 'utf8').catch(() => undefined)
+    if (now === judged) await unlink(lockPath).catch(() => {})
+  } finally {
+    await unlink(breaker).catch(() => {})
   }
-  await unlink(aside).catch(() => {})
 }
 
 /**

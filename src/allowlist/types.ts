@@ -32,4 +32,10 @@ export interface KeyLookup {
    * Never re-imports a key it has imported before.
    */
   lookup(fingerprint: string, now: number, publicKeyRaw?: Uint8Array): LookupResult
+  /**
+   * When the key was last seen removed from the list (ms), if this lookup keeps track (the
+   * reloading AllowlistHolder does): sessions that began before then are over even if the key
+   * is listed again.
+   */
+  removedAt?(fingerprint: string): number | undefined
 }

@@ -9,6 +9,7 @@
  * name, set `auth.audience` to that URL.
  * @module
  */
+import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 
 const REFRESH_MS = 60_000
@@ -42,11 +43,48 @@ export function localHostNames(now: number = Date.now()): ReadonlySet<string> {
 const DEFAULT_PORT: Record<string, number> = { 'http:': 80, 'ws:': 80, 'https:': 443, 'wss:': 443 }
 
 /**
- * True when `audience` is an http(s)/ws(s) URL whose host names this machine and whose port
- * (explicit or the scheme's default) is `localPort`. Extra names (the configured listen host)
- * count as this machine too.
+ * An IP address as `URL.hostname` spells it: IPv4 as is (IPv4-mapped IPv6 as IPv4), IPv6 in
+ * brackets in the URL standard's compressed form. Undefined when `address` is not an IP address.
  */
-export function namesThisServer(audience: string, localPort: number, extraNames?: ReadonlySet<string>): boolean {
+export function canonicalIp(address: string): string | undefined {
+  let a = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address
+  const zone = a.indexOf('%')
+  if (zone >= 0) a = a.slice(0, zone)
+  const kind = isIP(a)
+  if (kind === 4) return a
+  if (kind !== 6) return undefined
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(a)
+  if (mapped && isIP(mapped[1]!) === 4) return mapped[1]!
+  try {
+    const host = new URL(`http://[${a}]/`).hostname
+    const inner = host.slice(1, -1)
+    // ::ffff:a.b.c.d spelled in hex by the URL parser
+    const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(inner)
+    if (hex) {
+      const hi = parseInt(hex[1]!, 16)
+      const lo = parseInt(hex[2]!, 16)
+      return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
+    }
+    return host
+  } catch {
+    return undefined
+  }
+}
+
+function isLoopback(ip: string): boolean {
+  return ip === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(ip)
+}
+
+/**
+ * True when `audience` is an http(s)/ws(s) URL whose port (explicit or the scheme's default) is
+ * `localPort` and whose host names the socket the message arrived on:
+ * - an IP address must be the socket's local address (`localAddress`, when known);
+ * - `localhost` counts only on a loopback socket (a relay on a client's machine cannot turn
+ *   "localhost" into a remote server);
+ * - other names must be this machine's host name (or one of `extraNames`, the configured listen host).
+ * Without `localAddress` every address of this machine counts.
+ */
+export function namesThisServer(audience: string, localPort: number, extraNames?: ReadonlySet<string>, localAddress?: string): boolean {
   let url: URL
   try {
     url = new URL(audience)
@@ -58,5 +96,11 @@ export function namesThisServer(audience: string, localPort: number, extraNames?
   const port = url.port === '' ? defaultPort : Number(url.port)
   if (port !== localPort) return false
   const host = url.hostname.toLowerCase()
+  const local = localAddress === undefined ? undefined : canonicalIp(localAddress)
+  if (local !== undefined) {
+    const ip = canonicalIp(host)
+    if (ip !== undefined) return ip === local
+    if (host === 'localhost') return isLoopback(local)
+  }
   return localHostNames().has(host) || (extraNames?.has(host) ?? false)
 }

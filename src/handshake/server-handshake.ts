@@ -87,6 +87,8 @@ export interface ServerHandshake {
 export interface HandshakeContext {
   /** The local port of the socket the message came in on: enables the default audience check. */
   localPort?: number
+  /** The local address of that socket: an IP-literal audience must name it. */
+  localAddress?: string
 }
 
 const CHALLENGE_PLAINTEXT = 8 + 32 + SESSION_KEY_SIZE
@@ -123,10 +125,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       if (!audiences.includes(audience)) throw new AuthError('invalid_message', 'audience does not name this server')
       return
     }
-    if (ctx?.localPort !== undefined && !namesThisServer(audience, ctx.localPort, extraNames)) {
+    if (ctx?.localPort !== undefined && !namesThisServer(audience, ctx.localPort, extraNames, ctx.localAddress)) {
       throw new AuthError(
         'invalid_message',
-        `audience ${JSON.stringify(audience.slice(0, 120))} does not name this server (its host must be one of this machine's names and its port ${ctx.localPort}); behind a proxy or under another name, the server must set auth.audience`,
+        `audience ${JSON.stringify(audience.slice(0, 120))} does not name this server (its host must name the address this request came in on and its port be ${ctx.localPort}); behind a proxy or under another name, the server must set auth.audience`,
       )
     }
   }

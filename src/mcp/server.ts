@@ -141,7 +141,7 @@ export interface McpAuth {
   /**
    * The `POST /auth` handshake endpoint as a fetch-style handler (Workers, Deno, Bun, Hono), the
    * counterpart of {@link McpAuth.authHandler}. Without a configured `audience` the service cannot
-   * check which port a handshake was meant for: configure one on such runtimes.
+   * check which server a handshake was meant for, so it refuses every handshake: configure one on such runtimes.
    */
   fetchAuthHandler(request: Request): Promise<Response>
   /** Sends the HTTP answer for a failure (401 with challenge, 413, 429, 503 …). */
@@ -451,7 +451,8 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     // URL: the default check then refuses every handshake until `auth.audience` is configured,
     // instead of being skipped (a skipped check accepts a handshake meant for any other server).
     const localPort = req.socket === undefined || req.socket === null ? undefined : (req.socket.localPort ?? NO_PORT)
-    return { transport, ...(remote === undefined ? {} : { remote }), ...(localPort === undefined ? {} : { localPort }) }
+    const localAddress = req.socket?.localAddress
+    return { transport, ...(remote === undefined ? {} : { remote }), ...(localPort === undefined ? {} : { localPort }), ...(localAddress === undefined ? {} : { localAddress }) }
   }
 
   /**
@@ -597,7 +598,9 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
       }
       if (body.byteLength > maxHandshake) body = Buffer.alloc(maxHandshake + 1) // handleMessage answers payload_too_large
     }
-    const reply = await service.handleMessage(body, { transport })
+    // No socket here: without a configured audience the default check cannot tell which server a
+    // handshake was meant for, so it fails closed (NO_PORT matches no URL) instead of being skipped.
+    const reply = await service.handleMessage(body, { transport, localPort: NO_PORT })
     return Response.json(reply.body, { status: reply.status, headers: { ...reply.headers, 'cache-control': 'no-store' } })
   }
 

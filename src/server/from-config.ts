@@ -98,7 +98,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       persistCompletedEntry(allowlistPath, entry).catch((err: unknown) => {
         events.log('allowlist.reload_failed', { path: allowlistPath, reason: `could not record the key of ${entry.fingerprint}: ${(err as Error).message}` }, 'WARN')
       })
-    })
+    }, clock ?? Date.now, config.auth.session_ttl)
     const watcher: AllowlistWatcher = watchAllowlistFile(allowlistPath, holder, {
       pollIntervalMs: opts.allowlistPollMs ?? 500,
       onReload: (list) => events.log('allowlist.reload', { path: allowlistPath, entries: list.size }),

@@ -105,8 +105,9 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   }
 
   function evict(token: string): void {
-    const pads = cache.get(token)?.pads
-    if (pads !== undefined) zeroPads(pads)
+    const t = cache.get(token)
+    if (t?.pads !== undefined) zeroPads(t.pads)
+    t?.sessionKey.fill(0)
     cache.delete(token)
   }
 
@@ -120,6 +121,12 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     const found = allowlist.lookup(fp, now)
     if (found.status !== 'ok' || revocation?.isRevoked(fp) === true) {
       throw new AuthError('session_revoked', 'the client key of this session is no longer allowed')
+    }
+    // Removed after this session began (and perhaps added again since): removal ended it.
+    const removedAt = allowlist.removedAt?.(fp)
+    if (removedAt !== undefined && removedAt >= ticket.issuedAt) {
+      evict(token)
+      throw new AuthError('session_revoked', 'the client key of this session was removed from the allowlist after the session began')
     }
     const sessionId = ticket.id
     if (revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')

@@ -62,6 +62,8 @@ export interface RequestContext {
    * 3 must then name this machine and this port (the transports set it; see local-audience.ts).
    */
   localPort?: number
+  /** Local address of that socket: an IP-literal audience must be this address. */
+  localAddress?: string
 }
 
 export interface AuthReply {

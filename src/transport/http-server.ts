@@ -143,7 +143,7 @@ export function createAuthHttpHandler(service: AuthService, opts: AuthHttpHandle
       sendJson(res, 415, wireError('invalid_message', 'content-type must be application/json'))
       return
     }
-    const ctx = { remote: req.socket.remoteAddress, transport: isEncrypted(req) ? 'https' : 'http', localPort: req.socket.localPort }
+    const ctx = { remote: req.socket.remoteAddress, transport: isEncrypted(req) ? 'https' : 'http', localPort: req.socket.localPort, localAddress: req.socket.localAddress }
     let input: unknown
     const parsedBody = (req as { body?: unknown }).body
     if (parsedBody !== undefined && req.readableEnded) {

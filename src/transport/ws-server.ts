@@ -100,7 +100,7 @@ export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocke
 
   wss.on('connection', (ws: WebSocket, req: http.IncomingMessage) => {
     const remote = req.socket.remoteAddress
-    const ctx = { remote, transport: (req.socket as { encrypted?: boolean }).encrypted === true ? 'wss' : 'ws', localPort: req.socket.localPort }
+    const ctx = { remote, transport: (req.socket as { encrypted?: boolean }).encrypted === true ? 'wss' : 'ws', localPort: req.socket.localPort, localAddress: req.socket.localAddress }
     let errors = 0
     let busy = false
     const queue: RawData[] = []

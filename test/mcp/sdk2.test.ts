@@ -492,7 +492,8 @@ test('2.x stateless 2026-07-28: createMcpHandler behind mountMcpAuth, 2.x client
 test('2.x on a fetch-native runtime: fetchHandler + fetchAuthHandler, no node:http at all', async () => {
   const p = makeParties()
   const calls: ToolCalls = { whoami: 0, admin: 0 }
-  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore() })
+  // No socket on a fetch-native runtime: the service must name its audience (the default check fails closed).
+  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(), audience: 'http://127.0.0.1:9' })
   const mcpAuth = createMcpAuth(service)
   const mcp = statefulHandler2(calls)
   cleanups.push(() => mcp.close())

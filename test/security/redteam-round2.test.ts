@@ -118,7 +118,6 @@ test('held: audience spellings that really mean this machine on this port are ac
     `http://0x7f.1:${port}`,
     `http://2130706433:${port}`,
     `http://0177.0.0.1:${port}`,
-    `http://[0:0:0:0:0:0:0:1]:${port}`,
     `http://%6c%6fcalhost:${port}`,
     `HTTP://LOCALHOST:${port}`,
     `http:\\\\127.0.0.1:${port}`,
@@ -129,6 +128,8 @@ test('held: audience spellings that really mean this machine on this port are ac
     `ws://127.0.0.1:${port}`,
     `wss://localhost:${port}/ws`,
     `http://127.0.0.1:${port}\\@evil.example`,
+    // the socket's own IPv4 address written as IPv4-mapped IPv6: the same address
+    `http://[::ffff:127.0.0.1]:${port}`,
   ]
   for (const audience of same) {
     const r = await send(to, { path: '/auth', body: JSON.stringify(m1For(sb, audience)) })
@@ -146,10 +147,12 @@ test('held: audience spellings that really mean this machine on this port are ac
     `http://0.0.0.0:${port}`,
     `http://0:${port}`,
     `http://127.0.0.2:${port}`,
+    // ::1 is this machine too, but not the address this server's socket is on (127.0.0.1)
+    `http://[0:0:0:0:0:0:0:1]:${port}`,
+    `http://[::1]:${port}`,
     `http://localhost.:${port}`,
     `http://localhost.evil.example:${port}`,
     `http://127.0.0.1.nip.io:${port}`,
-    `http://[::ffff:127.0.0.1]:${port}`,
     `http://xn--localhost:${port}`,
     `http://user@127.0.0.1:${port}`,
     `http://127.0.0.1:${port}@evil.example`,
@@ -189,8 +192,7 @@ test('held: message 3 is checked against the socket port too (a challenge won on
 })
 
 test(
-  'finding 1: the default audience check accepts any address of this machine, not the one the connection arrived on (a message 1 for another server on [::1]:P is accepted by the server on 127.0.0.1:P)',
-  { todo: 'finding 1: pass the socket local address to the audience check; an IP-literal host must equal it, loopback names only on a loopback socket from a loopback peer' },
+  'finding 1 (fixed): the default audience check binds the address the connection arrived on (a message 1 for another server on [::1]:P is refused by the server on 127.0.0.1:P)',
   async () => {
     const a = await startServer()
     // Another server (another key) listens on the same port number on the IPv6 loopback.
@@ -271,8 +273,7 @@ async function fetchFront(app: (request: Request) => Promise<Response>): Promise
 }
 
 test(
-  'finding 3: fetchAuthHandler without a configured audience accepts a message 1 meant for another server when served over a socket',
-  { todo: 'finding 3: fetchAuthHandler must fail closed when the service has no configured audience (it has no socket to check against)' },
+  'finding 3 (fixed): fetchAuthHandler without a configured audience fails closed (it has no socket to check against)',
   async () => {
     const sb = await sandbox()
     const configured = await createAuthServiceFromConfig(await loadConfig(sb.serverConfigPath, { env: {} }), { audit: quiet() })
@@ -487,8 +488,7 @@ test('held: a cached token of a removed key is session_revoked at the next reque
 })
 
 test(
-  'finding 4: a session of a removed key comes back to life when the key is added again',
-  { todo: 'finding 4: refuse sessions issued before the allowlist entry was (re)added (issuedAt < entry.addedAt), or record removals' },
+  'finding 4 (fixed): a session of a removed key stays over when the key is added again',
   async () => {
     const s = await sessionSetup()
     const original = await readFile(s.sb.serverAllowlistPath, 'utf8')

@@ -159,7 +159,7 @@ function postAuthWithHost(port: number, body: unknown, host: string): Promise<Re
 test('finding 4 (fixed): a default server refuses a message 1 meant for another server, whatever Host header a relay writes', async () => {
   const { sb, port } = await setup()
   const m1For = (audience: string): unknown => createClientHandshake({ keyPair: sb.clientKey, audience, serverTrust: () => ({}) }).start()
-  for (const audience of ['https://another-server.example/auth', `http://127.0.0.1:${port + 1}`, 'x', `http://user@127.0.0.1:${port}`, `ftp://127.0.0.1:${port}`]) {
+  for (const audience of ['https://another-server.example/auth', `http://127.0.0.1:${port + 1}`, `http://[::1]:${port}`, 'x', `http://user@127.0.0.1:${port}`, `ftp://127.0.0.1:${port}`]) {
     const r = await postAuth(port, m1For(audience))
     assert.equal(r.status, 400, `${audience}: ${JSON.stringify(r.body)}`)
     assert.equal(r.body.error?.code, 'invalid_message', audience)
@@ -171,7 +171,7 @@ test('finding 4 (fixed): a default server refuses a message 1 meant for another 
   assert.equal(relayed.status, 400)
   assert.equal(relayed.body.error?.code, 'invalid_message')
   // The names of this machine on the port the request came in on are accepted, however spelled.
-  for (const audience of [`http://127.0.0.1:${port}`, `http://localhost:${port}/auth`, `http://LOCALHOST:${port}`, `ws://[::1]:${port}`, `https://127.0.0.1:${port}`]) {
+  for (const audience of [`http://127.0.0.1:${port}`, `http://localhost:${port}/auth`, `http://LOCALHOST:${port}`, `ws://127.0.0.1:${port}`, `https://127.0.0.1:${port}`]) {
     const r = await postAuth(port, m1For(audience))
     assert.equal(r.status, 200, `${audience}: ${JSON.stringify(r.body)}`)
   }

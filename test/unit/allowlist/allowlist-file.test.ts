@@ -186,3 +186,41 @@ test('persistCompletedEntry writes the key of a completed fingerprint-only entry
     assert.equal(reloaded.get(kp.fingerprint)?.metadata.role, 'backup_server')
   })
 })
+
+test('AllowlistHolder remembers which reload removed a key (and keeps it when the key comes back)', () => {
+  const a = generateKeyPair()
+  const b = generateKeyPair()
+  const listAB = new Allowlist()
+  listAB.add({ publicKeyRaw: a.publicKeyRaw })
+  listAB.add({ publicKeyRaw: b.publicKeyRaw })
+  let now = 1_000
+  const holder = new AllowlistHolder(listAB, undefined, () => now)
+  assert.equal(holder.removedAt(a.fingerprint), undefined)
+  const listB = new Allowlist()
+  listB.add({ publicKeyRaw: b.publicKeyRaw })
+  assert.deepEqual(listAB.removedIn(listB), [a.fingerprint])
+  assert.deepEqual(listB.removedIn(listAB), [])
+  now = 2_000
+  holder.current = listB
+  assert.equal(holder.removedAt(a.fingerprint), 2_000)
+  assert.equal(holder.removedAt(b.fingerprint), undefined)
+  now = 3_000
+  holder.current = listAB // a is back: its removal is still remembered
+  assert.equal(holder.removedAt(a.fingerprint), 2_000)
+  assert.equal(holder.lookup(a.fingerprint, now).status, 'ok')
+  // a removal more than a day (or the session TTL) old is forgotten
+  now = 2_000 + 24 * 3600 * 1000 + 1
+  holder.current = listB
+  assert.equal(holder.removedAt(a.fingerprint), now, 'removed again: the new time')
+})
+
+test('Allowlist.removedIn: removed entries (remove()) count as absent', () => {
+  const a = generateKeyPair()
+  const one = new Allowlist()
+  one.add({ publicKeyRaw: a.publicKeyRaw })
+  const two = new Allowlist()
+  two.add({ publicKeyRaw: a.publicKeyRaw })
+  two.remove(a.fingerprint)
+  assert.deepEqual(one.removedIn(two), [a.fingerprint])
+  assert.deepEqual(two.removedIn(one), [])
+})

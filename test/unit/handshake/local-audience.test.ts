@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { hostname, networkInterfaces } from 'node:os'
-import { localHostNames, namesThisServer } from '../../../src/handshake/local-audience.js'
+import { canonicalIp, localHostNames, namesThisServer } from '../../../src/handshake/local-audience.js'
 
 test('namesThisServer: loopback names, the host name and interface addresses on the local port', () => {
   for (const a of ['http://127.0.0.1:8080', 'http://localhost:8080/auth', 'https://LocalHost:8080', 'ws://[::1]:8080', 'wss://127.0.0.1:8080/ws', `http://${hostname()}:8080`]) {
@@ -35,4 +35,28 @@ test('localHostNames: cached, and always holds the loopback names', () => {
   const a = localHostNames()
   assert.ok(a.has('localhost') && a.has('127.0.0.1') && a.has('[::1]'))
   assert.equal(localHostNames(), a)
+})
+
+test('namesThisServer with the socket local address: IP literals must be that address; localhost only on loopback', () => {
+  assert.equal(namesThisServer('http://127.0.0.1:8080', 8080, undefined, '127.0.0.1'), true)
+  assert.equal(namesThisServer('http://127.0.0.1:8080', 8080, undefined, '::ffff:127.0.0.1'), true, 'IPv4-mapped socket address')
+  assert.equal(namesThisServer('http://[::1]:8080', 8080, undefined, '127.0.0.1'), false, 'another address of this machine')
+  assert.equal(namesThisServer('http://[::1]:8080', 8080, undefined, '::1'), true)
+  assert.equal(namesThisServer('http://[0:0::1]:8080', 8080, undefined, '::1'), true)
+  assert.equal(namesThisServer('http://localhost:8080', 8080, undefined, '127.0.0.1'), true)
+  assert.equal(namesThisServer('http://localhost:8080', 8080, undefined, '::1'), true)
+  assert.equal(namesThisServer('http://localhost:8080', 8080, undefined, '192.0.2.10'), false, 'localhost is not a remote socket')
+  assert.equal(namesThisServer('http://192.0.2.10:8080', 8080, undefined, '192.0.2.10'), true)
+  assert.equal(namesThisServer('http://[::ffff:127.0.0.1]:8080', 8080, undefined, '127.0.0.1'), true, 'the same IPv4 address, mapped')
+  assert.equal(namesThisServer(`http://${hostname()}:8080`, 8080, undefined, '192.0.2.10'), true, 'the host name')
+})
+
+test('canonicalIp', () => {
+  assert.equal(canonicalIp('127.0.0.1'), '127.0.0.1')
+  assert.equal(canonicalIp('::ffff:10.1.2.3'), '10.1.2.3')
+  assert.equal(canonicalIp('[::1]'), '[::1]')
+  assert.equal(canonicalIp('0:0:0:0:0:0:0:1'), '[::1]')
+  assert.equal(canonicalIp('fe80::1%eth0'), '[fe80::1]')
+  assert.equal(canonicalIp('[::ffff:7f00:1]'), '127.0.0.1')
+  assert.equal(canonicalIp('localhost'), undefined)
 })
