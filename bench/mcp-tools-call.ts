@@ -2,6 +2,7 @@
  * The cost of authentication per MCP `tools/call` over HTTP, once a session exists.
  *
  *   node --import tsx bench/mcp-tools-call.ts [--quick] [--calls N] [--rounds R] [--json]
+ * Also: 10 SDK clients of each kind at once (calls/s of each group, alternating).
  *
  * One server process (a child of this one) serves the same SDK McpServer twice: `/plain/mcp` with
  * no authentication and `/mcp` behind createMcpAuth (token + request proof per request, in-memory
@@ -26,7 +27,7 @@ import { z } from 'zod'
 import { Allowlist } from '../src/allowlist/allowlist.js'
 import { createServerTrust } from '../src/handshake/client-handshake.js'
 import { b64u, fromB64u } from '../src/internal/bytes.js'
-import { generateKeyPair, keyPairFromPrivateKey, privateKeyFromSeed, privateKeySeed } from '../src/keys/key-pair.js'
+import { generateKeyPair, keyPairFromPrivateKey, privateKeyFromSeed, privateKeySeed, type Ed25519KeyPair } from '../src/keys/key-pair.js'
 import { createAuthFetch } from '../src/mcp/client.js'
 import { createMcpAuth, type McpRequest } from '../src/mcp/server.js'
 import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
@@ -177,6 +178,46 @@ async function round(plain: Client, authed: Client, calls: number, flip: boolean
   return { p: median(pt), a: median(at) }
 }
 
+/**
+ * Throughput with `clients` SDK clients of each kind calling at once (each its own MCP session and,
+ * for the authenticated ones, its own mcp-pki session): calls per second of each group, groups run
+ * one after the other, alternating, `rounds` times.
+ */
+async function concurrent(origin: string, clientKey: Ed25519KeyPair, trusted: Allowlist, clients: number, callsPerClient: number, rounds: number): Promise<{ plain: number[]; auth: number[] }> {
+  const plain: Client[] = []
+  const authed: Client[] = []
+  for (let i = 0; i < clients; i++) {
+    const p = new Client({ name: `bench-plain-${i}`, version: '1' })
+    await p.connect(new StreamableHTTPClientTransport(new URL(`${origin}/plain/mcp`)))
+    plain.push(p)
+    const f = createAuthFetch({ url: `${origin}/mcp`, keyPair: clientKey, serverTrust: createServerTrust({ allowlist: trusted }) })
+    const a = new Client({ name: `bench-auth-${i}`, version: '1' })
+    await a.connect(new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), { fetch: f }))
+    authed.push(a)
+  }
+  const rate = async (group: Client[], n: number): Promise<number> => {
+    const t0 = performance.now()
+    await Promise.all(group.map(async (c) => {
+      for (let i = 0; i < n; i++) await c.callTool({ name: 'echo', arguments: { text: `call ${i}` } })
+    }))
+    return (group.length * n * 1000) / (performance.now() - t0)
+  }
+  await rate(plain, 50)
+  await rate(authed, 50)
+  const out = { plain: [] as number[], auth: [] as number[] }
+  for (let r = 0; r < rounds; r++) {
+    if (r % 2 === 0) {
+      out.plain.push(await rate(plain, callsPerClient))
+      out.auth.push(await rate(authed, callsPerClient))
+    } else {
+      out.auth.push(await rate(authed, callsPerClient))
+      out.plain.push(await rate(plain, callsPerClient))
+    }
+  }
+  for (const c of [...plain, ...authed]) await c.close()
+  return out
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
   if (argv[0] === '--serve') return serve()
@@ -225,6 +266,8 @@ async function main(): Promise<void> {
     }
     await plain.close()
     await authed.close()
+    const conc = await concurrent(origin, clientKey, trusted, 10, quick ? 50 : 200, quick ? 3 : 5)
+    const concRatios = conc.plain.map((p, i) => p / conc.auth[i]!)
     const wall = await new Promise<{ auth: number; plain: number }>((resolve) => {
       child.on('message', (m: { type?: string; auth: number; plain: number }) => m.type === 'wall' && resolve(m))
       child.send({ type: 'wall' })
@@ -243,6 +286,11 @@ async function main(): Promise<void> {
       ratio_min: Math.round(Math.min(...ratios) * 1000) / 1000,
       ratio_max: Math.round(Math.max(...ratios) * 1000) / 1000,
       auth_work_us_per_call: Math.round(workUs * 10) / 10,
+      concurrent_clients: 10,
+      concurrent_plain_calls_per_s: Math.round(median(conc.plain)),
+      concurrent_authenticated_calls_per_s: Math.round(median(conc.auth)),
+      concurrent_time_ratio: Math.round(median(concRatios) * 1000) / 1000,
+      concurrent_overhead_percent: Math.round((median(concRatios) - 1) * 1000) / 10,
       server_wall_us_plain: Math.round(wall.plain * 10) / 10,
       server_wall_us_authenticated: Math.round(wall.auth * 10) / 10,
       auth_work_percent_of_plain_call: Math.round((workUs / 1000 / median(plainMs)) * 1000) / 10,
@@ -258,6 +306,7 @@ async function main(): Promise<void> {
       console.log(`  added per call:         ${result.added_us_per_call} µs; ratio ${result.ratio} (min ${result.ratio_min}, max ${result.ratio_max}) → ${result.overhead_percent}%`)
       console.log(`  auth work alone:        ${result.auth_work_us_per_call} µs per call in-process (client proof + server check, hot) = ${result.auth_work_percent_of_plain_call}% of a plain call`)
       console.log(`  server wall per request: ${result.server_wall_us_plain} µs plain, ${result.server_wall_us_authenticated} µs authenticated (request event → response finished, median)`)
+      console.log(`  10 clients at once:     ${result.concurrent_plain_calls_per_s} calls/s plain, ${result.concurrent_authenticated_calls_per_s} calls/s authenticated → ${result.concurrent_overhead_percent}% more time per call (median of per-round pairs)`)
       console.log(`  handshakes:             ${result.handshakes}`)
       console.log(`  target (< 5%):          ${result.meets_target ? 'met' : 'NOT met'}`)
     }
