@@ -33,7 +33,7 @@ import {
 } from '../protocol/transcript.js'
 import { deriveTicketKey, isTicketKeyRing, openTicket, sealTicket, staticTicketKeys, TICKET_KIND, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { encodeSessionTicket } from '../session/session-token.js'
-import { namesThisServer } from './local-audience.js'
+import { localHostNames, namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKey, takeEphemeral, type EphemeralSource } from './common.js'
 
 export interface ServerHandshakeOptions {
@@ -120,12 +120,31 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     return { entry: found.entry, publicKey: found.publicKey, fingerprint }
   }
 
+  // Verdicts of the default check by (port, address, audience): clients repeat the same few. The
+  // cache is dropped when this machine's names are refreshed.
+  const verdicts = new Map<string, boolean>()
+  let verdictNames = localHostNames()
+  function audienceVerdict(audience: string, localPort: number, localAddress: string | undefined): boolean {
+    const names = localHostNames()
+    if (names !== verdictNames || verdicts.size >= 1024) {
+      verdicts.clear()
+      verdictNames = names
+    }
+    const key = `${localPort} ${localAddress ?? ''} ${audience}`
+    let v = verdicts.get(key)
+    if (v === undefined) {
+      v = namesThisServer(audience, localPort, extraNames, localAddress)
+      verdicts.set(key, v)
+    }
+    return v
+  }
+
   function checkAudience(audience: string, ctx: HandshakeContext | undefined): void {
     if (audiences.length > 0) {
       if (!audiences.includes(audience)) throw new AuthError('invalid_message', 'audience does not name this server')
       return
     }
-    if (ctx?.localPort !== undefined && !namesThisServer(audience, ctx.localPort, extraNames, ctx.localAddress)) {
+    if (ctx?.localPort !== undefined && !audienceVerdict(audience, ctx.localPort, ctx.localAddress)) {
       throw new AuthError(
         'invalid_message',
         `audience ${JSON.stringify(audience.slice(0, 120))} does not name this server (its host must name the address this request came in on and its port be ${ctx.localPort}); behind a proxy or under another name, the server must set auth.audience`,

@@ -31,8 +31,29 @@ export const systemRandom: RandomSource = (size) => {
 
 /** RFC 3339 UTC with milliseconds. */
 export function formatTimestamp(ms: number): string {
-  return new Date(ms).toISOString()
+  // The "YYYY-MM-DDTHH:MM:SS." prefix changes once a second: two cached prefixes (now and the
+  // challenge expiry a TTL later) make this a string concatenation. Same output as toISOString.
+  if (!Number.isSafeInteger(ms) || ms < 0 || ms > MAX_4_DIGIT_YEAR_MS) return new Date(ms).toISOString()
+  const sec = Math.floor(ms / 1000)
+  const r = ms - sec * 1000
+  let prefix: string
+  if (sec === secA) prefix = prefixA
+  else if (sec === secB) prefix = prefixB
+  else {
+    prefix = new Date(sec * 1000).toISOString().slice(0, 20)
+    secB = secA
+    prefixB = prefixA
+    secA = sec
+    prefixA = prefix
+  }
+  return prefix + (r < 10 ? '00' : r < 100 ? '0' : '') + r + 'Z'
 }
+
+const MAX_4_DIGIT_YEAR_MS = 253402300799999 // 9999-12-31T23:59:59.999Z
+let secA = -1
+let prefixA = ''
+let secB = -1
+let prefixB = ''
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const
 

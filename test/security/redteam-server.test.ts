@@ -218,7 +218,9 @@ test(
     const dir = await mkdtemp(join(tmpdir(), 'mcp-redteam-v6-'))
     dirs.push(dir)
     const sb = await createSandbox(dir, { server: { audit: { enabled: false } } })
-    const configured = await createAuthServiceFromConfig(await loadConfig(sb.serverConfigPath, { env: {} }), { audit: new AuditLogger({ enabled: false }) })
+    // A frozen clock: no token may refill between the calls however slow the machine is.
+    const frozen = Date.now()
+    const configured = await createAuthServiceFromConfig(await loadConfig(sb.serverConfigPath, { env: {} }), { audit: new AuditLogger({ enabled: false }), clock: () => frozen })
     try {
       // A fresh unknown key each time, so only the per-address limits can apply.
       const m1 = (): unknown => createClientHandshake({ keyPair: generateKeyPair(), audience: 'x', serverTrust: () => ({}) }).start()

@@ -24,3 +24,11 @@ test('timestamps are RFC 3339 UTC with milliseconds, strictly', () => {
   assert.equal(parseTimestamp('2025-11-26T06:40:00Z'), undefined)
   assert.equal(parseTimestamp('2025-02-30T06:40:00.000Z'), undefined)
 })
+
+test('formatTimestamp (cached second prefixes) equals Date#toISOString everywhere', () => {
+  const samples = [0, 1, 999, 1000, 1764150000000, 1764150000999, 1764150001000, 253402300799999, 253402300800000, -1, 1.5]
+  for (let i = 0; i < 20000; i++) samples.push(Math.floor(Math.random() * 253402300799999))
+  // alternating seconds (now, now + TTL) as the handshake does, and back
+  for (let i = 0; i < 3000; i++) samples.push(1764150000000 + i * 7, 1764150060000 + i * 7, 1764150000000 + i * 333)
+  for (const ms of samples) assert.equal(formatTimestamp(ms), new Date(ms).toISOString(), String(ms))
+})
