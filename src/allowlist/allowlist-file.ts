@@ -169,6 +169,7 @@ export class AllowlistHolder implements KeyLookup {
   readonly #rememberMs: number
   /** Fingerprint → when a reload removed it (insertion order = age; bounded). */
   readonly #removed = new Map<string, number>()
+  #lastStamp = -Infinity
 
   /**
    * @param clock for removal times (the session verifier's clock)
@@ -192,10 +193,16 @@ export class AllowlistHolder implements KeyLookup {
    */
   set current(next: Allowlist) {
     const now = this.#clock()
+    // Removal times only move forward (a clock stepped back must not date a removal before a
+    // session the handshake dated after the previous removal; see server-handshake.ts).
+    const stamp = Math.max(now, this.#lastStamp + 1)
+    let removedAny = false
     for (const fp of this.#current.removedIn(next)) {
       this.#removed.delete(fp)
-      this.#removed.set(fp, now)
+      this.#removed.set(fp, stamp)
+      removedAny = true
     }
+    if (removedAny) this.#lastStamp = stamp
     // Forget removals no live session can predate, and keep the map bounded.
     for (const [fp, at] of this.#removed) {
       if (at > now - this.#rememberMs && this.#removed.size <= MAX_REMEMBERED_REMOVALS) break

@@ -55,33 +55,42 @@ async function staleReason(lockPath: string, content: string): Promise<string | 
   return undefined
 }
 
-/** A breaker lock older than this belongs to a breaker that died; it is removed. */
+/** A breaker lock older than this (or dated this far in the future) belongs to a breaker that died; it is removed. */
 const STALE_BREAKER_MS = 5_000
 
 /**
  * Breaks a stale lock without clobbering a fresh one that replaced it meanwhile. One breaker at a
  * time (`${lockPath}.break`, O_EXCL); under it the lock is read again and removed only if it is
  * still exactly the one judged stale. (Moving a lock aside and putting it back is not safe: while
- * it is away another process can take the lock, and then two hold it.)
+ * it is away another process can take the lock, and then two hold it.) Resolves to true when the
+ * stale lock is gone; false when another breaker is at work (the caller waits like any waiter).
  */
-async function breakLock(lockPath: string, judged: string): Promise<void> {
+async function breakLock(lockPath: string, judged: string): Promise<boolean> {
   const breaker = `${lockPath}.break`
+  const mine = `${process.pid} ${randomBytes(8).toString('hex')}\n`
   let fh
   try {
     fh = await open(breaker, 'wx', 0o644)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       const st = await stat(breaker).catch(() => undefined)
-      if (st !== undefined && Date.now() - st.mtimeMs > STALE_BREAKER_MS) await unlink(breaker).catch(() => {})
+      // A clock stepped back leaves a breaker dated in the future: that one is stale too.
+      if (st !== undefined && Math.abs(Date.now() - st.mtimeMs) > STALE_BREAKER_MS) await unlink(breaker).catch(() => {})
     }
-    return
+    return false
   }
   try {
-    await fh.close()
+    try {
+      await fh.writeFile(mine)
+    } finally {
+      await fh.close()
+    }
     const now = await readFile(lockPath, 'utf8').catch(() => undefined)
     if (now === judged) await unlink(lockPath).catch(() => {})
+    return now !== judged || (await readFile(lockPath, 'utf8').catch(() => undefined)) !== judged
   } finally {
-    await unlink(breaker).catch(() => {})
+    // Only our own breaker: if we stalled past STALE_BREAKER_MS another may hold it now.
+    if ((await readFile(breaker, 'utf8').catch(() => undefined)) === mine) await unlink(breaker).catch(() => {})
   }
 }
 
@@ -118,10 +127,9 @@ export async function acquireFileLock(path: string, options: LockOptions = {}): 
     } catch {
       continue // released meanwhile: try again at once
     }
-    if ((await staleReason(lockPath, content)) !== undefined) {
-      await breakLock(lockPath, content)
-      continue
-    }
+    // Stale: break it and try again at once. If another process is breaking it (or a dead
+    // breaker's file is in the way), wait like any waiter: the deadline still applies.
+    if ((await staleReason(lockPath, content)) !== undefined && (await breakLock(lockPath, content))) continue
     if (Date.now() >= deadline) {
       const pid = content.split(' ')[0]
       throw new AuthError(

@@ -207,6 +207,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       checkWindow(response.timestamp, now, toleranceMs, 'auth_response')
       checkAudience(request.audience, ctx)
       const client = lookupClient(request, now)
+      // When a reload last removed this key (it is listed again now): sessions that began before
+      // then are over (session-verifier.ts), so this one must carry a later start even if the clock
+      // has not passed the removal time (stepped back, or coarse) — else the re-added key is locked out.
+      const removedBefore = allowlist.removedAt?.(client.fingerprint)
 
       // MAC: the challenge token must be ours and bind exactly the echoed fields.
       const plain = openTicket(ring.all(), TICKET_KIND.challenge, challenge.challengeToken)
@@ -233,12 +237,18 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         })
       }
 
+      // Removed again while the nonce store answered: no session (it could outlive a later re-add).
+      if (allowlist.removedAt?.(client.fingerprint) !== removedBefore) {
+        plain.fill(0)
+        throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was removed from the allowlist during the handshake`)
+      }
+      const issuedAt = removedBefore !== undefined && removedBefore >= now ? removedBefore + 1 : now
       const sessionKey = plain.subarray(40, 72)
       let sessionExpires = now + sessionTtlMs
       if (client.entry.notAfter !== undefined && client.entry.notAfter < sessionExpires) sessionExpires = client.entry.notAfter
       const sessionId = random(16)
       const token = b64u(
-        encodeSessionTicket(ring.current(), { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt: now, expiresAt: sessionExpires }, random),
+        encodeSessionTicket(ring.current(), { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt, expiresAt: sessionExpires }, random),
       )
       plain.fill(0)
       const timestamp = formatTimestamp(now)
