@@ -12,7 +12,7 @@ import { loadAllowlistFile, updateAllowlistFile } from './allowlist/allowlist-fi
 import type { Config } from './config/types.js'
 import { AuthError } from './errors.js'
 import { createClientHandshake, createServerTrust, type ClientHandshake, type ClientSession } from './handshake/client-handshake.js'
-import { createServerHandshake, type HandshakeResult, type ServerHandshake } from './handshake/server-handshake.js'
+import { createServerHandshake, type HandshakeContext, type HandshakeResult, type ServerHandshake } from './handshake/server-handshake.js'
 import {
   fingerprintOf,
   generateKeyPair,
@@ -167,13 +167,22 @@ export class AuthenticationEngine {
     }
   }
 
-  /** Server, step 2. */
-  processAuthRequest(request: unknown): AuthChallengeWire {
-    return this.serverSide().handleRequest(request)
+  /**
+   * Server, step 2. `socket` (the local port and address the message came in on) enables the
+   * default audience check; without it and without `auth.audience` the engine cannot tell which
+   * server a handshake was meant for and refuses it (`invalid_message`): set `auth.audience`.
+   */
+  processAuthRequest(request: unknown, socket?: HandshakeContext): AuthChallengeWire {
+    return this.serverSide().handleRequest(request, this.contextOf(socket))
   }
 
-  /** Server, step 4. */
-  async processAuthResponse(response: unknown): Promise<HandshakeResult & { message: AuthCompleteWire }> {
-    return this.serverSide().handleResponse(response)
+  /** Server, step 4 (same `socket` rule as {@link processAuthRequest}). */
+  async processAuthResponse(response: unknown, socket?: HandshakeContext): Promise<HandshakeResult & { message: AuthCompleteWire }> {
+    return this.serverSide().handleResponse(response, this.contextOf(socket))
+  }
+
+  /** The socket given, else one that matches no audience (fail closed when none is configured). */
+  private contextOf(socket: HandshakeContext | undefined): HandshakeContext {
+    return socket?.localPort !== undefined ? socket : { localPort: -1 }
   }
 }

@@ -9,7 +9,7 @@ import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
 import { AuthError } from '../errors.js'
 import { b64u } from '../internal/bytes.js'
 import { hmacPads, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
-import { systemClock, type Clock } from '../internal/clock.js'
+import { parseTimestamp, systemClock, type Clock } from '../internal/clock.js'
 import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
 import { decodeSessionTicket, matchRequestProof, proofMacMatches, type SessionTicket } from './session-token.js'
 import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
@@ -128,6 +128,14 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
       evict(token)
       throw new AuthError('session_revoked', 'the client key of this session was removed from the allowlist after the session began')
     }
+    // Listed (again, or replaced) after this session began: the entry it was issued under is gone.
+    // This also holds across restarts, where the in-memory removal record above is lost. An
+    // `added_at` in this clock's future is not trusted (another machine's clock): no check then.
+    const addedAt = addedAtMs(found.entry)
+    if (addedAt !== undefined && addedAt <= now && ticket.issuedAt < addedAt) {
+      evict(token)
+      throw new AuthError('session_revoked', 'the allowlist entry of this client key was (re)added after the session began')
+    }
     const sessionId = ticket.id
     if (revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
     return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token }
@@ -193,4 +201,14 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
 
     verifyNow,
   }
+}
+
+/** An entry's `added_at` in ms (the fast strict parser first, then Date.parse); undefined when unusable. */
+function addedAtMs(entry: AllowlistEntry): number | undefined {
+  const text = entry.addedAt
+  if (typeof text !== 'string' || text === '') return undefined
+  const fast = parseTimestamp(text)
+  if (fast !== undefined) return fast
+  const slow = Date.parse(text)
+  return Number.isFinite(slow) ? slow : undefined
 }

@@ -263,8 +263,7 @@ test('held: fetchAuthHandler without auth.audience refuses every handshake, mach
 })
 
 test(
-  'finding 2: the compat facade (AuthenticationEngine.processAuthRequest) has no socket and no audience check by default — it accepts a message 1 meant for any other server',
-  { todo: 'finding 2 (medium): src/compat.ts (not in this round\'s file set) skips the default check; it should refuse without config.auth.audience (or take the socket\'s local port/address) as fetchAuthHandler now does' },
+  'finding 2 (fixed): the compat facade (AuthenticationEngine.processAuthRequest) without a socket and without auth.audience refuses a message 1 meant for any other server',
   async () => {
     const sb = await sandbox()
     const config = await loadConfig(sb.serverConfigPath, { env: {} })
@@ -360,8 +359,7 @@ test(
 )
 
 test(
-  'finding 4: removals are remembered in memory only — a server (re)started after the removal accepts the old session token once the key is listed again',
-  { todo: 'finding 4 (low/medium): the removal memory dies with the process (and is per instance in a fleet sharing a ticket key); a durable record (e.g. next to the allowlist) or comparing ticket.issuedAt with the entry\'s added_at would close it' },
+  'finding 4 (fixed): a server (re)started after a removal refuses the old session token once the key is listed again (the re-added entry is newer than the session)',
   async () => {
     const l = await live()
     const s = await handshakeAt(l.to, l.sb, `http://127.0.0.1:${l.f.port}/mcp`)

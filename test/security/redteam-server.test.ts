@@ -243,7 +243,8 @@ test(
 // ---- attacks the product held (regression tests) ----
 
 test('held: rate-limited failures get 429 + Retry-After (no reset, no 5xx); other addresses are unaffected; the address recovers after Retry-After', async () => {
-  const { sb, server } = await setup()
+  // A small budget (burst 10, 2/s): 130 failures exceed it however slowly a busy machine sends them.
+  const { sb, server } = await setup({ auth: { rate_limit: { per_address: 2, burst: 10 } } })
   const port = server.address.port
   // A key that is not on the allowlist: every message 1 is a failure.
   const dir = await mkdtemp(join(tmpdir(), 'mcp-redteam-stranger-'))

@@ -29,6 +29,8 @@ test('KeyManager, ACLManager and AuthenticationEngine work as the product descri
   assert.equal((await acl.listKeys()).length, 1)
 
   const config = defaultConfig()
+  // No socket here: the engine needs to know its audience (without one it refuses every handshake).
+  config.auth.audience = 'http://127.0.0.1:8443'
   const serverList = await acl.load()
   const clientList = new Allowlist()
   clientList.add({ publicKeyRaw: rawPublicKey(pub), metadata: { role: 'mcp_server' } })
