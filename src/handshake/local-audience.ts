@@ -9,6 +9,7 @@
  * name, set `auth.audience` to that URL.
  * @module
  */
+import { lookup } from 'node:dns'
 import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 
@@ -37,7 +38,32 @@ export function localHostNames(now: number = Date.now()): ReadonlySet<string> {
     // no interface list: the loopback names remain
   }
   cached = { names, at: now }
+  resolveHostName()
   return names
+}
+
+/**
+ * Addresses this machine's host name resolves to here (canonical, as `canonicalIp` spells them),
+ * looked up in the background when the names are refreshed; undefined until the first answer.
+ */
+let hostAddresses: ReadonlySet<string> | undefined
+
+function resolveHostName(): void {
+  let h: string
+  try {
+    h = hostname()
+  } catch {
+    return
+  }
+  lookup(h, { all: true }, (err, list) => {
+    if (err) return
+    const set = new Set<string>()
+    for (const a of list) {
+      const ip = canonicalIp(a.address)
+      if (ip !== undefined) set.add(ip)
+    }
+    hostAddresses = set
+  })
 }
 
 const DEFAULT_PORT: Record<string, number> = { 'http:': 80, 'ws:': 80, 'https:': 443, 'wss:': 443 }
@@ -71,6 +97,15 @@ export function canonicalIp(address: string): string | undefined {
   }
 }
 
+function isHostName(name: string): boolean {
+  try {
+    const h = hostname().toLowerCase()
+    return name === h || name === h.split('.')[0]
+  } catch {
+    return false
+  }
+}
+
 function isLoopback(ip: string): boolean {
   return ip === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(ip)
 }
@@ -79,8 +114,9 @@ function isLoopback(ip: string): boolean {
  * True when `audience` is an http(s)/ws(s) URL whose port (explicit or the scheme's default) is
  * `localPort` and whose host names the socket the message arrived on:
  * - an IP address must be the socket's local address (`localAddress`, when known);
- * - `localhost` counts only on a loopback socket (a relay on a client's machine cannot turn
- *   "localhost" into a remote server);
+ * - `localhost` counts only on a 127.0.0.1 or ::1 socket (a relay on a client's machine cannot turn
+ *   "localhost" into a remote server, nor a server on 127.0.0.2 into the one on 127.0.0.1);
+ * - the host name, on a loopback socket, only when it resolves here to that address;
  * - other names must be this machine's host name (or one of `extraNames`, the configured listen host).
  * Without `localAddress` every address of this machine counts.
  */
@@ -97,10 +133,17 @@ export function namesThisServer(audience: string, localPort: number, extraNames?
   if (port !== localPort) return false
   const host = url.hostname.toLowerCase()
   const local = localAddress === undefined ? undefined : canonicalIp(localAddress)
+  const names = localHostNames()
   if (local !== undefined) {
     const ip = canonicalIp(host)
     if (ip !== undefined) return ip === local
-    if (host === 'localhost') return isLoopback(local)
+    // localhost means 127.0.0.1 / ::1: a server on another loopback address is another server.
+    if (host === 'localhost') return local === '127.0.0.1' || local === '[::1]'
+    // On a loopback socket the host name must resolve here to that address (Debian maps it to
+    // 127.0.1.1); a remote client reached us by it through its own resolver, so it counts.
+    if (isLoopback(local) && names.has(host) && host !== 'localhost' && canonicalIp(host) === undefined && hostAddresses !== undefined && isHostName(host)) {
+      return hostAddresses.has(local)
+    }
   }
-  return localHostNames().has(host) || (extraNames?.has(host) ?? false)
+  return names.has(host) || (extraNames?.has(host) ?? false)
 }

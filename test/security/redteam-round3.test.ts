@@ -186,8 +186,8 @@ test('held: one service on 127.0.0.1, 127.0.0.2 and ::1 (same port) accepts an I
       }
     }
   }
-  // localhost counts on every loopback socket
-  for (const host of hosts) assert.equal(await m1Status(f.at[host]!, sb, `http://localhost:${P}`), 'accepted', host)
+  // localhost means 127.0.0.1 / ::1 (what it resolves to), not any loopback address
+  for (const host of hosts) assert.equal(await m1Status(f.at[host]!, sb, `http://localhost:${P}`), host === '127.0.0.2' ? 'refused' : 'accepted', host)
 })
 
 test('held: the verdict cache cap — 3000 distinct audiences (cache cleared three times) change no verdict, and the cache holds at most 1024 audiences of ≤ 512 characters', async () => {
@@ -224,8 +224,12 @@ test('held: dual-stack socket addresses (IPv4 reached through a :: listener) —
     assert.equal(namesThisServer(`http://localhost:${P}`, P, undefined, local), false, local)
     assert.equal(namesThisServer(`http://127.0.0.1:${P}`, P, undefined, local), false, local)
   }
-  for (const local of ['127.0.0.1', '127.255.255.254', '::ffff:127.0.0.2', '::1', '0:0:0:0:0:0:0:1']) {
+  for (const local of ['127.0.0.1', '::ffff:127.0.0.1', '::1', '0:0:0:0:0:0:0:1']) {
     assert.equal(namesThisServer(`http://localhost:${P}`, P, undefined, local), true, local)
+  }
+  // other loopback addresses are other servers as far as "localhost" goes
+  for (const local of ['127.255.255.254', '::ffff:127.0.0.2']) {
+    assert.equal(namesThisServer(`http://localhost:${P}`, P, undefined, local), false, local)
   }
   assert.equal(canonicalIp('::ffff:127.0.0.1'), '127.0.0.1')
   assert.equal(canonicalIp('::127.0.0.1'), '[::7f00:1]')
@@ -233,8 +237,7 @@ test('held: dual-stack socket addresses (IPv4 reached through a :: listener) —
 })
 
 test(
-  'finding 1: a name (the host name, localhost) is accepted on every socket of its kind, not only on the address it resolves to — a server on 127.0.0.2:P accepts a handshake meant for http://<hostname>:P, which is the server on 127.0.0.1:P',
-  { todo: 'finding 1 (low): names are not resolved; binding them needs a DNS lookup of the host name (async) in local-audience.ts — set auth.audience where two servers share a port on one machine' },
+  'finding 1 (fixed): on loopback, localhost and the host name are accepted only on the address they resolve to — a server on 127.0.0.2:P refuses a handshake meant for http://<hostname>:P or http://localhost:P (the server on 127.0.0.1:P)',
   async () => {
     const me = hostname().toLowerCase()
     const addresses = (await import('node:dns')).promises.lookup(me, { all: true })
