@@ -23,6 +23,7 @@ import { createAuthServiceFromConfig, type ConfiguredAuthService } from '../../s
 import { createSandbox, type ConfigObject, type Sandbox } from '../../src/server/sandbox.js'
 import { startServerFromConfig, type RunningServer } from '../../src/server/start-server.js'
 import { createRequestProof } from '../../src/session/session-token.js'
+import { collectReply } from '../helpers/http-reply.js'
 
 const cleanups: Array<() => Promise<void>> = []
 after(async () => {
@@ -64,20 +65,7 @@ function send(
   return new Promise((resolve) => {
     const body = o.body ?? ''
     const headers: Record<string, string | string[]> = { 'content-type': 'application/json', ...(o.chunked === true ? {} : { 'content-length': String(Buffer.byteLength(body)) }), ...o.headers }
-    const req = http.request({ ...('port' in to ? { host: '127.0.0.1', port: to.port } : { socketPath: to.socketPath }), path: o.path ?? '/mcp', method: o.method ?? 'POST', agent: false, headers }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString()
-        let json: Reply['json'] = {}
-        try {
-          json = JSON.parse(text) as Reply['json']
-        } catch {
-          // not JSON
-        }
-        resolve({ status: res.statusCode ?? 0, text, json, headers: res.headers })
-      })
-    })
+    const req = http.request({ ...('port' in to ? { host: '127.0.0.1', port: to.port } : { socketPath: to.socketPath }), path: o.path ?? '/mcp', method: o.method ?? 'POST', agent: false, headers }, (res) => collectReply<Reply['json']>(res, resolve))
     const timer = setTimeout(() => {
       req.destroy()
       resolve({ status: 'timeout', text: '', json: {}, headers: {} })

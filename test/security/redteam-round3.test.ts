@@ -28,6 +28,7 @@ import { createMcpAuth, mountMcpAuth, type McpAuth } from '../../src/mcp/server.
 import { createAuthServiceFromConfig, type ConfiguredAuthService } from '../../src/server/from-config.js'
 import { createSandbox, type ConfigObject, type Sandbox } from '../../src/server/sandbox.js'
 import { createRequestProof } from '../../src/session/session-token.js'
+import { collectReply } from '../helpers/http-reply.js'
 
 const cleanups: Array<() => Promise<void>> = []
 after(async () => {
@@ -59,20 +60,7 @@ function send(to: Target, o: { path?: string; body?: string; headers?: Record<st
     const body = o.body ?? ''
     const req = http.request(
       { host: to.host, port: to.port, family: to.host.includes(':') ? 6 : 4, path: o.path ?? '/mcp', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...o.headers } },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString()
-          let json: Reply['json'] = {}
-          try {
-            json = JSON.parse(text) as Reply['json']
-          } catch {
-            // not JSON
-          }
-          resolveReply({ status: res.statusCode ?? 0, text, json })
-        })
-      },
+      (res) => collectReply<Reply['json']>(res, resolveReply),
     )
     const timer = setTimeout(() => {
       req.destroy()
