@@ -86,8 +86,11 @@ async function breakLock(lockPath: string, judged: string): Promise<boolean> {
       await fh.close()
     }
     const now = await readFile(lockPath, 'utf8').catch(() => undefined)
-    if (now === judged) await unlink(lockPath).catch(() => {})
-    return now !== judged || (await readFile(lockPath, 'utf8').catch(() => undefined)) !== judged
+    if (now !== judged) return true // already released or replaced: the stale lock is gone
+    return await unlink(lockPath).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+    )
   } finally {
     // Only our own breaker: if we stalled past STALE_BREAKER_MS another may hold it now.
     if ((await readFile(breaker, 'utf8').catch(() => undefined)) === mine) await unlink(breaker).catch(() => {})

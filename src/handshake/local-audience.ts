@@ -14,21 +14,47 @@ import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 
 const REFRESH_MS = 60_000
-let cached: { names: ReadonlySet<string>; at: number } | undefined
 
-/** Host names and addresses of this machine, as `URL.hostname` spells them (IPv6 in brackets). */
+interface LocalNames {
+  /** Every name and address of this machine, as `URL.hostname` spells them (IPv6 in brackets). */
+  names: ReadonlySet<string>
+  /** The host name itself (and its first label). */
+  own: ReadonlySet<string>
+  at: number
+}
+let cached: LocalNames | undefined
+
+/**
+ * Addresses this machine's host name resolves to here (canonical, as `canonicalIp` spells them),
+ * looked up in the background when the names are refreshed; undefined until the first answer.
+ */
+let hostAddresses: ReadonlySet<string> | undefined
+
+/**
+ * Host names and addresses of this machine, as `URL.hostname` spells them (IPv6 in brackets).
+ * The set is a new object whenever what it stands for may have changed (a refresh, or the answer
+ * to the host name lookup), so callers may cache verdicts per set.
+ */
 export function localHostNames(now: number = Date.now()): ReadonlySet<string> {
-  if (cached !== undefined && now - cached.at < REFRESH_MS) return cached.names
+  return localNames(now).names
+}
+
+function localNames(now: number = Date.now()): LocalNames {
+  if (cached !== undefined && now - cached.at < REFRESH_MS) return cached
   const names = new Set<string>(['localhost', '127.0.0.1', '[::1]'])
-  const add = (name: string): void => {
+  const own = new Set<string>()
+  const add = (name: string, into: Set<string> = names): void => {
     const n = name.trim().toLowerCase()
     if (n === '' || n.includes('%')) return // zone-scoped link-local addresses are not URL hosts
-    names.add(n.includes(':') ? `[${n}]` : n)
+    into.add(n.includes(':') ? `[${n}]` : n)
   }
+  let h: string | undefined
   try {
-    const h = hostname()
-    add(h)
-    if (h.includes('.')) add(h.split('.')[0]!)
+    h = hostname()
+    for (const n of [h, h.split('.')[0]!]) {
+      add(n)
+      add(n, own)
+    }
   } catch {
     // no host name: the loopback names remain
   }
@@ -37,33 +63,22 @@ export function localHostNames(now: number = Date.now()): ReadonlySet<string> {
   } catch {
     // no interface list: the loopback names remain
   }
-  cached = { names, at: now }
-  resolveHostName()
-  return names
-}
-
-/**
- * Addresses this machine's host name resolves to here (canonical, as `canonicalIp` spells them),
- * looked up in the background when the names are refreshed; undefined until the first answer.
- */
-let hostAddresses: ReadonlySet<string> | undefined
-
-function resolveHostName(): void {
-  let h: string
-  try {
-    h = hostname()
-  } catch {
-    return
+  const fresh: LocalNames = { names, own, at: now }
+  cached = fresh
+  if (h !== undefined) {
+    lookup(h, { all: true }, (err, list) => {
+      if (err) return
+      const set = new Set<string>()
+      for (const a of list) {
+        const ip = canonicalIp(a.address)
+        if (ip !== undefined) set.add(ip)
+      }
+      hostAddresses = set
+      // A new set identity (same contents, same age): verdicts cached before the answer are redone.
+      if (cached === fresh) cached = { ...fresh, names: new Set(fresh.names) }
+    })
   }
-  lookup(h, { all: true }, (err, list) => {
-    if (err) return
-    const set = new Set<string>()
-    for (const a of list) {
-      const ip = canonicalIp(a.address)
-      if (ip !== undefined) set.add(ip)
-    }
-    hostAddresses = set
-  })
+  return fresh
 }
 
 const DEFAULT_PORT: Record<string, number> = { 'http:': 80, 'ws:': 80, 'https:': 443, 'wss:': 443 }
@@ -97,15 +112,6 @@ export function canonicalIp(address: string): string | undefined {
   }
 }
 
-function isHostName(name: string): boolean {
-  try {
-    const h = hostname().toLowerCase()
-    return name === h || name === h.split('.')[0]
-  } catch {
-    return false
-  }
-}
-
 function isLoopback(ip: string): boolean {
   return ip === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(ip)
 }
@@ -133,7 +139,7 @@ export function namesThisServer(audience: string, localPort: number, extraNames?
   if (port !== localPort) return false
   const host = url.hostname.toLowerCase()
   const local = localAddress === undefined ? undefined : canonicalIp(localAddress)
-  const names = localHostNames()
+  const { names, own } = localNames()
   if (local !== undefined) {
     const ip = canonicalIp(host)
     if (ip !== undefined) return ip === local
@@ -141,9 +147,7 @@ export function namesThisServer(audience: string, localPort: number, extraNames?
     if (host === 'localhost') return local === '127.0.0.1' || local === '[::1]'
     // On a loopback socket the host name must resolve here to that address (Debian maps it to
     // 127.0.1.1); a remote client reached us by it through its own resolver, so it counts.
-    if (isLoopback(local) && names.has(host) && host !== 'localhost' && canonicalIp(host) === undefined && hostAddresses !== undefined && isHostName(host)) {
-      return hostAddresses.has(local)
-    }
+    if (own.has(host) && hostAddresses !== undefined && isLoopback(local)) return hostAddresses.has(local)
   }
   return names.has(host) || (extraNames?.has(host) ?? false)
 }

@@ -18,38 +18,30 @@
 import { loadConfig } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
-import type { ClientSession, ServerTrust } from '../handshake/client-handshake.js'
-import { systemClock, type Clock, type RandomSource } from '../internal/clock.js'
-import type { Ed25519KeyPair } from '../keys/key-pair.js'
+import type { ClientSession } from '../handshake/client-handshake.js'
+import { systemClock } from '../internal/clock.js'
 import { PROOF_HEADER } from '../protocol/constants.js'
 import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
-import { authenticate, authenticateOptionsFromConfig, safeUrl, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
+import { authenticate, authenticateOptionsFromConfig, safeUrl, type AuthenticateOptions, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
 
 /** A `fetch` as the SDK transports call it. */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
 
-export interface AuthFetchOptions {
+/** The handshake settings createAuthFetch passes on to {@link authenticate} as they are. */
+const HANDSHAKE_SETTINGS = ['audience', 'timeoutMs', 'retryAttempts', 'retryDelayMs', 'timestampTolerance', 'clock', 'random'] as const
+type HandshakeSettings = Pick<AuthenticateOptions, 'keyPair' | 'serverTrust' | (typeof HANDSHAKE_SETTINGS)[number]>
+
+export interface AuthFetchOptions extends HandshakeSettings {
   /** The MCP endpoint (`http://127.0.0.1:8443/mcp`); the handshake endpoint defaults to `/auth` on its origin. */
   url?: string | URL
   /** The handshake endpoint; give this or `url`. */
   authUrl?: string | URL
-  keyPair: Ed25519KeyPair
-  /** Decides whether the server's key is trusted (createServerTrust: allowlist and/or pinned fingerprint). */
-  serverTrust: ServerTrust
-  /** Bound into the handshake signatures; default the handshake URL's origin. */
-  audience?: string
   /** The fetch that carries MCP requests (default the global fetch). */
   fetch?: FetchFunction
   /** The fetch that carries the handshake (default `fetch`). */
   handshakeFetch?: HandshakeFetch | FetchFunction
   /** Renew this long before the session expires (default 60 s; at most half the session's lifetime). */
   refreshBeforeMs?: number
-  timeoutMs?: number
-  retryAttempts?: number
-  retryDelayMs?: number
-  timestampTolerance?: number
-  clock?: Clock
-  random?: RandomSource
   /** Called after every successful handshake (e.g. to log the server fingerprint). */
   onSession?: (session: ClientSession) => void
 }
@@ -105,21 +97,15 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
   let pending: Promise<ClientSession> | undefined
   let handshakes = 0
 
+  // What authenticate() is given on every handshake: the settings the caller set, as they are.
+  const handshakeOptions: AuthenticateOptions = { url: authUrl, keyPair, serverTrust }
+  for (const k of HANDSHAKE_SETTINGS) if (options[k] !== undefined) (handshakeOptions as unknown as Record<string, unknown>)[k] = options[k]
+  const handshakeFetch = options.handshakeFetch ?? options.fetch
+  if (handshakeFetch !== undefined) handshakeOptions.fetch = handshakeFetch as HandshakeFetch
+
   function handshake(): Promise<ClientSession> {
     if (pending !== undefined) return pending
-    const run = authenticate({
-      url: authUrl,
-      keyPair,
-      serverTrust,
-      ...(options.audience === undefined ? {} : { audience: options.audience }),
-      ...((options.handshakeFetch ?? options.fetch) === undefined ? {} : { fetch: (options.handshakeFetch ?? options.fetch) as HandshakeFetch }),
-      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-      ...(options.retryAttempts === undefined ? {} : { retryAttempts: options.retryAttempts }),
-      ...(options.retryDelayMs === undefined ? {} : { retryDelayMs: options.retryDelayMs }),
-      ...(options.timestampTolerance === undefined ? {} : { timestampTolerance: options.timestampTolerance }),
-      ...(options.clock === undefined ? {} : { clock: options.clock }),
-      ...(options.random === undefined ? {} : { random: options.random }),
-    }).then((s) => {
+    const run = authenticate(handshakeOptions).then((s) => {
       current = s
       obtainedAt = clock()
       handshakes++
