@@ -1,6 +1,7 @@
 /**
  * A self-contained setup in a folder: both key pairs, both allowlists (each side knows the other),
- * and both config files. Used by the demo and by tests; handy for trying the package out.
+ * and both config files. Used by the tests; handy for trying the package out. (The demo writes its
+ * files step by step instead, to show each command.)
  * @module
  */
 import { mkdir, writeFile } from 'node:fs/promises'
