@@ -383,7 +383,7 @@ test('finding 5 (fixed): a stale lock plus a breaker file that looks alive (a br
   await writeFile(`${path}.lock.break`, '')
   const future = new Date(Date.now() + 3600_000)
   await utimes(`${path}.lock.break`, future, future)
-  const release = await acquireFileLock(path, { timeoutMs: 300 })
+  const release = await acquireFileLock(path, { timeoutMs: 3000 })
   await release()
   assert.deepEqual((await readdir(dir)).sort(), ['allowlist.json'])
   // 2. a breaker that just died: the waiter waits (sleeping) and honours its timeout
