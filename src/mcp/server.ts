@@ -576,7 +576,12 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     let body: Buffer
     try {
       body = await readBody(req, maxHandshake)
-    } catch {
+    } catch (err) {
+      // A body parser ran first: say so, not "too large".
+      if (err instanceof HttpError && err.status !== 413) {
+        sendError(res, err)
+        return
+      }
       body = Buffer.alloc(maxHandshake + 1) // handleMessage answers payload_too_large
     }
     const reply = await service.handleMessage(body, ctxOf(req))
