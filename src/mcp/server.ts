@@ -119,7 +119,8 @@ export interface McpAuth {
    * like {@link McpAuth.protect} (session binding included), then gives `handler` a `Request` with the
    * method, target, headers and exactly the body bytes that were checked, and streams its `Response`
    * back (SSE included). A client that goes away aborts `request.signal` and cancels the body.
-   * Use it in place of {@link McpAuth.middleware}, never behind it (each authenticates the request).
+   * Use it in place of {@link McpAuth.middleware}; behind the middleware of the same McpAuth it
+   * reuses that check (a request is verified once per instance).
    */
   protectFetch(handler: McpFetchHandler): RequestListener
   /** The `POST /auth` handshake endpoint as a node:http / Express handler. */
@@ -443,6 +444,8 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   const realm = options.realm ?? 'mcp'
   const transport = options.transport ?? 'http'
   const bindings = createBindings(options.maxBoundSessions ?? 100_000)
+  /** Requests this instance has verified (and bound), with what the check established. */
+  const verified = new WeakMap<IncomingMessage, { authInfo: McpAuthInfo; body: Buffer }>()
   const audit = options.audit
 
   function ctxOf(req: IncomingMessage): RequestContext {
@@ -522,6 +525,16 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   }
 
   function run(req: McpRequest, res: ServerResponse, next: (req: McpRequest) => unknown): void {
+    // Already checked by this McpAuth (mountMcpAuth / middleware in front of protect or
+    // protectFetch): go on with what that check established, instead of checking again (the
+    // proof's nonce is spent, so a second check would refuse the request as a replay).
+    const earlier = verified.get(req)
+    if (earlier !== undefined) {
+      req.auth = earlier.authInfo
+      req.rawBody = earlier.body
+      next(req)
+      return
+    }
     authenticate(req).then(
       ({ authInfo, body }) => {
         if (req.method === 'POST') {
@@ -537,6 +550,7 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
         req.auth = authInfo
         req.rawBody = body
         if (!checkBinding(req, res, authInfo.clientId)) return
+        verified.set(req, { authInfo, body })
         next(req)
       },
       (err: unknown) => sendError(res, err),

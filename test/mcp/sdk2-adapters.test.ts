@@ -344,7 +344,7 @@ test('express: protectFetch as the route handler, on a router mounted under a pr
   await checkEndpoint(p, `${origin}/api/mcp`, mcpAuth, calls)
 })
 
-test('express: protectFetch behind mountMcpAuth authenticates the same request twice; the second check refuses it as a replay', async () => {
+test('express: protectFetch behind mountMcpAuth of the same McpAuth reuses that check (verified once, works); behind another instance the spent proof is a replay', async () => {
   const p = makeParties()
   const calls: ToolCalls = { whoami: 0, admin: 0 }
   const mcpAuth = newAuth(p)
@@ -352,10 +352,18 @@ test('express: protectFetch behind mountMcpAuth authenticates the same request t
   mountMcpAuth(app, mcpAuth)
   app.all('/mcp', mcpAuth.protectFetch(fetchSessions(calls)))
   const { origin } = await listenApp(app)
-  const url = `${origin}/mcp`
+  await checkEndpoint(p, `${origin}/mcp`, mcpAuth, calls)
+
+  // Two instances over the same service: each checks the request, the second finds the nonce spent.
+  const other = createMcpAuth(mcpAuth.service)
+  const app2 = express()
+  mountMcpAuth(app2, mcpAuth)
+  app2.all('/mcp', other.protectFetch(fetchSessions({ whoami: 0, admin: 0 })))
+  const second = await listenApp(app2)
+  const url = `${second.origin}/mcp`
   const r = await clientFetch(p, url)(url, { method: 'POST', headers: MCP_HEADERS, body: JSON.stringify(INIT) })
   assert.equal(await refused(r), 'replay_detected')
-  assert.equal(mcpAuth.sessions.size, 0)
+  assert.equal(other.sessions.size, 0)
 })
 
 // ---------------------------------------------------------------- a JSON body parser in front
