@@ -9,24 +9,39 @@
  *   mcp-allowlist export --config server_config.yml --output ./backups/allowlist_backup.json
  *   mcp-allowlist import --config server_config.yml --input ./backups/allowlist_backup.json --merge
  *   mcp-allowlist stats --config server_config.yml
+ *   mcp-allowlist revoke --config server_config.yml (--fingerprint <fp or prefix> | --key-file F) [--reason TEXT] [--dry-run]
+ *   mcp-allowlist unrevoke --config server_config.yml (--fingerprint <fp or prefix> | --key-file F) [--dry-run]
+ *   mcp-allowlist revoked --config server_config.yml [--format table|json] [--wide]
  *
  * Writes take a lock on the file (`<allowlist>.lock`) and replace it atomically, so concurrent
  * runs never lose an entry and a crash never leaves a half-written file.
+ *
+ * `revoke` / `unrevoke` / `revoked` work on the fleet-wide revocation list in Redis
+ * ({@link RedisRevocationList}), found through `auth.nonce_store` of the config (type redis; the
+ * same url and key_prefix as the servers; MCP_NONCE_STORE / MCP_REDIS_URL apply). Every server
+ * process sharing that Redis refuses a revoked key's sessions within milliseconds; the allowlist
+ * file is not changed. A prefix must match one allowlist entry (for `unrevoke`, or one revoked
+ * key); a full fingerprint may name a key that is not listed. Redis that does not answer within
+ * 3 s is an error naming the URL without its credentials.
  * @module
  */
 import { mkdir, readFile, stat } from 'node:fs/promises'
 import { hostname, userInfo } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { Command, Option } from 'commander'
+import type { Redis } from 'ioredis'
 import { Allowlist, entryHasKey, isFingerprint, toFileRecord } from '../allowlist/allowlist.js'
 import { loadAllowlistFile, updateAllowlistFile } from '../allowlist/allowlist-file.js'
 import { writeFileAtomic } from '../allowlist/file-lock.js'
 import type { AllowlistEntry } from '../allowlist/types.js'
 import { loadConfig, parseConfig } from '../config/load-config.js'
+import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
 import { loadPublicKeyFile } from '../keys/key-file.js'
+import { createRedisClient } from '../nonce/redis-nonce-store.js'
+import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
 import { PACKAGE_VERSION } from '../transport/http-server.js'
-import { configureProgram, printJson, printLine, runCli, UsageError } from './shared/output.js'
+import { configureProgram, printJson, printLine, runCli, UsageError, warn } from './shared/output.js'
 
 interface CommonOptions {
   config?: string
@@ -37,6 +52,10 @@ interface Target {
   path: string
   autoCreate: boolean
   metadataRequired: boolean
+  /** `auth.nonce_store` of the config (after MCP_* overrides): where revocations live. */
+  nonceStore: Config['auth']['nonce_store']
+  /** The config file, for messages (`the default config` without --config). */
+  configName: string
 }
 
 async function resolveTarget(opts: CommonOptions): Promise<Target> {
@@ -45,6 +64,8 @@ async function resolveTarget(opts: CommonOptions): Promise<Target> {
     path: opts.allowlist === undefined ? config.acl.allowlist_path : resolve(opts.allowlist),
     autoCreate: config.acl.auto_create,
     metadataRequired: config.acl.metadata_required,
+    nonceStore: config.auth.nonce_store,
+    configName: opts.config ?? 'the default config',
   }
 }
 
@@ -392,12 +413,337 @@ async function runStats(opts: StatsOptions): Promise<void> {
   for (const [role, count] of Object.entries(stats.by_role)) printLine(`  ${role}: ${count}`)
 }
 
+// --- revocation through Redis (revoke / unrevoke / revoked) ------------------------------------
+
+/** How long to wait for Redis (connect, subscribe, load the revocations) before giving up. */
+const REDIS_TIMEOUT_MS = 3000
+
+interface KeyOptions extends CommonOptions {
+  fingerprint?: string
+  keyFile?: string
+}
+
+interface RevokeOptions extends KeyOptions {
+  reason?: string
+  dryRun?: boolean
+}
+
+interface RevokedOptions extends CommonOptions {
+  format: 'table' | 'json'
+  wide?: boolean
+}
+
+/** An AuthError whose `hint` line runCli prints under the message. */
+function errorWithHint(code: ConstructorParameters<typeof AuthError>[0], message: string, hint: string, cause?: unknown): AuthError {
+  return Object.assign(new AuthError(code, message, cause === undefined ? {} : { cause }), { hint })
+}
+
+/** The URL with any user name and password replaced by `***`; never echoes a credential. */
+function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.username === '' && u.password === '') return url
+    u.username = '***'
+    u.password = ''
+    return u.toString()
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//***@')
+  }
+}
+
+/** `text` with every credential of `url` (raw and decoded) cut out. */
+function scrubCredentials(text: string, url: string): string {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    return text.replace(/\/\/[^/@\s]*@/g, '//***@')
+  }
+  let out = text
+  for (const secret of [u.password, safeDecode(u.password), u.username, safeDecode(u.username)]) {
+    if (secret.length > 0) out = out.split(secret).join('***')
+  }
+  return out
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
+/** One line, printable: a reason from Redis may hold anything. */
+function oneLine(text: string): string {
+  let out = ''
+  for (const ch of text) out += isControl(ch) ? ' ' : ch
+  return out
+}
+
+function isControl(ch: string): boolean {
+  const c = ch.charCodeAt(0)
+  return c < 0x20 || c === 0x7f
+}
+
+function whenText(at: number): string {
+  return at > 0 ? new Date(at).toISOString().slice(0, 19).replace('T', ' ') + 'Z' : '-'
+}
+
+/** Where the revocations of a config live: the Redis URL (for messages, without credentials) and key prefix. */
+function redisOf(target: Target): { url: string; shown: string; keyPrefix: string } {
+  const ns = target.nonceStore
+  if (ns.type !== 'redis') {
+    throw errorWithHint(
+      'config_invalid',
+      `${target.configName} keeps nonces and revocations in each server process (auth.nonce_store.type: ${ns.type}); revoking a key across processes needs auth.nonce_store.type: redis (with the url and key_prefix every server process uses)`,
+      'on one machine, `mcp-allowlist remove --config C --fingerprint FP` ends the key\'s sessions: the server reloads the allowlist within a second',
+    )
+  }
+  return { url: ns.url, shown: redactRedisUrl(ns.url), keyPrefix: ns.key_prefix }
+}
+
+function storeText(redis: { shown: string; keyPrefix: string }): string {
+  return `${redis.shown} (key prefix "${redis.keyPrefix}")`
+}
+
+/** A connection to Redis and the revocations loaded through it. */
+interface OpenRevocations {
+  list: RedisRevocationList
+  client: Redis
+}
+
+/**
+ * Connects, subscribes and loads the revocations, or fails within {@link REDIS_TIMEOUT_MS} naming
+ * the URL (without credentials). The CLI owns the client: ioredis waits `disconnectTimeout` (2 s by
+ * default) on a socket that never opened before letting the process exit, so it is made short here.
+ */
+async function openRevocations(redis: { url: string; shown: string; keyPrefix: string }): Promise<OpenRevocations> {
+  let lastError: Error | undefined
+  const onError = (err: Error): void => {
+    lastError = err
+  }
+  const client = createRedisClient(redis.url, { onError, extra: { disconnectTimeout: 200 } })
+  const list = new RedisRevocationList({ redis: client, keyPrefix: redis.keyPrefix, onError })
+  try {
+    await list.ready(REDIS_TIMEOUT_MS)
+  } catch (err) {
+    await closeRevocations({ list, client })
+    const detail = lastError === undefined ? '' : `: ${scrubCredentials(oneLine(lastError.message), redis.url)}`
+    throw errorWithHint(
+      'server_busy',
+      `cannot reach Redis at ${redis.shown} within ${REDIS_TIMEOUT_MS / 1000} s${detail}; nothing changed`,
+      'is Redis running, and is auth.nonce_store.url (or MCP_REDIS_URL) the one the servers use?',
+      err,
+    )
+  }
+  return { list, client }
+}
+
+async function closeRevocations({ list, client }: OpenRevocations): Promise<void> {
+  await list.close()
+  if (client.status === 'ready') {
+    try {
+      await client.quit()
+      return
+    } catch {
+      // fall through to disconnect
+    }
+  }
+  client.disconnect()
+}
+
+/** Runs `fn` with the loaded revocations; the connection is closed afterwards so the process can exit. */
+async function withRevocations<T>(redis: { url: string; shown: string; keyPrefix: string }, fn: (list: RedisRevocationList) => Promise<T>): Promise<T> {
+  const open = await openRevocations(redis)
+  try {
+    return await fn(open.list)
+  } catch (err) {
+    if (err instanceof AuthError && err.code === 'server_busy') {
+      throw errorWithHint('server_busy', `Redis at ${redis.shown} did not take the change (${err.message})`, 'try again; nothing was changed', err)
+    }
+    throw err
+  } finally {
+    await closeRevocations(open)
+  }
+}
+
+/** The allowlist when it can be read (a missing file is empty); a broken one is a warning, not a failure. */
+async function allowlistIfReadable(target: Target): Promise<Allowlist | undefined> {
+  try {
+    return await loadAllowlistFile(target.path)
+  } catch (err) {
+    if (err instanceof AuthError && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return undefined
+    warn(`cannot read the allowlist ${target.path} (${(err as Error).message}); shown without its descriptions and roles`)
+    return undefined
+  }
+}
+
+function checkKeyOptions(opts: KeyOptions): void {
+  if ((opts.keyFile === undefined) === (opts.fingerprint === undefined)) {
+    throw new UsageError('give exactly one of --fingerprint HEX (64 hex, or a unique prefix of 8 or more) or --key-file FILE')
+  }
+  if (opts.fingerprint !== undefined && !/^[0-9a-f]{8,64}$/.test(normalizePrefix(opts.fingerprint))) {
+    throw new UsageError(`--fingerprint must be hex: the full 64-character SHA-256 fingerprint or a prefix of 8 or more, got "${oneLine(opts.fingerprint).slice(0, 80)}"`)
+  }
+}
+
+interface ChosenKey {
+  fingerprint: string
+  /** Its allowlist entry, when listed. */
+  entry: AllowlistEntry | undefined
+}
+
+/**
+ * The fingerprint named by --key-file or --fingerprint. A prefix must match exactly one key on the
+ * allowlist (or among `alsoKnown`, e.g. the revoked keys); a full fingerprint need not be listed.
+ */
+async function chooseKey(opts: KeyOptions, target: Target, action: string, alsoKnown: readonly string[] = []): Promise<ChosenKey> {
+  if (opts.keyFile !== undefined) {
+    const { fingerprint } = await loadPublicKeyFile(opts.keyFile)
+    return { fingerprint, entry: (await allowlistIfReadable(target))?.get(fingerprint) }
+  }
+  const prefix = normalizePrefix(opts.fingerprint ?? '')
+  if (isFingerprint(prefix)) return { fingerprint: prefix, entry: (await allowlistIfReadable(target))?.get(prefix) }
+  // A prefix names a key someone has seen listed: the allowlist must be readable for it.
+  const list = alsoKnown.length > 0 ? await allowlistIfReadable(target) : await readAllowlist(target)
+  const matches = new Set<string>()
+  for (const e of list?.entries() ?? []) if (e.fingerprint.startsWith(prefix)) matches.add(e.fingerprint)
+  for (const fp of alsoKnown) if (fp.startsWith(prefix)) matches.add(fp)
+  if (matches.size > 1) {
+    throw new AuthError(
+      'allowlist_entry_not_found',
+      `fingerprint prefix ${prefix} is ambiguous: ${matches.size} keys match (${[...matches].map((f) => f.slice(0, 16) + '…').join(', ')}); give more characters or the full fingerprint (nothing ${action})`,
+    )
+  }
+  const [fingerprint] = matches
+  if (fingerprint === undefined) {
+    const where = alsoKnown.length > 0 ? `on the allowlist ${target.path} or among the revoked keys` : `on the allowlist ${target.path}`
+    throw errorWithHint(
+      'allowlist_entry_not_found',
+      `no key ${where} starts with ${prefix} (nothing ${action})`,
+      'a key that is not on the allowlist is named by its full 64-hex fingerprint or by --key-file',
+    )
+  }
+  return { fingerprint, entry: list?.get(fingerprint) }
+}
+
+function entryText(entry: AllowlistEntry | undefined): string {
+  if (entry === undefined) return ''
+  const parts: string[] = []
+  const role = roleOf(entry)
+  if (role !== undefined) parts.push(`role ${oneLine(role)}`)
+  if (entry.description !== undefined) parts.push(JSON.stringify(oneLine(entry.description)))
+  return parts.length === 0 ? '' : ` (${parts.join(', ')})`
+}
+
+async function runRevoke(opts: RevokeOptions): Promise<void> {
+  checkKeyOptions(opts)
+  if (opts.reason !== undefined && (opts.reason.length > 1024 || [...opts.reason].some(isControl))) {
+    throw new UsageError('--reason must be one line of at most 1024 characters')
+  }
+  const target = await resolveTarget(opts)
+  const redis = redisOf(target)
+  const key = await chooseKey(opts, target, 'revoked')
+  await withRevocations(redis, async (list) => {
+    const fp = key.fingerprint
+    const existing = list.list().find((i) => i.fingerprint === fp)
+    if (existing !== undefined) {
+      const since = whenText(existing.revokedAt)
+      printLine(`already revoked ${fp}${entryText(key.entry)} since ${since}${existing.reason === undefined ? '' : `, reason: ${oneLine(existing.reason)}`}; nothing changed`)
+      return
+    }
+    if (!opts.dryRun) await list.revoke(fp, opts.reason)
+    printLine(`${opts.dryRun ? 'would revoke' : 'revoked'} ${fp}${entryText(key.entry)}`)
+    if (opts.reason !== undefined) printLine(`reason: ${opts.reason}`)
+    if (key.entry === undefined) {
+      printLine(`note: this key is not on the allowlist ${target.path}; revoked anyway, so it stays refused if it is added later`)
+    }
+    if (opts.dryRun) {
+      printLine(`dry run: nothing written to ${storeText(redis)}`)
+      return
+    }
+    printLine(`every server process using ${storeText(redis)} now refuses this key's sessions (session_revoked); the allowlist file is unchanged`)
+  })
+}
+
+async function runUnrevoke(opts: RevokeOptions): Promise<void> {
+  checkKeyOptions(opts)
+  const target = await resolveTarget(opts)
+  const redis = redisOf(target)
+  await withRevocations(redis, async (list) => {
+    const revoked = list.list()
+    const key = await chooseKey(opts, target, 'unrevoked', revoked.map((i) => i.fingerprint))
+    const fp = key.fingerprint
+    if (!revoked.some((i) => i.fingerprint === fp)) {
+      printLine(`not revoked: ${fp}${entryText(key.entry)}; nothing changed`)
+      return
+    }
+    if (!opts.dryRun) await list.unrevoke(fp)
+    printLine(`${opts.dryRun ? 'would unrevoke' : 'unrevoked'} ${fp}${entryText(key.entry)}`)
+    if (opts.dryRun) {
+      printLine(`dry run: nothing written to ${storeText(redis)}`)
+      return
+    }
+    printLine(
+      key.entry === undefined
+        ? `note: this key is not on the allowlist ${target.path}, so it still cannot authenticate`
+        : `server processes using ${storeText(redis)} accept this key again, including its sessions that have not expired`,
+    )
+  })
+}
+
+async function runRevoked(opts: RevokedOptions): Promise<void> {
+  const target = await resolveTarget(opts)
+  const redis = redisOf(target)
+  const revoked = await withRevocations(redis, async (list) => list.list())
+  const allowlist = await allowlistIfReadable(target)
+  revoked.sort((a, b) => a.revokedAt - b.revokedAt || a.fingerprint.localeCompare(b.fingerprint))
+  const rows = revoked.map((info) => ({ info, entry: allowlist?.get(info.fingerprint) }))
+  if (opts.format === 'json') {
+    printJson(
+      rows.map(({ info, entry }) => ({
+        fingerprint: info.fingerprint,
+        reason: info.reason ?? null,
+        revoked_at: info.revokedAt > 0 ? new Date(info.revokedAt).toISOString() : null,
+        on_allowlist: entry !== undefined,
+        ...(entry === undefined
+          ? {}
+          : { role: roleOf(entry) ?? null, description: entry.description ?? null, metadata: entry.metadata }),
+      })),
+    )
+    return
+  }
+  if (rows.length === 0) {
+    printLine(`no revoked keys in ${storeText(redis)}`)
+    return
+  }
+  const table = formatTable(
+    ['FINGERPRINT', 'ROLE', 'DESCRIPTION', 'REVOKED', 'REASON'],
+    rows.map(({ info, entry }) => [
+      opts.wide ? info.fingerprint : `${info.fingerprint.slice(0, 16)}…`,
+      entry === undefined ? '(not on allowlist)' : oneLine(roleOf(entry) ?? '-'),
+      oneLine(entry?.description ?? '-'),
+      whenText(info.revokedAt),
+      info.reason === undefined ? '-' : oneLine(info.reason),
+    ]),
+  )
+  printLine(table)
+  printLine(`${rows.length} revoked key${rows.length === 1 ? '' : 's'} in ${storeText(redis)}`)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function common(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'YAML config; the allowlist is acl.allowlist_path (default ./keys/allowlist.json)')
     .option('--allowlist <file>', 'allowlist file to use instead of the one the config names')
+}
+
+function revocationCommon(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'YAML config: Redis from auth.nonce_store (url, key_prefix), the allowlist from acl.allowlist_path')
+    .option('--allowlist <file>', 'allowlist file to use instead of the one the config names (for prefixes, roles, descriptions)')
 }
 
 function buildProgram(): Command {
@@ -442,6 +788,24 @@ function buildProgram(): Command {
   common(program.command('stats').description('counts by status and role'))
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (opts: StatsOptions) => runStats(opts))
+
+  revocationCommon(program.command('revoke').description('revoke a key for every server process sharing the Redis of auth.nonce_store (type redis); the allowlist file is not changed'))
+    .option('--fingerprint <hex>', 'full 64-hex fingerprint (need not be on the allowlist) or a unique prefix (8+ hex) of an allowlist entry')
+    .option('--key-file <file>', 'public key file: SPKI PEM, OpenSSH ssh-ed25519 line, or legacy MCP PUBLIC KEY')
+    .option('--reason <text>', 'why (kept in Redis, shown by `revoked`; one line, at most 1024 characters)')
+    .option('--dry-run', 'show what would change, write nothing')
+    .action(async (opts: RevokeOptions) => runRevoke(opts))
+
+  revocationCommon(program.command('unrevoke').description('lift a revocation in Redis (the key is accepted again wherever it is on the allowlist)'))
+    .option('--fingerprint <hex>', 'full 64-hex fingerprint or a unique prefix (8+ hex) of an allowlist entry or a revoked key')
+    .option('--key-file <file>', 'public key file')
+    .option('--dry-run', 'show what would change, write nothing')
+    .action(async (opts: RevokeOptions) => runUnrevoke(opts))
+
+  revocationCommon(program.command('revoked').description('list the keys revoked in Redis, with their allowlist role and description'))
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .option('--wide', 'show full fingerprints')
+    .action(async (opts: RevokedOptions) => runRevoked(opts))
 
   return program
 }
