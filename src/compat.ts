@@ -25,6 +25,7 @@ import {
 import { loadPrivateKeyFile, loadPublicKeyFile, writePrivateKeyFile, writePublicKeyFile } from './keys/key-file.js'
 import { InMemoryNonceStore } from './nonce/memory-nonce-store.js'
 import type { NonceStore } from './nonce/nonce-store.js'
+import type { RevocationCheck } from './session/session-verifier.js'
 import type { AuthChallengeWire, AuthCompleteWire, AuthRequestWire, AuthResponseWire } from './protocol/messages.js'
 
 /** Key generation, PEM storage, fingerprints, sign/verify (description: `KeyManager`). */
@@ -108,6 +109,8 @@ export interface AuthenticationEngineOptions {
   pinnedFingerprint?: string | null
   /** Server side: the replay store (default: in memory, bounded by auth.nonce_cache_size). */
   nonceStore?: NonceStore
+  /** Server side: revoked keys (e.g. RedisRevocationList), refused like unlisted ones. */
+  revocation?: RevocationCheck
 }
 
 /**
@@ -135,6 +138,7 @@ export class AuthenticationEngine {
       challengeTtl: this.config.auth.challenge_ttl,
       sessionTtl: this.config.auth.session_ttl,
       audience: this.config.auth.audience,
+      ...(this.options.revocation === undefined ? {} : { revocation: this.options.revocation }),
     })
     return this.server
   }

@@ -19,8 +19,9 @@
  * `revoke` / `unrevoke` / `revoked` work on the fleet-wide revocation list in Redis
  * ({@link RedisRevocationList}), found through `auth.nonce_store` of the config (type redis; the
  * same url and key_prefix as the servers; MCP_NONCE_STORE / MCP_REDIS_URL apply). Every server
- * process sharing that Redis refuses a revoked key's sessions within milliseconds; the allowlist
- * file is not changed. A prefix must match one allowlist entry (for `unrevoke`, or one revoked
+ * process sharing that Redis refuses a revoked key's handshakes and sessions within milliseconds
+ * (after `unrevoke` the key authenticates again; sessions it had before the revocation stay
+ * refused); the allowlist file is not changed. A prefix must match one allowlist entry (for `unrevoke`, or one revoked
  * key); a full fingerprint may name a key that is not listed. Redis that does not answer within
  * 3 s is an error naming the URL without its credentials.
  * @module

@@ -33,6 +33,7 @@ import {
 } from '../protocol/transcript.js'
 import { deriveTicketKey, isTicketKeyRing, openTicket, sealTicket, staticTicketKeys, TICKET_KIND, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { encodeSessionTicket } from '../session/session-token.js'
+import type { RevocationCheck } from '../session/session-verifier.js'
 import { localHostNames, namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKey, takeEphemeral, type EphemeralSource } from './common.js'
 
@@ -40,6 +41,8 @@ export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
   /** Which client keys may authenticate. */
   allowlist: KeyLookup
+  /** Revoked keys (e.g. RedisRevocationList, shared by a fleet): refused like unlisted ones. */
+  revocation?: RevocationCheck
   /** Single-use server nonces; fails closed when full. */
   nonceStore: NonceStore
   /** Seconds of clock difference allowed between peers (default 300). */
@@ -94,7 +97,7 @@ export interface HandshakeContext {
 const CHALLENGE_PLAINTEXT = 8 + 32 + SESSION_KEY_SIZE
 
 export function createServerHandshake(options: ServerHandshakeOptions): ServerHandshake {
-  const { keyPair, allowlist, nonceStore } = options
+  const { keyPair, allowlist, nonceStore, revocation } = options
   if (!keyPair?.privateKey || !allowlist || typeof allowlist.lookup !== 'function') throw new TypeError('keyPair and allowlist are required')
   if (!nonceStore || typeof nonceStore.checkAndInsert !== 'function') throw new TypeError('nonceStore is required')
   const toleranceMs = seconds(options.timestampTolerance, 300, 'timestampTolerance') * 1000
@@ -117,6 +120,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
+    // Folded into authentication_failed on the wire like unknown_key; the reason names it locally.
+    if (revocation?.isRevoked(fingerprint) === true) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is revoked`)
     return { entry: found.entry, publicKey: found.publicKey, fingerprint }
   }
 
@@ -241,6 +246,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       if (allowlist.removedAt?.(client.fingerprint) !== removedBefore) {
         plain.fill(0)
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was removed from the allowlist during the handshake`)
+      }
+      if (revocation?.isRevoked(client.fingerprint) === true) {
+        plain.fill(0)
+        throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was revoked during the handshake`)
       }
       const issuedAt = removedBefore !== undefined && removedBefore >= now ? removedBefore + 1 : now
       const sessionKey = plain.subarray(40, 72)

@@ -3,6 +3,8 @@
  *
  * Redis holds the truth: a SET `<prefix>revoked` of fingerprints (reasons in the HASH
  * `<prefix>revoked-info`) and a sorted set `<prefix>revoked-sessions` (session id, score = expiry).
+ * Unrevoking keeps the key's info record, marked `lifted`, with the revocation's start: sessions
+ * that began before it stay refused in every process, also after restarts.
  * Each process keeps a local copy, so `isRevoked` / `isSessionRevoked` stay synchronous Map
  * lookups. Every change is written and published on `<prefix>revocations` in one MULTI; each
  * process applies messages in Redis order, so all copies converge within milliseconds.
@@ -40,7 +42,7 @@ export interface RedisRevocationListOptions {
 
 type Message =
   | { op: 'revoke'; fp: string; reason?: string; at: number }
-  | { op: 'unrevoke'; fp: string }
+  | { op: 'unrevoke'; fp: string; at?: number }
   | { op: 'session'; id: string; exp: number }
 
 /**
@@ -133,6 +135,10 @@ export class RedisRevocationList implements RevocationList {
     return this.local.isSessionRevoked(sessionId)
   }
 
+  liftedRevocationAt(fingerprint: string): number | undefined {
+    return this.local.liftedRevocationAt(fingerprint)
+  }
+
   list(): RevocationInfo[] {
     return this.local.list()
   }
@@ -154,11 +160,17 @@ export class RedisRevocationList implements RevocationList {
 
   async unrevoke(fingerprint: string): Promise<void> {
     const fp = normalizeFingerprint(fingerprint)
-    const msg: Message = { op: 'unrevoke', fp }
-    await this.write((m) =>
-      m.srem(this.keys.revoked, fp).hdel(this.keys.info, fp).publish(this.keys.channel, JSON.stringify(msg)),
-    )
-    this.local.applyUnrevoke(fp)
+    // The revocation's start is kept (info record marked lifted) so that every process, also after
+    // a restart, goes on refusing the sessions it cut off.
+    const at = this.local.revokedAt(fp)
+    const msg: Message = at === undefined ? { op: 'unrevoke', fp } : { op: 'unrevoke', fp, at }
+    await this.write((m) => {
+      m.srem(this.keys.revoked, fp)
+      // Not revoked as far as this process knows: any record (a lifted revocation's) stays.
+      if (at !== undefined) m.hset(this.keys.info, fp, JSON.stringify({ at, lifted: this.clock() }))
+      return m.publish(this.keys.channel, JSON.stringify(msg))
+    })
+    this.local.applyUnrevoke(fp, at)
   }
 
   async revokeSession(sessionId: string, expiresAt: number): Promise<void> {
@@ -222,13 +234,20 @@ export class RedisRevocationList implements RevocationList {
       const info = results[1]?.[1] as Record<string, string>
       const flat = results[2]?.[1] as string[]
       const revoked: RevocationInfo[] = []
+      const inSet = new Set(members)
       for (const fp of members) {
         const meta = parseInfo(info[fp])
         revoked.push({ fingerprint: fp, reason: meta.reason, revokedAt: meta.at })
       }
+      const lifted: [string, number][] = []
+      for (const [fp, text] of Object.entries(info)) {
+        if (inSet.has(fp)) continue
+        const meta = parseInfo(text)
+        if (meta.lifted && meta.at > 0) lifted.push([fp, meta.at])
+      }
       const sessions: [string, number][] = []
       for (let i = 0; i + 1 < flat.length; i += 2) sessions.push([flat[i]!, Number(flat[i + 1])])
-      this.local.replaceAll(revoked, sessions)
+      this.local.replaceAll(revoked, sessions, lifted)
       const pending = this.buffered
       this.buffered = undefined
       for (const msg of pending) this.apply(msg)
@@ -263,7 +282,7 @@ export class RedisRevocationList implements RevocationList {
         this.local.applyRevoke(msg.fp, msg.reason, msg.at)
         break
       case 'unrevoke':
-        this.local.applyUnrevoke(msg.fp)
+        this.local.applyUnrevoke(msg.fp, msg.at)
         break
       case 'session':
         this.local.applyRevokeSession(msg.id, msg.exp)
@@ -285,20 +304,24 @@ function parseMessage(text: string): Message | undefined {
   if (m.op === 'revoke' && fpOk && typeof m.at === 'number') {
     return { op: 'revoke', fp: m.fp as string, at: m.at, ...(typeof m.reason === 'string' ? { reason: m.reason } : {}) }
   }
-  if (m.op === 'unrevoke' && fpOk) return { op: 'unrevoke', fp: m.fp as string }
+  if (m.op === 'unrevoke' && fpOk) return { op: 'unrevoke', fp: m.fp as string, ...(typeof m.at === 'number' && Number.isFinite(m.at) ? { at: m.at } : {}) }
   if (m.op === 'session' && typeof m.id === 'string' && m.id.length > 0 && typeof m.exp === 'number' && Number.isFinite(m.exp)) {
     return { op: 'session', id: m.id, exp: m.exp }
   }
   return undefined
 }
 
-function parseInfo(text: string | undefined): { reason: string | undefined; at: number } {
-  if (text === undefined) return { reason: undefined, at: 0 }
+function parseInfo(text: string | undefined): { reason: string | undefined; at: number; lifted: boolean } {
+  if (text === undefined) return { reason: undefined, at: 0, lifted: false }
   try {
-    const v = JSON.parse(text) as { reason?: unknown; at?: unknown }
-    return { reason: typeof v.reason === 'string' ? v.reason : undefined, at: typeof v.at === 'number' ? v.at : 0 }
+    const v = JSON.parse(text) as { reason?: unknown; at?: unknown; lifted?: unknown }
+    return {
+      reason: typeof v.reason === 'string' ? v.reason : undefined,
+      at: typeof v.at === 'number' && Number.isFinite(v.at) ? v.at : 0,
+      lifted: typeof v.lifted === 'number',
+    }
   } catch {
-    return { reason: undefined, at: 0 }
+    return { reason: undefined, at: 0, lifted: false }
   }
 }
 

@@ -22,6 +22,12 @@ export interface RevocationList {
   isRevoked(fingerprint: string): boolean
   /** True when this session id was revoked and its revocation has not yet expired. Sync, O(1). */
   isSessionRevoked(sessionId: string): boolean
+  /**
+   * When the last revocation of this key that has since been lifted (unrevoke) began, ms since the
+   * epoch; undefined when there is none. Sessions that began before it stay refused: lifting a
+   * revocation lets the key authenticate again, it does not revive what was cut off.
+   */
+  liftedRevocationAt(fingerprint: string): number | undefined
   /** Revokes a key everywhere this list is shared. */
   revoke(fingerprint: string, reason?: string): Promise<void>
   unrevoke(fingerprint: string): Promise<void>
@@ -80,6 +86,7 @@ export class InMemoryRevocationList implements RevocationList {
   private readonly clock: Clock
   private revoked = new Map<string, RevocationInfo>()
   private sessions = new Map<string, number>()
+  private lifted = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
 
   constructor(options: InMemoryRevocationListOptions = {}) {
@@ -97,6 +104,10 @@ export class InMemoryRevocationList implements RevocationList {
 
   isRevoked(fingerprint: string): boolean {
     return this.revoked.has(fingerprint)
+  }
+
+  liftedRevocationAt(fingerprint: string): number | undefined {
+    return this.lifted.get(fingerprint)
   }
 
   isSessionRevoked(sessionId: string): boolean {
@@ -146,9 +157,16 @@ export class InMemoryRevocationList implements RevocationList {
     this.revoked.set(fingerprint, { fingerprint, reason, revokedAt })
   }
 
-  /** @internal */
-  applyUnrevoke(fingerprint: string): void {
+  /** @internal `revokedAt`: when the lifted revocation began (this list's record when not given). */
+  applyUnrevoke(fingerprint: string, revokedAt?: number): void {
+    const at = revokedAt ?? this.revoked.get(fingerprint)?.revokedAt
     this.revoked.delete(fingerprint)
+    if (at !== undefined && Number.isFinite(at) && at > 0 && at > (this.lifted.get(fingerprint) ?? 0)) this.lifted.set(fingerprint, at)
+  }
+
+  /** @internal When the revocation of a revoked key began (undefined when not revoked). */
+  revokedAt(fingerprint: string): number | undefined {
+    return this.revoked.get(fingerprint)?.revokedAt
   }
 
   /** @internal */
@@ -159,9 +177,11 @@ export class InMemoryRevocationList implements RevocationList {
   }
 
   /** @internal Replaces everything (a full reload from the shared store). */
-  replaceAll(revoked: Iterable<RevocationInfo>, sessions: Iterable<readonly [string, number]>): void {
+  replaceAll(revoked: Iterable<RevocationInfo>, sessions: Iterable<readonly [string, number]>, lifted: Iterable<readonly [string, number]> = []): void {
     const nextRevoked = new Map<string, RevocationInfo>()
     for (const info of revoked) nextRevoked.set(info.fingerprint, info)
+    // Lifted revocations are only ever added to (a reload must not revive a session either).
+    for (const [fp, at] of lifted) if (at > (this.lifted.get(fp) ?? 0)) this.lifted.set(fp, at)
     const now = this.clock()
     const nextSessions = new Map<string, number>()
     for (const [id, exp] of sessions) if (exp > now) nextSessions.set(id, exp)

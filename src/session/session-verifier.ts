@@ -32,6 +32,8 @@ export interface SessionInfo {
 export interface RevocationCheck {
   isRevoked(fingerprint: string): boolean
   isSessionRevoked?(sessionId: string): boolean
+  /** When the last lifted revocation of the key began: sessions older than it stay refused. */
+  liftedRevocationAt?(fingerprint: string): number | undefined
 }
 
 export interface SessionVerifierOptions {
@@ -121,6 +123,12 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     const found = allowlist.lookup(fp, now)
     if (found.status !== 'ok' || revocation?.isRevoked(fp) === true) {
       throw new AuthError('session_revoked', 'the client key of this session is no longer allowed')
+    }
+    // Revoked after this session began and the revocation lifted since: the revocation ended it.
+    const liftedAt = revocation?.liftedRevocationAt?.(fp)
+    if (liftedAt !== undefined && liftedAt >= ticket.issuedAt) {
+      evict(token)
+      throw new AuthError('session_revoked', 'the client key of this session was revoked after the session began')
     }
     // Removed after this session began (and perhaps added again since): removal ended it.
     const removedAt = allowlist.removedAt?.(fp)
