@@ -4,7 +4,8 @@
  * Redis holds the truth: a SET `<prefix>revoked` of fingerprints (reasons in the HASH
  * `<prefix>revoked-info`) and a sorted set `<prefix>revoked-sessions` (session id, score = expiry).
  * Unrevoking keeps the key's info record, marked `lifted`, with the revocation's start: sessions
- * that began before it stay refused in every process, also after restarts.
+ * that began before it stay refused in every process, also after restarts. Revocation times are
+ * Redis's clock (TIME), whichever machine revokes.
  * Each process keeps a local copy, so `isRevoked` / `isSessionRevoked` stay synchronous Map
  * lookups. Every change is written and published on `<prefix>revocations` in one MULTI; each
  * process applies messages in Redis order, so all copies converge within milliseconds.
@@ -37,6 +38,11 @@ export interface RedisRevocationListOptions {
   /** Default `mcp-pki:`. */
   keyPrefix?: string
   onError?: (err: Error) => void
+  /**
+   * Clock of the revocation times (tests). Default: the Redis server's clock (TIME), so every
+   * process and the CLI, wherever it runs, time revocations alike; a revoker whose own clock is off
+   * must not move the start that sessions are compared with.
+   */
   clock?: Clock
 }
 
@@ -55,6 +61,8 @@ export class RedisRevocationList implements RevocationList {
   readonly keyPrefix: string
   private readonly local: InMemoryRevocationList
   private readonly clock: Clock
+  /** True when revocation times come from `clock` rather than from Redis (TIME). */
+  private readonly ownClock: boolean
   private readonly client: Redis
   private readonly sub: Redis
   private readonly ownsClient: boolean
@@ -73,6 +81,7 @@ export class RedisRevocationList implements RevocationList {
     if (typeof keyPrefix !== 'string') throw new TypeError('keyPrefix must be a string')
     this.keyPrefix = keyPrefix
     this.clock = clock
+    this.ownClock = options.clock !== undefined
     this.onError = onError
     this.local = new InMemoryRevocationList({ clock })
     this.keys = {
@@ -147,7 +156,7 @@ export class RedisRevocationList implements RevocationList {
   async revoke(fingerprint: string, reason?: string): Promise<void> {
     const fp = normalizeFingerprint(fingerprint)
     checkReason(reason)
-    const at = this.clock()
+    const at = await this.storeTime()
     const msg: Message = reason === undefined ? { op: 'revoke', fp, at } : { op: 'revoke', fp, reason, at }
     await this.write((m) =>
       m
@@ -161,16 +170,54 @@ export class RedisRevocationList implements RevocationList {
   async unrevoke(fingerprint: string): Promise<void> {
     const fp = normalizeFingerprint(fingerprint)
     // The revocation's start is kept (info record marked lifted) so that every process, also after
-    // a restart, goes on refusing the sessions it cut off.
-    const at = this.local.revokedAt(fp)
+    // a restart, goes on refusing the sessions it cut off. It is read from Redis (this process's
+    // copy may not have loaded it, or not received it yet), and when it is unknown (no readable
+    // record) or after the lift, the lift itself is the mark: fail closed, never revive.
+    const stored = await this.storedRevocation(fp)
+    const localAt = this.local.revokedAt(fp)
+    const liftedAt = await this.storeTime()
+    let at: number | undefined
+    if (stored.revoked || localAt !== undefined) {
+      const start = Math.max(stored.at, localAt ?? 0)
+      at = start > 0 && start <= liftedAt ? start : liftedAt
+    }
     const msg: Message = at === undefined ? { op: 'unrevoke', fp } : { op: 'unrevoke', fp, at }
     await this.write((m) => {
       m.srem(this.keys.revoked, fp)
-      // Not revoked as far as this process knows: any record (a lifted revocation's) stays.
-      if (at !== undefined) m.hset(this.keys.info, fp, JSON.stringify({ at, lifted: this.clock() }))
+      // Not revoked: any record (a lifted revocation's) stays.
+      if (at !== undefined) m.hset(this.keys.info, fp, JSON.stringify({ at, lifted: liftedAt }))
       return m.publish(this.keys.channel, JSON.stringify(msg))
     })
     this.local.applyUnrevoke(fp, at)
+  }
+
+  /** Whether Redis has this key revoked, and when that began (0 = unknown). @throws AuthError('server_busy') */
+  private async storedRevocation(fp: string): Promise<{ revoked: boolean; at: number }> {
+    let results: [Error | null, unknown][] | null
+    try {
+      results = await this.client.multi().sismember(this.keys.revoked, fp).hget(this.keys.info, fp).exec()
+    } catch (err) {
+      throw new AuthError('server_busy', 'revocation store unavailable; try again shortly', { retryAfter: 1, cause: err })
+    }
+    const failed = results?.find(([err]) => err !== null)?.[0]
+    if (results === null || failed) throw new AuthError('server_busy', 'revocation store unavailable; try again shortly', { retryAfter: 1, cause: failed })
+    const revoked = results[0]?.[1] === 1
+    const meta = parseInfo((results[1]?.[1] as string | null) ?? undefined)
+    return { revoked, at: revoked && !meta.lifted ? meta.at : 0 }
+  }
+
+  /** Now, for revocation times: Redis's clock (the same for every process), or the clock given. */
+  private async storeTime(): Promise<number> {
+    if (this.ownClock) return this.clock()
+    let time: [string | number, string | number]
+    try {
+      time = (await this.client.time()) as [string | number, string | number]
+    } catch (err) {
+      throw new AuthError('server_busy', 'revocation store unavailable; try again shortly', { retryAfter: 1, cause: err })
+    }
+    const ms = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
+    if (!Number.isFinite(ms) || ms <= 0) throw new AuthError('server_busy', 'revocation store gave no usable time', { retryAfter: 1 })
+    return ms
   }
 
   async revokeSession(sessionId: string, expiresAt: number): Promise<void> {

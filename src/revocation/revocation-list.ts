@@ -157,9 +157,14 @@ export class InMemoryRevocationList implements RevocationList {
     this.revoked.set(fingerprint, { fingerprint, reason, revokedAt })
   }
 
-  /** @internal `revokedAt`: when the lifted revocation began (this list's record when not given). */
+  /**
+   * @internal `revokedAt`: when the lifted revocation began (this list's record when not given). A
+   * revocation of unknown start (no usable time) is marked as lifted now: nothing before it revives.
+   */
   applyUnrevoke(fingerprint: string, revokedAt?: number): void {
-    const at = revokedAt ?? this.revoked.get(fingerprint)?.revokedAt
+    const known = this.revoked.get(fingerprint)
+    let at = revokedAt ?? known?.revokedAt
+    if (known !== undefined && (at === undefined || !Number.isFinite(at) || at <= 0)) at = this.clock()
     this.revoked.delete(fingerprint)
     if (at !== undefined && Number.isFinite(at) && at > 0 && at > (this.lifted.get(fingerprint) ?? 0)) this.lifted.set(fingerprint, at)
   }

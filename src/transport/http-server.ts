@@ -279,6 +279,13 @@ export function createAuthHttpServer(o: AuthHttpServerOptions): AuthHttpServer {
     if (socket.writable && !socket.destroyed) {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
       socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
+      // The server keeps half-open sockets (allowHalfOpen): a peer that leaves its side open and
+      // goes on sending would keep this connection, and its slot, for as long as it liked. Close
+      // it once the answer is handed over (at most 1 s later).
+      const timer = setTimeout(() => socket.destroy(), 1_000)
+      timer.unref()
+      socket.once('finish', () => socket.destroy())
+      socket.once('close', () => clearTimeout(timer))
     } else {
       socket.destroy()
     }
