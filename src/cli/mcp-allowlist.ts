@@ -39,7 +39,7 @@ import { loadConfig, parseConfig } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
 import { loadPublicKeyFile } from '../keys/key-file.js'
-import { createRedisClient } from '../nonce/redis-nonce-store.js'
+import { createRedisClient, redactRedisUrl, scrubCredentials } from '../nonce/redis-nonce-store.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
 import { PACKAGE_VERSION } from '../transport/http-server.js'
 import { configureProgram, printJson, printLine, runCli, UsageError, warn } from './shared/output.js'
@@ -437,42 +437,6 @@ interface RevokedOptions extends CommonOptions {
 /** An AuthError whose `hint` line runCli prints under the message. */
 function errorWithHint(code: ConstructorParameters<typeof AuthError>[0], message: string, hint: string, cause?: unknown): AuthError {
   return Object.assign(new AuthError(code, message, cause === undefined ? {} : { cause }), { hint })
-}
-
-/** The URL with any user name and password replaced by `***`; never echoes a credential. */
-function redactRedisUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.username === '' && u.password === '') return url
-    u.username = '***'
-    u.password = ''
-    return u.toString()
-  } catch {
-    return url.replace(/\/\/[^/@]*@/, '//***@')
-  }
-}
-
-/** `text` with every credential of `url` (raw and decoded) cut out. */
-function scrubCredentials(text: string, url: string): string {
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    return text.replace(/\/\/[^/@\s]*@/g, '//***@')
-  }
-  let out = text
-  for (const secret of [u.password, safeDecode(u.password), u.username, safeDecode(u.username)]) {
-    if (secret.length > 0) out = out.split(secret).join('***')
-  }
-  return out
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    return text
-  }
 }
 
 /** One line, printable: a reason from Redis may hold anything. */

@@ -239,3 +239,39 @@ async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     clearTimeout(timer)
   }
 }
+
+/** The URL with any user name and password replaced by `***`; never echoes a credential. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.username === '' && u.password === '') return url
+    u.username = '***'
+    u.password = ''
+    return u.toString()
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//***@')
+  }
+}
+
+/** `text` with every credential of `url` (raw and decoded) cut out. */
+export function scrubCredentials(text: string, url: string): string {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    return text.replace(/\/\/[^/@\s]*@/g, '//***@')
+  }
+  let out = text
+  for (const secret of [u.password, safeDecode(u.password), u.username, safeDecode(u.username)]) {
+    if (secret.length > 0) out = out.split(secret).join('***')
+  }
+  return out
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}

@@ -18,7 +18,7 @@ import { loadPrivateKeyFile, writePrivateKeyFile, writePublicKeyFile } from '../
 import { generateKeyPair, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { InMemoryNonceStore } from '../nonce/memory-nonce-store.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
-import { RedisNonceStore } from '../nonce/redis-nonce-store.js'
+import { RedisNonceStore, scrubCredentials } from '../nonce/redis-nonce-store.js'
 import { RateLimiter } from '../ratelimit/token-bucket.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
 import { rotatingTicketKeys, ticketKeyFrom, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
@@ -111,7 +111,8 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     let proofNonceStore: NonceStore | undefined
     let revocation: RedisRevocationList | undefined
     if (ns.type === 'redis') {
-      const onError = (err: Error): void => events.log('server.error', { component: 'redis', reason: err.message }, 'ERROR')
+      // Redis may quote AUTH arguments back in an error: never let the password reach the audit log.
+      const onError = (err: Error): void => events.log('server.error', { component: 'redis', reason: scrubCredentials(err.message, ns.url) }, 'ERROR')
       const redisStore = new RedisNonceStore({ redis: ns.url, keyPrefix: ns.key_prefix, onError, ...(clock ? { clock } : {}) })
       closers.push(() => redisStore.close())
       await redisStore.ready()

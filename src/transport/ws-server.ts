@@ -69,9 +69,19 @@ function pathOf(url: string | undefined): string {
   return q === -1 ? u : u.slice(0, q)
 }
 
+/**
+ * Answers a refused upgrade and lets the socket go: destroyed once the answer is written (or after
+ * 1 s at most), so a peer that keeps sending, or half-closes, cannot hold its connection slot.
+ */
 function refuseUpgrade(socket: Duplex, status: string): void {
-  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
-  else socket.destroy()
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const timer = setTimeout(() => socket.destroy(), 1_000)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy())
 }
 
 export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocketServer {

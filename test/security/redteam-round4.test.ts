@@ -639,7 +639,7 @@ test('held: mcp-allowlist revoke/revoked/unrevoke never print the Redis password
   }
 })
 
-test('finding 4: a server whose Redis quotes AUTH arguments in its error writes the Redis password into the audit log (server.error reason)', { todo: 'finding 4: from-config.ts logs ioredis error messages unscrubbed (not a file this round may change)' }, async () => {
+test('finding 4 (fixed): a server whose Redis quotes AUTH arguments in its error wrote the Redis password into the audit log (server.error reason); now scrubbed', async () => {
   const redis = await echoingRedis()
   const { sb } = await redisFleet()
   const { audit, lines } = capturingAudit()
@@ -941,7 +941,7 @@ test('held: slowloris on headers and on the body, and silent sockets, from two a
   assert.equal(await health(port, '127.0.0.6'), 200)
 })
 
-test('finding 6: a refused WebSocket upgrade (404 for another path, 503 over the WebSocket cap) is ended but never closed — a half-open peer that keeps sending holds its connection slot for good', { todo: 'finding 6: ws-server.ts refuseUpgrade ends the socket without destroying it (not a file this round may change)' }, async (t) => {
+test('finding 6 (fixed): a refused WebSocket upgrade (404 for another path, 503 over the WebSocket cap) was ended but never closed — a half-open peer that kept sending held its connection slot for good', async (t) => {
   const { createAuthWebSocketServer } = await import('../../src/transport/ws-server.js')
   const p = makeParties()
   const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(1000), audience: AUD })
@@ -962,7 +962,7 @@ test('finding 6: a refused WebSocket upgrade (404 for another path, 503 over the
   assert.equal(await health(port, '127.0.0.8'), 200)
 })
 
-test('finding 6: a peer that sends a few bytes after its WebSocket upgrade was refused and then leaves still leaves the server socket open (it is paused, never sees the close): the slot stays taken and a graceful close() never ends', { todo: 'finding 6: ws-server.ts refuseUpgrade ends the socket without destroying it; createAuthHttpServer.close() does not reach upgraded sockets' }, async (t) => {
+test('finding 6 (fixed): a peer that sent a few bytes after its WebSocket upgrade was refused and then left kept the server socket open: the slot stayed taken and a graceful close() never ended', async (t) => {
   const { createAuthWebSocketServer } = await import('../../src/transport/ws-server.js')
   const p = makeParties()
   const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(1000), audience: AUD })
