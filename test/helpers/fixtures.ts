@@ -44,8 +44,13 @@ export class TestNonceStore implements NonceStore {
   }
 }
 
+/**
+ * A clock a test moves by hand. By default an hour ahead of the real one (whole seconds), never a
+ * fixed date: parts that keep real time (a store on Date.now, `added_at` stamps) must not see the
+ * test's "now" fall behind them as the calendar moves on (a fixed date once made replays pass).
+ */
 export class TestClock {
-  constructor(public ms = Date.parse('2026-11-26T12:00:00.000Z')) {}
+  constructor(public ms = Math.floor(Date.now() / 1000) * 1000 + 3_600_000) {}
   readonly now = (): number => this.ms
   advance(seconds: number): void {
     this.ms += seconds * 1000

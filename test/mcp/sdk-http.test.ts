@@ -35,7 +35,7 @@ async function setup(opts: { clock?: TestClock; sessionTtl?: number } = {}) {
   const s = await startProtectedServer({
     keyPair: p.server,
     allowlist: p.serverAllowlist,
-    nonceStore: new TestNonceStore(),
+    nonceStore: new TestNonceStore(1000, opts.clock?.now ?? Date.now),
     ...(opts.clock ? { clock: opts.clock.now } : {}),
     ...(opts.sessionTtl ? { sessionTtl: opts.sessionTtl } : {}),
   })

@@ -99,7 +99,7 @@ interface Server2 {
 async function startServer2(opts: Partial<AuthServiceOptions> & { parties: Parties }): Promise<Server2> {
   const { parties, ...rest } = opts
   const calls: ToolCalls = { whoami: 0, admin: 0 }
-  const service = createAuthService({ keyPair: parties.server, allowlist: parties.serverAllowlist, nonceStore: new TestNonceStore(), ...rest })
+  const service = createAuthService({ keyPair: parties.server, allowlist: parties.serverAllowlist, nonceStore: new TestNonceStore(1000, rest.clock ?? Date.now), ...rest })
   const mcpAuth = createMcpAuth(service)
   const mcp = statefulHandler2(calls)
   const server = createServer()
@@ -553,7 +553,7 @@ test('mixed: a 1.x client (@modelcontextprotocol/sdk) → a 2.x server', async (
 test('mixed: a 2.x client (@modelcontextprotocol/client) → a 1.x server, renewal and key pinning included', async () => {
   const clock = new TestClock()
   const p = makeParties()
-  const s = await startProtectedServer({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(), clock: clock.now, sessionTtl: 120 })
+  const s = await startProtectedServer({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(1000, clock.now), clock: clock.now, sessionTtl: 120 })
   cleanups.push(() => s.close())
   const counting = countingFetch()
   const authFetch = clientFetch(p, s.url, { clock: clock.now, fetch: counting.fetch })
