@@ -40,6 +40,7 @@ import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
 import { loadPublicKeyFile } from '../keys/key-file.js'
 import { createRedisClient, redactRedisUrl, scrubCredentials } from '../nonce/redis-nonce-store.js'
+import { hasControlCharacter, printable } from '../internal/text.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
 import { PACKAGE_VERSION } from '../transport/http-server.js'
 import { configureProgram, printJson, printLine, runCli, UsageError, warn } from './shared/output.js'
@@ -439,18 +440,6 @@ function errorWithHint(code: ConstructorParameters<typeof AuthError>[0], message
   return Object.assign(new AuthError(code, message, cause === undefined ? {} : { cause }), { hint })
 }
 
-/** One line, printable: a reason from Redis may hold anything. */
-function oneLine(text: string): string {
-  let out = ''
-  for (const ch of text) out += isControl(ch) ? ' ' : ch
-  return out
-}
-
-function isControl(ch: string): boolean {
-  const c = ch.charCodeAt(0)
-  return c < 0x20 || c === 0x7f
-}
-
 function whenText(at: number): string {
   return at > 0 ? new Date(at).toISOString().slice(0, 19).replace('T', ' ') + 'Z' : '-'
 }
@@ -494,7 +483,7 @@ async function openRevocations(redis: { url: string; shown: string; keyPrefix: s
     await list.ready(REDIS_TIMEOUT_MS)
   } catch (err) {
     await closeRevocations({ list, client })
-    const detail = lastError === undefined ? '' : `: ${scrubCredentials(oneLine(lastError.message), redis.url)}`
+    const detail = lastError === undefined ? '' : `: ${scrubCredentials(printable(lastError.message), redis.url)}`
     throw errorWithHint(
       'server_busy',
       `cannot reach Redis at ${redis.shown} within ${REDIS_TIMEOUT_MS / 1000} s${detail}; nothing changed`,
@@ -549,7 +538,7 @@ function checkKeyOptions(opts: KeyOptions): void {
     throw new UsageError('give exactly one of --fingerprint HEX (64 hex, or a unique prefix of 8 or more) or --key-file FILE')
   }
   if (opts.fingerprint !== undefined && !/^[0-9a-f]{8,64}$/.test(normalizePrefix(opts.fingerprint))) {
-    throw new UsageError(`--fingerprint must be hex: the full 64-character SHA-256 fingerprint or a prefix of 8 or more, got "${oneLine(opts.fingerprint).slice(0, 80)}"`)
+    throw new UsageError(`--fingerprint must be hex: the full 64-character SHA-256 fingerprint or a prefix of 8 or more, got "${printable(opts.fingerprint).slice(0, 80)}"`)
   }
 }
 
@@ -597,14 +586,14 @@ function entryText(entry: AllowlistEntry | undefined): string {
   if (entry === undefined) return ''
   const parts: string[] = []
   const role = roleOf(entry)
-  if (role !== undefined) parts.push(`role ${oneLine(role)}`)
-  if (entry.description !== undefined) parts.push(JSON.stringify(oneLine(entry.description)))
+  if (role !== undefined) parts.push(`role ${printable(role)}`)
+  if (entry.description !== undefined) parts.push(JSON.stringify(printable(entry.description)))
   return parts.length === 0 ? '' : ` (${parts.join(', ')})`
 }
 
 async function runRevoke(opts: RevokeOptions): Promise<void> {
   checkKeyOptions(opts)
-  if (opts.reason !== undefined && (opts.reason.length > 1024 || [...opts.reason].some(isControl))) {
+  if (opts.reason !== undefined && (opts.reason.length > 1024 || hasControlCharacter(opts.reason))) {
     throw new UsageError('--reason must be one line of at most 1024 characters')
   }
   const target = await resolveTarget(opts)
@@ -615,7 +604,7 @@ async function runRevoke(opts: RevokeOptions): Promise<void> {
     const existing = list.list().find((i) => i.fingerprint === fp)
     if (existing !== undefined) {
       const since = whenText(existing.revokedAt)
-      printLine(`already revoked ${fp}${entryText(key.entry)} since ${since}${existing.reason === undefined ? '' : `, reason: ${oneLine(existing.reason)}`}; nothing changed`)
+      printLine(`already revoked ${fp}${entryText(key.entry)} since ${since}${existing.reason === undefined ? '' : `, reason: ${printable(existing.reason)}`}; nothing changed`)
       return
     }
     if (!opts.dryRun) await list.revoke(fp, opts.reason)
@@ -687,10 +676,10 @@ async function runRevoked(opts: RevokedOptions): Promise<void> {
     ['FINGERPRINT', 'ROLE', 'DESCRIPTION', 'REVOKED', 'REASON'],
     rows.map(({ info, entry }) => [
       opts.wide ? info.fingerprint : `${info.fingerprint.slice(0, 16)}…`,
-      entry === undefined ? '(not on allowlist)' : oneLine(roleOf(entry) ?? '-'),
-      oneLine(entry?.description ?? '-'),
+      entry === undefined ? '(not on allowlist)' : printable(roleOf(entry) ?? '-'),
+      printable(entry?.description ?? '-'),
       whenText(info.revokedAt),
-      info.reason === undefined ? '-' : oneLine(info.reason),
+      info.reason === undefined ? '-' : printable(info.reason),
     ]),
   )
   printLine(table)

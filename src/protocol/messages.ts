@@ -8,6 +8,7 @@
 import { AuthError, type WireError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import { parseTimestamp } from '../internal/clock.js'
+import { hasControlCharacter, printable } from '../internal/text.js'
 import { MAX_AUDIENCE_LENGTH, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
 
 /** Message 1, client → server. */
@@ -171,24 +172,6 @@ function checkVersion(value: unknown): string {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/
-
-/** A peer's text made safe for a terminal or a log line: C0/C1 controls and DEL become U+FFFD. */
-function printable(text: string): string {
-  let out = ''
-  for (const ch of text) {
-    const c = ch.codePointAt(0)!
-    out += c < 0x20 || (c >= 0x7f && c <= 0x9f) ? '\ufffd' : ch
-  }
-  return out
-}
-
-function hasControlCharacter(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c < 0x20 || c === 0x7f) return true
-  }
-  return false
-}
 
 const REQUEST_FIELDS = ['type', 'version', 'client_public_key', 'client_nonce', 'client_ephemeral', 'timestamp', 'audience'] as const
 const CHALLENGE_FIELDS = [

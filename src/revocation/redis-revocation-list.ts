@@ -173,9 +173,8 @@ export class RedisRevocationList implements RevocationList {
     // a restart, goes on refusing the sessions it cut off. It is read from Redis (this process's
     // copy may not have loaded it, or not received it yet), and when it is unknown (no readable
     // record) or after the lift, the lift itself is the mark: fail closed, never revive.
-    const stored = await this.storedRevocation(fp)
+    const { stored, liftedAt } = await this.storedRevocation(fp)
     const localAt = this.local.revokedAt(fp)
-    const liftedAt = await this.storeTime()
     let at: number | undefined
     if (stored.revoked || localAt !== undefined) {
       const start = Math.max(stored.at, localAt ?? 0)
@@ -191,33 +190,22 @@ export class RedisRevocationList implements RevocationList {
     this.local.applyUnrevoke(fp, at)
   }
 
-  /** Whether Redis has this key revoked, and when that began (0 = unknown). @throws AuthError('server_busy') */
-  private async storedRevocation(fp: string): Promise<{ revoked: boolean; at: number }> {
-    let results: [Error | null, unknown][] | null
-    try {
-      results = await this.client.multi().sismember(this.keys.revoked, fp).hget(this.keys.info, fp).exec()
-    } catch (err) {
-      throw new AuthError('server_busy', 'revocation store unavailable; try again shortly', { retryAfter: 1, cause: err })
-    }
-    const failed = results?.find(([err]) => err !== null)?.[0]
-    if (results === null || failed) throw new AuthError('server_busy', 'revocation store unavailable; try again shortly', { retryAfter: 1, cause: failed })
-    const revoked = results[0]?.[1] === 1
-    const meta = parseInfo((results[1]?.[1] as string | null) ?? undefined)
-    return { revoked, at: revoked && !meta.lifted ? meta.at : 0 }
+  /**
+   * Whether Redis has this key revoked and when that began (0 = unknown), and the time of the lift,
+   * in one round trip. @throws AuthError('server_busy')
+   */
+  private async storedRevocation(fp: string): Promise<{ stored: { revoked: boolean; at: number }; liftedAt: number }> {
+    const [member, info, time] = await this.exec(this.client.multi().sismember(this.keys.revoked, fp).hget(this.keys.info, fp).time(), 'revocation store unavailable; try again shortly')
+    const revoked = member === 1
+    const meta = parseInfo((info as string | null) ?? undefined)
+    return { stored: { revoked, at: revoked && !meta.lifted ? meta.at : 0 }, liftedAt: this.ownClock ? this.clock() : msOfRedisTime(time) }
   }
 
   /** Now, for revocation times: Redis's clock (the same for every process), or the clock given. */
   private async storeTime(): Promise<number> {
     if (this.ownClock) return this.clock()
-    let time: [string | number, string | number]
-    try {
-      time = (await this.client.time()) as [string | number, string | number]
-    } catch (err) {
-      throw new AuthError('server_busy', 'revocation store unavailable; try again shortly', { retryAfter: 1, cause: err })
-    }
-    const ms = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
-    if (!Number.isFinite(ms) || ms <= 0) throw new AuthError('server_busy', 'revocation store gave no usable time', { retryAfter: 1 })
-    return ms
+    const [time] = await this.exec(this.client.multi().time(), 'revocation store unavailable; try again shortly')
+    return msOfRedisTime(time)
   }
 
   async revokeSession(sessionId: string, expiresAt: number): Promise<void> {
@@ -245,16 +233,23 @@ export class RedisRevocationList implements RevocationList {
   }
 
   private async write(build: (m: ReturnType<Redis['multi']>) => ReturnType<Redis['multi']>): Promise<void> {
+    await this.exec(build(this.client.multi()), 'revocation store refused the change')
+  }
+
+  /**
+   * Runs a MULTI; the reply of each command. Unreachable Redis, or a command it refused (then
+   * `refused` is the message), is AuthError('server_busy'): nothing is assumed.
+   */
+  private async exec(multi: ReturnType<Redis['multi']>, refused: string): Promise<unknown[]> {
     let results: [Error | null, unknown][] | null
     try {
-      results = await build(this.client.multi()).exec()
+      results = await multi.exec()
     } catch (err) {
       throw new AuthError('server_busy', 'revocation store unavailable; try again shortly', { retryAfter: 1, cause: err })
     }
     const failed = results?.find(([err]) => err !== null)?.[0]
-    if (results === null || failed) {
-      throw new AuthError('server_busy', 'revocation store refused the change', { retryAfter: 1, cause: failed })
-    }
+    if (results === null || failed) throw new AuthError('server_busy', refused, { retryAfter: 1, cause: failed })
+    return results.map(([, value]) => value)
   }
 
   /** Subscribe (confirmed), then reload everything; buffered messages are applied afterwards. */
@@ -356,6 +351,14 @@ function parseMessage(text: string): Message | undefined {
     return { op: 'session', id: m.id, exp: m.exp }
   }
   return undefined
+}
+
+/** Redis TIME ([seconds, microseconds]) in ms. @throws AuthError('server_busy') when unusable. */
+function msOfRedisTime(time: unknown): number {
+  const t = time as [string | number, string | number] | undefined
+  const ms = Number(t?.[0]) * 1000 + Math.floor(Number(t?.[1]) / 1000)
+  if (!Number.isFinite(ms) || ms <= 0) throw new AuthError('server_busy', 'revocation store gave no usable time', { retryAfter: 1 })
+  return ms
 }
 
 function parseInfo(text: string | undefined): { reason: string | undefined; at: number; lifted: boolean } {

@@ -10,6 +10,7 @@ import * as http from 'node:http'
 import * as https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type * as net from 'node:net'
+import type { Duplex } from 'node:stream'
 import { PROTOCOL_VERSION } from '../protocol/constants.js'
 import { addressKey, type AuthReply, type AuthService } from './auth-service.js'
 
@@ -254,6 +255,22 @@ export function guardConnections(server: net.Server, o: ConnectionGuardOptions):
   })
 }
 
+/**
+ * Answers `HTTP/1.1 <status>` on a raw socket and lets it go: destroyed once the answer is handed
+ * over (at most 1 s later). The server keeps half-open sockets (allowHalfOpen), so a peer that
+ * leaves its side open and goes on sending would otherwise keep the connection, and its slot.
+ */
+export function answerAndClose(socket: Duplex, status: string): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const timer = setTimeout(() => socket.destroy(), 1_000)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy())
+}
+
 /** A node:http or node:https server serving the handshake with limits on every input. */
 export function createAuthHttpServer(o: AuthHttpServerOptions): AuthHttpServer {
   const timeoutMs = Math.max(1, o.timeoutSec ?? 30) * 1000
@@ -276,19 +293,9 @@ export function createAuthHttpServer(o: AuthHttpServerOptions): AuthHttpServer {
   // 408), or a slow sender is cut off without being told why.
   server.timeout = timeoutMs * 2 + 1_000
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && !socket.destroyed) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
-      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
-      // The server keeps half-open sockets (allowHalfOpen): a peer that leaves its side open and
-      // goes on sending would keep this connection, and its slot, for as long as it liked. Close
-      // it once the answer is handed over (at most 1 s later).
-      const timer = setTimeout(() => socket.destroy(), 1_000)
-      timer.unref()
-      socket.once('finish', () => socket.destroy())
-      socket.once('close', () => clearTimeout(timer))
-    } else {
-      socket.destroy()
-    }
+    if (socket.destroyed) return
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
+    answerAndClose(socket, status)
   })
   const secure = o.tls !== undefined
   let bound: AddressInfo | undefined

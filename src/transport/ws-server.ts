@@ -19,6 +19,7 @@ import { toWireError } from '../errors.js'
 import type { HandshakeResult } from '../handshake/server-handshake.js'
 import { PROTOCOL_VERSION } from '../protocol/constants.js'
 import type { AuthService } from './auth-service.js'
+import { answerAndClose } from './http-server.js'
 
 export interface AuthenticatedConnection {
   readonly clientFingerprint: string
@@ -67,21 +68,6 @@ function pathOf(url: string | undefined): string {
   const u = url ?? '/'
   const q = u.indexOf('?')
   return q === -1 ? u : u.slice(0, q)
-}
-
-/**
- * Answers a refused upgrade and lets the socket go: destroyed once the answer is written (or after
- * 1 s at most), so a peer that keeps sending, or half-closes, cannot hold its connection slot.
- */
-function refuseUpgrade(socket: Duplex, status: string): void {
-  if (!socket.writable) {
-    socket.destroy()
-    return
-  }
-  const timer = setTimeout(() => socket.destroy(), 1_000)
-  timer.unref()
-  socket.once('close', () => clearTimeout(timer))
-  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy())
 }
 
 export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocketServer {
@@ -195,7 +181,7 @@ export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocke
   const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean => {
     if (pathOf(req.url) !== path) return false
     if (wss.clients.size >= maxConnections) {
-      refuseUpgrade(socket, '503 Service Unavailable')
+      answerAndClose(socket, '503 Service Unavailable')
       return true
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req))
@@ -209,7 +195,7 @@ export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocke
     attach(server) {
       const listener = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
         socket.on('error', () => socket.destroy())
-        if (!handleUpgrade(req, socket, head)) refuseUpgrade(socket, '404 Not Found')
+        if (!handleUpgrade(req, socket, head)) answerAndClose(socket, '404 Not Found')
       }
       server.on('upgrade', listener)
       return () => server.off('upgrade', listener)
