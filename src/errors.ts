@@ -31,6 +31,7 @@ export const PROTOCOL_ERROR_CODES = [
   'session_revoked',
   'proof_missing',
   'proof_invalid',
+  'proof_stale',
   'internal_error',
 ] as const
 
@@ -60,6 +61,8 @@ export interface AuthErrorOptions {
   retryAfter?: number
   /** For config/file errors: the config path or file path the problem is at. */
   path?: string
+  /** For proof_stale: the server's current replay epoch (sent back in the MCP-PKI-Epoch header). */
+  epoch?: string
 }
 
 /** Base class of every error this package throws for bad input, peers or files. */
@@ -67,6 +70,7 @@ export class AuthError extends Error {
   readonly code: AuthErrorCode
   readonly retryAfter: number | undefined
   readonly path: string | undefined
+  readonly epoch: string | undefined
 
   constructor(code: AuthErrorCode, message: string, options: AuthErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -74,6 +78,7 @@ export class AuthError extends Error {
     this.code = code
     this.retryAfter = options.retryAfter
     this.path = options.path
+    this.epoch = options.epoch
   }
 }
 
@@ -109,6 +114,7 @@ const STATUS: Record<AuthErrorCode, number> = {
   session_revoked: 401,
   proof_missing: 401,
   proof_invalid: 401,
+  proof_stale: 401,
   internal_error: 500,
   key_file_invalid: 500,
   key_file_permissions: 500,
