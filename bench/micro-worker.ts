@@ -261,11 +261,11 @@ async function session(o: Opts): Promise<Record<string, unknown>> {
   const perLoop = n * o.runs + Math.min(n, 200)
   const makeProofs = (): string[] => {
     const out = new Array<string>(perLoop)
-    for (let i = 0; i < perLoop; i++) out[i] = createRequestProof({ sessionKey: sess.sessionKey, method: 'POST', target: '/mcp', body })
+    for (let i = 0; i < perLoop; i++) out[i] = createRequestProof({ session: sess, method: 'POST', target: '/mcp', body })
     return out
   }
   // client side: the proof header made for every MCP request
-  const createProofStat = timeSync(() => createRequestProof({ sessionKey: sess.sessionKey, method: 'POST', target: '/mcp', body }), n, o.runs)
+  const createProofStat = timeSync(() => createRequestProof({ session: sess, method: 'POST', target: '/mcp', body }), n, o.runs)
   const proofsA = makeProofs()
   // verify (promise, as the HTTP transport awaits it) and verifyNow (synchronous with an in-memory nonce store)
   const verifyStat = await timeAsync((i) => verifier.verify({ authorization, proof: proofsA[i], method: 'POST', target: '/mcp', body }), n, o.runs)

@@ -76,7 +76,7 @@ test('AuthInfo has the SDK shape: clientId, scopes, expiresAt in seconds, extra'
   const entry = p.serverAllowlist.lookup(p.client.fingerprint, Date.now())
   assert.equal(entry.status, 'ok')
   if (entry.status !== 'ok') return
-  const info: AuthInfo = authInfoFromSession({ sessionId: 's1', clientFingerprint: p.client.fingerprint, issuedAt: 1_000_000, expiresAt: 1_900_500, entry: { ...entry.entry, metadata: { role: 'r', scopes: ['read', 'write', 7] } }, token: 't' })
+  const info: AuthInfo = authInfoFromSession({ sessionId: 's1', clientFingerprint: p.client.fingerprint, issuedAt: 1_000_000, expiresAt: 1_900_500, entry: { ...entry.entry, metadata: { role: 'r', scopes: ['read', 'write', 7] } }, token: 't', audience: 'a' })
   assert.equal(info.clientId, p.client.fingerprint)
   assert.equal(info.expiresAt, 1900)
   assert.deepEqual(info.scopes, ['read', 'write', 'role:r'])

@@ -112,6 +112,8 @@ test('an unexpected failure inside the server is internal_error (500) with no de
       if (explode) throw new Error('redis at 10.0.0.7 said: AUTH s3cr3t failed')
       return inner.checkAndInsert(n, e)
     },
+    epoch: () => inner.epoch(),
+    checkSequence: (...a) => inner.checkSequence(...a),
     size: () => inner.size(),
   }
   const { p, clock, service, handshake } = setup(store)
@@ -134,7 +136,12 @@ test('cheap rejection first: malformed input and unknown keys cost no nonce, no 
     lookup: (fp, now) => (events.push('lookup'), p.serverAllowlist.lookup(fp, now)),
   }
   const inner = new TestNonceStore(1000, clock.now)
-  const nonces: NonceStore = { checkAndInsert: (n, e) => (events.push('nonce'), inner.checkAndInsert(n, e)), size: () => inner.size() }
+  const nonces: NonceStore = {
+    checkAndInsert: (n, e, ep) => (events.push('nonce'), inner.checkAndInsert(n, e, ep)),
+    epoch: () => inner.epoch(),
+    checkSequence: (...a) => inner.checkSequence(...a),
+    size: () => inner.size(),
+  }
   const random: RandomSource = (n) => (events.push(`random${n}`), randomBytes(n))
   const server = createServerHandshake({
     keyPair: p.server,

@@ -120,7 +120,7 @@ test(
     assert.deepEqual(s.reached, [])
     // An authenticated request to exactly mcpPath still reaches the existing listener.
     const session = await handshake(s)
-    const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp?x=1', body: BODY })
+    const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp?x=1', body: BODY })
     const ok = await send(s.port, { path: '/mcp?x=1', body: BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
     assert.equal(ok.status, 200, ok.text)
     assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
@@ -166,7 +166,7 @@ test('held: with options.handler (docs pattern) no path variant reaches the hand
   assert.deepEqual(s.reached, [])
   // And an authenticated request with the query in its proof target does reach it.
   const session = await handshake(s)
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp?x=1', body: BODY })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp?x=1', body: BODY })
   const ok = await send(s.port, { path: '/mcp?x=1', body: BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
   assert.equal(ok.status, 200, ok.text)
   assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
@@ -176,7 +176,7 @@ test('held: a used proof re-sent in another spelling (leading zeros in t, spacin
   const s = await setup('handler')
   const session = await handshake(s)
   const headers = (proof: string): Record<string, string> => ({ authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof })
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: BODY })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: BODY })
   assert.equal((await send(s.port, { body: BODY, headers: headers(proof) })).status, 200)
   const n = /n=([A-Za-z0-9_-]{22})/.exec(proof)![1]!
   const B64U = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
@@ -203,7 +203,7 @@ test('held: allowlist metadata with an own "__proto__" key does not give the cal
   await writeFile(s.sb.serverAllowlistPath, forged)
   await s.configured.reloadAllowlist()
   const session = await handshake(s)
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: BODY })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: BODY })
   const r = await send(s.port, { body: BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
   assert.equal(r.status, 200, r.text)
   assert.equal((JSON.parse(r.text) as { role: unknown }).role, null)

@@ -228,7 +228,7 @@ test('finding 2 (fixed): mcpAuth.authHandler on a Unix socket (no local port) no
   const sb2 = await sandbox({ auth: { audience: 'https://mcp.example.com' } })
   const configuredAt = await mcpServer(sb2, { where: join(sb2.dir, 'mcp.sock') })
   const session = await handshakeAt(configuredAt.to, sb2, 'https://mcp.example.com')
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: '{}' })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: '{}' })
   const ok = await send(configuredAt.to, { body: '{}', headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
   assert.equal(ok.status, 200, ok.text)
 })
@@ -327,7 +327,7 @@ async function sessionSetup(o: { fetchHandler?: McpFetchHandler } = {}): Promise
     mcpAuth: s.mcpAuth,
     headers: (proof, token = session.token) => ({ authorization: `Bearer ${token}`, 'mcp-pki-proof': proof }),
     proof: (p = {}) =>
-      createRequestProof({ sessionKey: session.sessionKey, method: p.method ?? 'POST', target: p.target ?? '/mcp', body: p.body ?? BODY, clock: () => p.at ?? clock.ms }),
+      createRequestProof({ session: session, method: p.method ?? 'POST', target: p.target ?? '/mcp', body: p.body ?? BODY, clock: () => p.at ?? clock.ms }),
   }
 }
 
@@ -534,7 +534,7 @@ test('held: Mcp-Session-Id binding holds against another key whatever the spelli
   await s.configured.reloadAllowlist()
   const mallory = await handshakeAt(s.to, other, `http://127.0.0.1:${s.port}`)
   const as = (sessionId: string | string[]): Promise<Reply> => {
-    const proof = createRequestProof({ sessionKey: mallory.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: () => s.clock.ms })
+    const proof = createRequestProof({ session: mallory, method: 'POST', target: '/mcp', body: BODY, clock: () => s.clock.ms })
     return send(s.to, { body: BODY, headers: { authorization: `Bearer ${mallory.token}`, 'mcp-pki-proof': proof, 'mcp-session-id': sessionId } })
   }
   const seenBefore = s.seen.length

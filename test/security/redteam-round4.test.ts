@@ -126,7 +126,7 @@ const MCP_BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 function authHeaders(session: ClientSession, path = '/mcp', body = MCP_BODY, method = 'POST'): Record<string, string> {
   return {
     authorization: `Bearer ${session.token}`,
-    'mcp-pki-proof': createRequestProof({ sessionKey: session.sessionKey, method, target: path, body }),
+    'mcp-pki-proof': createRequestProof({ session: session, method, target: path, body }),
   }
 }
 
@@ -541,10 +541,12 @@ test('held: revoked while the nonce store answers message 3 — no session; revo
   let during: (() => Promise<void>) | undefined
   const inner = new TestNonceStore(1000, () => h.serverClock.ms)
   const slow: NonceStore = {
-    async checkAndInsert(nonce, expiresAt) {
+    async checkAndInsert(nonce, expiresAt, epoch) {
       await during?.()
-      return inner.checkAndInsert(nonce, expiresAt)
+      return inner.checkAndInsert(nonce, expiresAt, epoch)
     },
+    epoch: () => inner.epoch(),
+    checkSequence: (...a) => inner.checkSequence(...a),
     size: () => inner.size(),
   }
   const h = makeHarness({ nonceStore: slow, server: { revocation }, verifier: { revocation, nonceStore: inner } })
@@ -564,12 +566,12 @@ test('held: revoked while the nonce store answers message 3 — no session; revo
   const m3b = wire(await c2.handleChallenge(wire(h.server.handleRequest(wire(c2.start())))))
   const result = await h.server.handleResponse(m3b)
   const session = c2.handleComplete(wire(result.message))
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
   await expectCode(() => h.verifier.verify({ authorization: `Bearer ${session.token}`, proof, method: 'POST', target: '/mcp', body: MCP_BODY }), 'session_revoked', 'straddling session')
   during = undefined
   h.serverClock.ms += 1000
   const fresh = await h.run()
-  const proof2 = createRequestProof({ sessionKey: fresh.session.sessionKey, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
+  const proof2 = createRequestProof({ session: fresh.session, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
   assert.equal((await h.verifier.verify({ authorization: `Bearer ${fresh.session.token}`, proof: proof2, method: 'POST', target: '/mcp', body: MCP_BODY })).clientFingerprint, fp)
   revocation.close()
 })

@@ -312,7 +312,7 @@ test(
     // The client's own requests: 25 legitimate, distinct proofs (bounded).
     let busy = 0
     for (let i = 0; i < 25; i++) {
-      const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: '' })
+      const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: '' })
       try {
         await server.configured.service.verifyRequest({ authorization: `Bearer ${session.token}`, proof, method: 'POST', target: '/mcp', body: '' })
       } catch (err) {

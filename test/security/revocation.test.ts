@@ -17,7 +17,7 @@ const BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 const REDIS_URL = 'redis://127.0.0.1:6379'
 
 function request(h: Harness, run: Run) {
-  const proof = createRequestProof({ sessionKey: run.session.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: h.clientClock.now })
+  const proof = createRequestProof({ session: run.session, method: 'POST', target: '/mcp', body: BODY, clock: h.clientClock.now })
   return { authorization: `Bearer ${run.session.token}`, proof, method: 'POST', target: '/mcp', body: BODY }
 }
 

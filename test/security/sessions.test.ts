@@ -18,7 +18,7 @@ const BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
 function request(h: Harness, run: Run, over: { method?: string; target?: string; body?: string; key?: Buffer; at?: number } = {}) {
   const proof = createRequestProof({
-    sessionKey: over.key ?? run.session.sessionKey,
+    session: over.key === undefined ? run.session : { ...run.session, sessionKey: over.key },
     method: 'POST',
     target: '/mcp',
     body: BODY,

@@ -178,7 +178,7 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
 
   // A request proof with the session.
   clock.set(I.clock.request_proof)
-  const proofHeader = createRequestProof({ sessionKey: session.sessionKey, ...I.request, clock: clock.now, random })
+  const proofHeader = createRequestProof({ session: session, ...I.request, clock: clock.now, random })
   const proofNonce = unhex(I.random[5]!.hex)
   const digest = bodyDigest(I.request.body)
   const macInput = Buffer.concat([

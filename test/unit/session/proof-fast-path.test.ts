@@ -173,7 +173,7 @@ const BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 function mutations(s: Setup): RequestToVerify[] {
   const nonce = randomBytes(16)
   const ts = s.clock.ms
-  const proof = createRequestProof({ sessionKey: s.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: () => ts, random: () => Buffer.from(nonce) })
+  const proof = createRequestProof({ session: s, method: 'POST', target: '/mcp', body: BODY, clock: () => ts, random: () => Buffer.from(nonce) })
   const base: RequestToVerify = { authorization: `Bearer ${s.token}`, proof, method: 'POST', target: '/mcp', body: BODY }
   const out: RequestToVerify[] = [base, { ...base, method: 'post' }, { ...base, body: undefined, bodyDigest: sha(BODY) }]
   // every character of the header replaced, and a few structural changes
@@ -194,7 +194,7 @@ function mutations(s: Setup): RequestToVerify[] {
   // validly signed proofs around the edges of the ±30 s window, and with a leading zero in t
   for (const dt of [-120_000, -30_001, -30_000, -1, 0, 1, 29_999, 30_000, 30_001, 120_000]) {
     const at = ts + dt
-    const p = createRequestProof({ sessionKey: s.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: () => at })
+    const p = createRequestProof({ session: s, method: 'POST', target: '/mcp', body: BODY, clock: () => at })
     out.push({ ...base, proof: p }, { ...base, proof: p.replace('t=', 't=0') })
   }
   out.push({ ...base, proof: undefined }, { ...base, method: 'GET' }, { ...base, target: '/mcp?' }, { ...base, target: '/MCP' }, { ...base, body: BODY + ' ' }, { ...base, body: '' })
@@ -261,7 +261,7 @@ test('parseRequestProof and matchRequestProof accept exactly the headers of the 
 test('cached tokens still go through expiry, allowlist, key and session revocation, and a full nonce store', () => {
   const s = setup()
   const v = verifierOf(s)
-  const req = (): RequestToVerify => ({ authorization: `Bearer ${s.token}`, proof: createRequestProof({ sessionKey: s.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: s.clock.now }), method: 'POST', target: '/mcp', body: BODY })
+  const req = (): RequestToVerify => ({ authorization: `Bearer ${s.token}`, proof: createRequestProof({ session: s, method: 'POST', target: '/mcp', body: BODY, clock: s.clock.now }), method: 'POST', target: '/mcp', body: BODY })
   assert.equal(outcome(() => v.verifyNow(req())), 'ok')
   s.revoked.keys.add(s.fingerprint)
   assert.equal(outcome(() => v.verifyNow(req())), 'session_revoked')
@@ -300,7 +300,7 @@ test('bearer binding: no proof accepted, a present proof is still checked in ful
   const base = { authorization: `Bearer ${s.token}`, method: 'POST', target: '/mcp', body: BODY }
   assert.equal(outcome(() => v.verifyNow({ ...base, proof: undefined })), 'ok')
   assert.equal(outcome(() => v.verifyNow({ ...base, proof: 'garbage' })), 'proof_invalid')
-  const proof = createRequestProof({ sessionKey: s.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: s.clock.now })
+  const proof = createRequestProof({ session: s, method: 'POST', target: '/mcp', body: BODY, clock: s.clock.now })
   assert.equal(outcome(() => v.verifyNow({ ...base, proof, target: '/other' })), 'proof_invalid')
   assert.equal(outcome(() => v.verifyNow({ ...base, proof })), 'ok')
   assert.equal(outcome(() => v.verifyNow({ ...base, proof })), 'replay_detected')
