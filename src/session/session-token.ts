@@ -224,7 +224,10 @@ export interface CreateProofOptions {
   /** The request's `Mcp-Session-Id` header, if any. */
   mcpSessionId?: string | null
   body?: Uint8Array | string | null
+  /** This machine's clock (the session's offset to the server's clock is added). */
   clock?: Clock
+  /** The exact `t` to write (server clock), instead of the clock plus offset: test vectors and tests. */
+  timestamp?: number
 }
 
 const tokenHashes = new WeakMap<ProofSession, { token: string; hash: Buffer }>()
@@ -240,7 +243,7 @@ function tokenHashOf(s: ProofSession): Buffer {
 /** The value of the `MCP-PKI-Proof` header for one request (client side); uses the session's next sequence number. */
 export function createRequestProof(o: CreateProofOptions): string {
   const s = o.session
-  const timestamp = (o.clock ?? systemClock)() + s.clockOffsetMs
+  const timestamp = o.timestamp ?? (o.clock ?? systemClock)() + s.clockOffsetMs
   if (s.lastSequence >= MAX_SEQUENCE) throw new RangeError('this session has used every sequence number; authenticate again')
   const sequence = ++s.lastSequence
   const epoch = s.replayEpoch
