@@ -147,13 +147,12 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     ticket.audienceOkOn = on
   }
 
-  /** Expiry, audience, allowlist and revocation of an opened token; throws AuthError. */
+  /** Expiry, allowlist, revocation and audience of an opened token; throws AuthError. */
   function checkTicket(ticket: OpenTicket, token: string, now: number, ctx: RequestContext | undefined): SessionInfo {
     if (now >= ticket.expiresAt) {
       evict(token)
       throw new AuthError('session_expired', 'the session expired; authenticate again')
     }
-    checkAudience(ticket, ctx)
     const fp = ticket.clientFingerprint
     const found = allowlist.lookup(fp, now)
     if (found.status !== 'ok' || revocation?.isRevoked(fp) === true) {
@@ -181,6 +180,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     }
     const sessionId = ticket.id
     if (revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
+    checkAudience(ticket, ctx)
     return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token, audience: ticket.audience }
   }
 
