@@ -118,6 +118,15 @@ if ARGV[1] ~= '' and e ~= ARGV[1] then return {0, e} end
 if redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return {1, e} end
 return {2, e}
 `
+/** KEYS[1] epoch; ARGV[1] fresh epoch: the current epoch, created when Redis has none. */
+const READ_EPOCH = `
+local e = redis.call('GET', KEYS[1])
+if not e then
+  redis.call('SET', KEYS[1], ARGV[1])
+  e = ARGV[1]
+end
+return e
+`
 const RESULTS: readonly NonceResult[] = ['stale', 'ok', 'replay']
 
 type UseOnce = (epochKey: string, entryKey: string, epoch: string, ttl: number, fresh: string) => Promise<[number, string]>
@@ -174,7 +183,13 @@ export class RedisNonceStore implements NonceStore {
   async ready(timeoutMs = 2000): Promise<void> {
     await waitForRedis(this.client, timeoutMs, 'replay protection store')
     // Learn (or create) the fleet's replay epoch before the first challenge is sealed with it.
-    await this.useOnce(this.keyPrefix + 'epoch-probe', 1, '')
+    try {
+      const client = this.client as Redis & { mcpPkiEpoch?: (key: string, fresh: string) => Promise<string> }
+      if (typeof client.mcpPkiEpoch !== 'function') client.defineCommand('mcpPkiEpoch', { numberOfKeys: 1, lua: READ_EPOCH })
+      this.currentEpoch = await client.mcpPkiEpoch!(this.keyPrefix + 'epoch', freshEpoch())
+    } catch (err) {
+      throw new AuthError('server_busy', 'replay protection store unavailable; try again shortly', { retryAfter: 1, cause: err })
+    }
   }
 
   epoch(): string {
