@@ -330,13 +330,13 @@ test('web-standard transport: fetchHandler with WebStandardStreamableHTTPServerT
   // The handshake is served by a node:http /auth; MCP requests go straight to the fetch handler,
   // which has no socket to check a session's audience against: fetch-native deployments configure
   // auth.audience (the default check fails closed there).
-  let authHandler: McpAuth['authHandler'] | undefined
-  const authServer = createServer((req, res) => void authHandler!(req, res))
+  const late: { authHandler?: McpAuth['authHandler'] } = {}
+  const authServer = createServer((req, res) => void late.authHandler!(req, res))
   const origin = await listen(authServer)
   cleanups.push(() => closeServer(authServer))
   const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(), audience: origin })
   const mcpAuth = createMcpAuth(service)
-  authHandler = mcpAuth.authHandler
+  late.authHandler = mcpAuth.authHandler
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: () => crypto.randomUUID() })
   await buildMcpServer(calls).connect(transport)
   cleanups.push(() => transport.close())
