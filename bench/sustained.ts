@@ -71,7 +71,7 @@ async function loadRole(o: { port: number; clientConfig: string; authUrl: string
   const agent = new http.Agent({ keepAlive: true, maxSockets: o.clients })
   const statuses: Record<string, number> = {}
   let done = 0
-  const sessions = []
+  const sessions: Awaited<ReturnType<typeof authenticate>>[] = []
   for (let i = 0; i < o.clients; i++) sessions.push(await authenticate({ ...(await authenticateOptionsFromConfig(cfg, o.authUrl)), url: o.authUrl }))
   const body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
   const end = Date.now() + o.seconds * 1000
