@@ -14,6 +14,8 @@
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const UNSAFE_CHAR = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 const UNSAFE_CHARS = new RegExp(UNSAFE_CHAR.source, 'g')
+/** Any character of UNSAFE_IN_JSON, or any surrogate (paired ones too): a quick pre-check. */
+const MAYBE_UNSAFE_IN_JSON = /[\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]/
 /** The same set minus the C0 controls, which JSON.stringify already escapes. */
 const UNSAFE_IN_JSON = /[\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
 
@@ -62,5 +64,6 @@ export function isWellFormedText(text: string): boolean {
  * nothing in the line that a terminal acts on. Lone surrogates are escaped by JSON.stringify.
  */
 export function terminalSafeJson(json: string): string {
+  if (!MAYBE_UNSAFE_IN_JSON.test(json)) return json // the common case, a plain character class: fast
   return json.replace(UNSAFE_IN_JSON, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
 }
