@@ -29,7 +29,7 @@ import * as nodeCrypto from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { AuthError } from '../errors.js'
 import { fingerprintOf, publicKeyFromRaw } from '../keys/key-pair.js'
-import { ed25519PublicKeyProblem, ed25519PublicKeyProblemFast, isBlockedFingerprint, unusableKeyError, type Ed25519KeyProblem } from '../keys/point-check.js'
+import { blockedFingerprintProblem, ed25519PublicKeyProblem, ed25519PublicKeyProblemFast, isBlockedFingerprint, unusableKeyError, type Ed25519KeyProblem } from '../keys/point-check.js'
 import type { AllowlistEntry, KeyLookup, LookupResult } from './types.js'
 
 const FINGERPRINT_RE = /^[0-9a-f]{64}$/
@@ -262,7 +262,8 @@ function parseEntry(raw: unknown, keyName: string | undefined, label: string, so
       throw invalid(source, `${where}: fingerprint does not match public_key (SHA-256 of the key is ${computed})`)
     }
   }
-  if (keyRaw === undefined && isBlockedFingerprint(fingerprint)) throw unusableKey(source, `${where} (fingerprint only)`, 'small_order')
+  const blocked = keyRaw === undefined ? blockedFingerprintProblem(fingerprint) : undefined
+  if (blocked !== undefined) throw unusableKey(source, `${where} (fingerprint only)`, blocked)
   if (keyName !== undefined && keyName !== fingerprint && keyName.toLowerCase() !== fingerprint) {
     throw invalid(source, `${where}: stored under "${keyName.slice(0, 80)}" but its fingerprint is ${fingerprint}`)
   }
@@ -1162,7 +1163,8 @@ export class Allowlist implements KeyLookup {
         throw invalid(this.source, `fingerprint must be 64 hex characters (SHA-256 of the raw key), got "${input.fingerprint.slice(0, 80)}"`)
       }
       fingerprint = input.fingerprint.toLowerCase()
-      if (isBlockedFingerprint(fingerprint)) throw unusableKey(this.source, `fingerprint ${fingerprint}`, 'small_order')
+      const blocked = blockedFingerprintProblem(fingerprint)
+      if (blocked !== undefined) throw unusableKey(this.source, `fingerprint ${fingerprint}`, blocked)
     } else {
       throw new TypeError('add() needs publicKeyRaw or fingerprint')
     }

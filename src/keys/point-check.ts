@@ -106,11 +106,18 @@ export function unusableKeyError(problem: Ed25519KeyProblem, label: string, opts
  * (small order with either sign, y ≥ p with either sign: 48 in all). A fingerprint-only entry
  * or a pin naming one of these could only ever be completed by a refused key.
  */
-const BLOCKED_FINGERPRINTS: ReadonlySet<string> = new Set(blockedEncodings().map((e) => createHash('sha256').update(e).digest('hex')))
+const BLOCKED_FINGERPRINTS: ReadonlyMap<string, Ed25519KeyProblem> = new Map(
+  blockedEncodings().map((e) => [createHash('sha256').update(e).digest('hex'), ed25519PublicKeyProblemFast(e)!]),
+)
 
 /** True when `fingerprint` (64 lowercase hex) is the fingerprint of a refused encoding. */
 export function isBlockedFingerprint(fingerprint: string): boolean {
   return BLOCKED_FINGERPRINTS.has(fingerprint)
+}
+
+/** The problem with the key whose fingerprint is `fingerprint`, when it is a refused encoding. */
+export function blockedFingerprintProblem(fingerprint: string): Ed25519KeyProblem | undefined {
+  return BLOCKED_FINGERPRINTS.get(fingerprint)
 }
 
 /** The 48 encodings whose value the fast check refuses (exported for tests). */
