@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { AuditLogger } from '../../src/audit/audit-logger.js'
 import { hasControlCharacter, isWellFormedText, printable, printableLines, terminalSafeJson } from '../../src/internal/text.js'
+import { createClientHandshake, createServerTrust } from '../../src/handshake/client-handshake.js'
 import { generateKeyPair } from '../../src/keys/key-pair.js'
 import { createSandbox } from '../../src/server/sandbox.js'
 
@@ -117,16 +118,9 @@ async function startServerCli(dir: string, auditToFile: boolean): Promise<Server
 
 /** Unauthenticated message 1 bodies carrying hostile text: in the audience (escaped and raw UTF-8) and in an unknown field's name. */
 function hostileBodies(url: string): string[] {
-  const key = generateKeyPair().publicKeyRaw.toString('base64url')
-  const base = {
-    type: 'auth_request',
-    version: 'mcp-pki/1',
-    client_public_key: key,
-    client_nonce: Buffer.alloc(32, 7).toString('base64url'),
-    client_ephemeral: generateKeyPair().publicKeyRaw.toString('base64url'),
-    timestamp: new Date().toISOString(),
-    audience: new URL(url).origin,
-  }
+  // A well-formed message 1 from the real client (whatever the protocol version), then made hostile.
+  const client = createClientHandshake({ keyPair: generateKeyPair(), audience: new URL(url).origin, serverTrust: createServerTrust({}) })
+  const base = client.start() as unknown as Record<string, unknown> & { audience: string }
   const bodies: string[] = []
   for (const h of HOSTILE) {
     // As JSON escapes (JSON.stringify writes C1 and bidi raw, lone surrogates as \u escapes) …
