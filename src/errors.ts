@@ -11,7 +11,6 @@
  *
  * @module
  */
-
 import { printable } from './internal/text.js'
 
 /** Protocol error codes (docs/PROTOCOL.md §Errors). */
