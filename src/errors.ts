@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { printable } from './internal/text.js'
 
 /** Protocol error codes (docs/PROTOCOL.md §Errors). */
 export const PROTOCOL_ERROR_CODES = [
@@ -156,7 +157,8 @@ export function toWireError(err: unknown): WireError {
     if (FOLDED.has(err.code)) {
       return { code: 'authentication_failed', message: WIRE_MESSAGES.authentication_failed! }
     }
-    return { code: err.code as ProtocolErrorCode, message: err.message }
+    // The message may quote the peer's text (an audience, a field name): nothing in it may act on a terminal.
+    return { code: err.code as ProtocolErrorCode, message: printable(err.message) }
   }
   return { code: 'internal_error', message: WIRE_MESSAGES.internal_error! }
 }

@@ -18,6 +18,7 @@ import { bridgeTransports, type McpTransport } from '../mcp/bridge.js'
 import { createAuthFetchFromConfig } from '../mcp/client.js'
 import { safeUrl } from '../transport/http-client.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
+import { printableLines } from '../internal/text.js'
 
 interface ProxyOptions {
   config: string
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
   const serverUrl = parseUrl(opts.serverUrl, '--server-url')
   if (opts.authUrl !== undefined) parseUrl(opts.authUrl, '--auth-url')
   const info = (line: string): void => {
-    if (!opts.quiet) process.stderr.write(`mcp-pki-proxy: ${line}\n`)
+    if (!opts.quiet) process.stderr.write(`mcp-pki-proxy: ${printableLines(line)}\n`)
   }
 
   const config = await loadConfig(opts.config)
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
   const local = new StdioServerTransport()
   const bridge = await bridgeTransports(local as unknown as McpTransport, remote as unknown as McpTransport, {
     name: 'mcp-pki-proxy',
-    log: (line) => process.stderr.write(`mcp-pki-proxy: ${line}\n`),
+    log: (line) => process.stderr.write(`mcp-pki-proxy: ${printableLines(line)}\n`),
   })
 
   let stopping = false

@@ -61,6 +61,7 @@
  */
 import { z } from 'zod'
 import { fromB64u } from '../internal/bytes.js'
+import { isBlockedFingerprint } from '../keys/point-check.js'
 import type { Config } from './types.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -197,6 +198,9 @@ const fingerprintSchema = z
   .string({ error: 'expected a 64-character hex SHA-256 fingerprint or null' })
   .regex(FINGERPRINT, { error: 'expected a 64-character hex SHA-256 fingerprint or null' })
   .transform((v) => v.toLowerCase())
+  .refine((v) => !isBlockedFingerprint(v), {
+    error: 'this is the fingerprint of a small-order or non-canonical ed25519 key, not a usable server key; pin the fingerprint of the server key made with mcp-keygen',
+  })
   .nullable()
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import type { KeyLookup } from '../allowlist/types.js'
 import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../errors.js'
 import { b64u, constantTimeEqual } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
+import { assertUsableEd25519PublicKey } from '../keys/point-check.js'
 import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { CONTEXT, MAX_AUDIENCE_LENGTH, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import {
@@ -64,6 +65,7 @@ export function createServerTrust(o: ServerTrustOptions): ServerTrust {
   const clock = o.clock ?? systemClock
   const pinned = o.pinnedFingerprint?.toLowerCase() ?? null
   return async (fingerprint, publicKeyRaw) => {
+    assertUsableEd25519PublicKey(publicKeyRaw, `server key ${fingerprint}`, { fast: true, code: 'server_key_rejected', fix: "refusing to talk; the server's operator must generate a new key with mcp-keygen" })
     if (pinned !== null && !constantTimeEqual(Buffer.from(pinned), Buffer.from(fingerprint))) {
       throw new AuthError('server_key_mismatch', `server key ${fingerprint} does not match the fingerprint pinned for this server (${pinned}); refusing to talk`)
     }

@@ -12,6 +12,7 @@ import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
 import { AuthError } from '../errors.js'
 import { b64u, constantTimeEqual, readU64, writeU64 } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
+import { ed25519PublicKeyProblemFast } from '../keys/point-check.js'
 import { fingerprintOf, privateKeySeed, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
 import { CONTEXT, EPOCH_SIZE, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
@@ -125,6 +126,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
 
   function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
     const fingerprint = fingerprintOf(request.clientPublicKey)
+    // Whatever the KeyLookup holds: a small-order key would accept a forged signature (point-check.ts).
+    if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not a usable ed25519 public key (small-order or non-canonical)`)
     const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)

@@ -124,7 +124,7 @@ function snapshot<K extends string>(value: unknown, label: string, fields: reado
   const keys = Object.keys(value)
   if (keys.length !== fields.length) {
     const extra = keys.find((k) => !(fields as readonly string[]).includes(k))
-    if (extra !== undefined) malformed(`${label} has an unknown field "${extra.slice(0, 40)}"`)
+    if (extra !== undefined) malformed(`${label} has an unknown field "${printable(extra.slice(0, 40))}"`)
   }
   const out = {} as Record<K, unknown>
   for (const f of fields) {
