@@ -183,6 +183,11 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
 
     handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire {
       const request = parseAuthRequest(message)
+      // A malformed key (small-order or non-canonical point) is refused like any malformed field: it
+      // depends on the bytes alone, never on the allowlist (point-check.ts).
+      if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) {
+        throw new AuthError('invalid_message', 'auth_request.client_public_key is not a usable ed25519 public key (small-order or non-canonical point)')
+      }
       const now = clock()
       checkWindow(request.timestamp, now, toleranceMs, 'auth_request')
       checkAudience(request.audience, ctx)

@@ -403,7 +403,8 @@ test('a server whose KeyLookup lists every key (a custom lookup, no checks of it
   const url = httpServer.url('/auth')
   for (const enc of blockedEncodings()) {
     const statuses = await forgedHandshake(url, 'https://mcp.example', Buffer.from(enc), server.fingerprint)
-    assert.deepEqual(statuses, [401], Buffer.from(enc).toString('hex'))
+    // mcp-pki/2: refused at message 1 as a malformed field (400 invalid_message), before any signature.
+    assert.deepEqual(statuses, [400], Buffer.from(enc).toString('hex'))
   }
   // Positive control: an ordinary key gets through this lookup (so the 401s above are the key check).
   const ok = generateKeyPair()
