@@ -33,11 +33,33 @@ export {
   formatOpenSshPublicKey,
 } from './keys/key-file.js'
 export type { LoadedPrivateKey, LoadedPublicKey } from './keys/key-file.js'
+export { writeOpenSshPrivateKeyFile, writeOpenSshPublicKeyFile, encodeOpenSshPrivateKey, loadCertificateFile } from './keys/key-file.js'
+export type { LoadedCertificate } from './keys/key-file.js'
+export {
+  verifyOpenSshCertificate,
+  parseOpenSshCertificate,
+  parseOpenSshCertificateLine,
+  certificateRevocationIds,
+  CertificateError,
+  MAX_CERTIFICATE_SIZE,
+} from './keys/openssh-cert.js'
+export type {
+  OpenSshCertificate,
+  VerifyCertificateOptions,
+  VerifiedCertificate,
+  CertificateFailure,
+  CertificateVerification,
+  CertificateErrorCode,
+} from './keys/openssh-cert.js'
+export { createSshAgentSigner, listSshAgentIdentities, SshAgentError } from './keys/ssh-agent.js'
+export type { Signer, SshAgentSigner, SshAgentSignerOptions, SshAgentErrorCode, AgentIdentity } from './keys/ssh-agent.js'
 
 // Allowlists
 export { Allowlist } from './allowlist/allowlist.js'
 export { AllowlistHolder, loadAllowlistFile, saveAllowlistFile, updateAllowlistFile, watchAllowlistFile } from './allowlist/allowlist-file.js'
 export type { AllowlistEntry, KeyLookup, LookupResult } from './allowlist/types.js'
+export { checkClientCertificate, authorizeCertificate } from './allowlist/cert-authority.js'
+export type { CertAuthorityEntry, CertAuthorityLookup, ClientCertificateResult, CertificateAuthorizationCode } from './allowlist/cert-authority.js'
 
 // Configuration and audit
 export { loadConfig, loadConfigFile, parseConfig, defaultConfig, CONFIG_ENV_VARIABLES } from './config/load-config.js'

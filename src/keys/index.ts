@@ -4,3 +4,5 @@
  */
 export * from './key-pair.js'
 export * from './key-file.js'
+export * from './openssh-cert.js'
+export * from './ssh-agent.js'
