@@ -52,13 +52,16 @@ export type {
   CertificateErrorCode,
 } from './keys/openssh-cert.js'
 export { createSshAgentSigner, listSshAgentIdentities, SshAgentError } from './keys/ssh-agent.js'
+export { createKeyPairSigner } from './keys/signer.js'
+export { loadClientCredentials } from './keys/client-credentials.js'
+export type { ClientCredentials, ClientKeySettings, LoadClientCredentialsOptions } from './keys/client-credentials.js'
 export type { Signer, SshAgentSigner, SshAgentSignerOptions, SshAgentErrorCode, AgentIdentity } from './keys/ssh-agent.js'
 
 // Allowlists
 export { Allowlist } from './allowlist/allowlist.js'
 export { AllowlistHolder, loadAllowlistFile, saveAllowlistFile, updateAllowlistFile, watchAllowlistFile } from './allowlist/allowlist-file.js'
 export type { AllowlistEntry, KeyLookup, LookupResult } from './allowlist/types.js'
-export { checkClientCertificate, authorizeCertificate } from './allowlist/cert-authority.js'
+export { checkClientCertificate, checkServerCertificate, authorizeCertificate } from './allowlist/cert-authority.js'
 export type { CertAuthorityEntry, CertAuthorityLookup, ClientCertificateResult, CertificateAuthorizationCode } from './allowlist/cert-authority.js'
 
 // Configuration and audit

@@ -232,3 +232,38 @@ export function authorizeCertificate(authority: CertAuthorityEntry, certificate:
   }
   return { ok: true, certificate, authority, principal, role }
 }
+
+export interface CheckServerCertificateOptions {
+  now: number
+  toleranceSeconds: number
+  /** The host name the client connected to: the certificate must list it as a principal. */
+  host: string
+  /** The key the server proved it holds. */
+  subjectPublicKey: Uint8Array
+  isRevoked?: (id: string) => boolean
+}
+
+/**
+ * For a client: does a CA entry of its allowlist vouch for this server key for `host`, like
+ * `@cert-authority` in known_hosts? A host certificate (`ssh-keygen -s ca -h -n host`) listing
+ * `host`; an entry with `principals` is trusted only for those host names.
+ */
+export function checkServerCertificate(lookup: CertAuthorityLookup, blob: Uint8Array, options: CheckServerCertificateOptions): ClientCertificateResult {
+  const verified = verifyOpenSshCertificate(blob, {
+    authorities: lookup.certAuthorities().map((a) => a.publicKeyRaw),
+    now: options.now,
+    toleranceSeconds: options.toleranceSeconds,
+    expectedType: 'host',
+    principal: options.host,
+    subjectPublicKey: options.subjectPublicKey,
+    ...(options.isRevoked !== undefined ? { isRevoked: options.isRevoked } : {}),
+  })
+  if (!verified.ok) return verified
+  const authority = lookup.getCertAuthority(verified.caFingerprint)
+  if (authority === undefined) return { ok: false, code: 'cert_unknown_authority', message: `CA ${verified.caFingerprint} is no longer on the allowlist` }
+  if (authority.principals !== undefined && !authority.principals.includes(options.host)) {
+    return { ok: false, code: 'cert_wrong_principal', message: `CA ${authority.fingerprint} is trusted for ${authority.principals.join(', ')}, not "${printable(options.host)}"` }
+  }
+  const r = authority.metadata.role
+  return { ok: true, certificate: verified, authority, principal: options.host, role: typeof r === 'string' ? r : undefined }
+}

@@ -16,15 +16,10 @@ import { printable } from '../internal/text.js'
 import { weakEd25519KeyReason } from './ed25519-point.js'
 import { fingerprintOf, publicKeyFromRaw, verifyBytes } from './key-pair.js'
 import { OPENSSH_ED25519_CERT_TYPE, parseOpenSshCertificate } from './openssh-cert.js'
+import type { Signer } from './signer.js'
 import { SshReader, SshWireError, ed25519KeyBlob, sshString, sshU32 } from './ssh-wire.js'
 
-/** Something that signs with an ed25519 key it may not reveal: a key file in memory, or an agent. */
-export interface Signer {
-  /** Raw 32-byte ed25519 public key. */
-  readonly publicKey: Uint8Array
-  /** A 64-byte ed25519 signature of `data`. */
-  sign(data: Uint8Array): Promise<Uint8Array>
-}
+export type { Signer } from './signer.js'
 
 /** Environment variable naming the agent's socket. */
 export const SSH_AUTH_SOCK_ENV = 'SSH_AUTH_SOCK'
