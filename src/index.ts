@@ -53,6 +53,7 @@ export type {
 } from './keys/openssh-cert.js'
 export { createSshAgentSigner, listSshAgentIdentities, SshAgentError } from './keys/ssh-agent.js'
 export { createKeyPairSigner } from './keys/signer.js'
+export { loadOpenSshKrlFile, parseOpenSshKrl, OpenSshKrl } from './keys/openssh-krl.js'
 export { loadClientCredentials } from './keys/client-credentials.js'
 export type { ClientCredentials, ClientKeySettings, LoadClientCredentialsOptions } from './keys/client-credentials.js'
 export type { Signer, SshAgentSigner, SshAgentSignerOptions, SshAgentErrorCode, AgentIdentity } from './keys/ssh-agent.js'

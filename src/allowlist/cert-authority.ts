@@ -27,6 +27,7 @@ import { fingerprintOf } from '../keys/key-pair.js'
 import {
   verifyOpenSshCertificate,
   type CertificateErrorCode,
+  type KrlLookup,
   type VerifiedCertificate,
 } from '../keys/openssh-cert.js'
 import { hasControlCharacter, printable } from '../internal/text.js'
@@ -179,6 +180,8 @@ export interface CheckClientCertificateOptions {
   clientAddress?: string
   /** The revocation list's `isRevoked` (key fingerprints, certificate serials and key ids). */
   isRevoked?: (id: string) => boolean
+  /** An OpenSSH KRL (loadOpenSshKrlFile). */
+  krl?: KrlLookup
 }
 
 /**
@@ -201,6 +204,7 @@ export function checkClientCertificate(lookup: CertAuthorityLookup, blob: Uint8A
     subjectPublicKey: options.subjectPublicKey,
     ...(options.clientAddress !== undefined ? { clientAddress: options.clientAddress } : {}),
     ...(options.isRevoked !== undefined ? { isRevoked: options.isRevoked } : {}),
+    ...(options.krl !== undefined ? { krl: options.krl } : {}),
   })
   if (!verified.ok) return verified
   const authority = lookup.getCertAuthority(verified.caFingerprint)
@@ -241,6 +245,7 @@ export interface CheckServerCertificateOptions {
   /** The key the server proved it holds. */
   subjectPublicKey: Uint8Array
   isRevoked?: (id: string) => boolean
+  krl?: KrlLookup
 }
 
 /**
@@ -257,6 +262,7 @@ export function checkServerCertificate(lookup: CertAuthorityLookup, blob: Uint8A
     principal: options.host,
     subjectPublicKey: options.subjectPublicKey,
     ...(options.isRevoked !== undefined ? { isRevoked: options.isRevoked } : {}),
+    ...(options.krl !== undefined ? { krl: options.krl } : {}),
   })
   if (!verified.ok) return verified
   const authority = lookup.getCertAuthority(verified.caFingerprint)

@@ -90,6 +90,14 @@ export interface VerifyCertificateOptions {
   clientAddress?: string
   /** Revocation check: ids from {@link certificateRevocationIds} and the subject key fingerprint. */
   isRevoked?: (id: string) => boolean
+  /** An OpenSSH KRL (see openssh-krl.ts): certificates by serial or key id, keys explicitly or by fingerprint. */
+  krl?: KrlLookup
+}
+
+/** What the verifier asks of a KRL ({@link OpenSshKrl} from openssh-krl.ts implements it). */
+export interface KrlLookup {
+  isCertificateRevoked(caPublicKey: Uint8Array, serial: bigint, keyId: string): boolean
+  isKeyRevoked(publicKey: Uint8Array): boolean
 }
 
 export interface VerifiedCertificate {
@@ -316,6 +324,12 @@ export function verifyParsedCertificate(cert: OpenSshCertificate, options: Verif
     if (options.isRevoked(ids.serial)) return fail('cert_revoked', `${label} from CA ${caFingerprint} is revoked by serial`)
     if (options.isRevoked(ids.keyId)) return fail('cert_revoked', `${label} from CA ${caFingerprint} is revoked by key id`)
     if (options.isRevoked(subjectFingerprint)) return fail('cert_revoked', `${label}: its key ${subjectFingerprint} is revoked`)
+  }
+  if (options.krl) {
+    if (options.krl.isCertificateRevoked(cert.caPublicKey, BigInt(cert.serial), cert.keyId)) return fail('cert_revoked', `${label} from CA ${caFingerprint} is revoked by the KRL`)
+    if (options.krl.isKeyRevoked(cert.subjectPublicKey) || options.krl.isKeyRevoked(cert.caPublicKey)) {
+      return fail('cert_revoked', `${label}: its key or its CA's key is revoked by the KRL`)
+    }
   }
   return {
     ok: true,
