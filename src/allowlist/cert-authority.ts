@@ -15,6 +15,9 @@
  * An older version of this package ignores the section: certified keys are then refused, never
  * let in (fail closed). Removing an entry cuts off every certificate the CA signed.
  *
+ * A user certificate must list at least one principal (as sshd requires): OpenSSH reads an empty
+ * list as "valid for anyone".
+ *
  * Role mapping (`role_from`): `principal` = the certificate principal that matched (the first of
  * the entry's `principals` the certificate lists, or the certificate's first principal when the
  * entry lists none); `extension:NAME` = the value of the certificate extension NAME
@@ -215,6 +218,11 @@ export function checkClientCertificate(lookup: CertAuthorityLookup, blob: Uint8A
 /** Applies a CA entry's principal list and role mapping to a verified certificate. */
 export function authorizeCertificate(authority: CertAuthorityEntry, certificate: VerifiedCertificate): ClientCertificateResult {
   const label = `certificate "${printable(certificate.keyId)}" (serial ${certificate.serial})`
+  // OpenSSH reads an empty principal list as "any principal"; sshd refuses such user certificates,
+  // and so do we: a CA's wildcard certificate for some other use must not open this server.
+  if (certificate.principals.length === 0) {
+    return { ok: false, code: 'cert_wrong_principal', message: `${label} lists no principals; certify the key for a principal (ssh-keygen -n NAME)` }
+  }
   const allowed = authority.principals
   const principal = allowed === undefined ? certificate.principals[0] : certificate.principals.find((p) => allowed.includes(p))
   if (allowed !== undefined && principal === undefined) {

@@ -107,6 +107,14 @@ describe('checkClientCertificate (real ssh-keygen certificates)', () => {
     assert.equal(none.ok ? 'ok' : none.code, 'cert_role_missing')
   })
 
+  test('a certificate with no principals (OpenSSH: any principal) is refused, as sshd does', () => {
+    const list = new Allowlist('m')
+    list.addCertAuthority({ publicKeyRaw: caRaw })
+    const r = check(list, certify(['-I', 'wildcard']))
+    assert.equal(r.ok ? 'ok' : r.code, 'cert_wrong_principal')
+    assert.match(r.ok ? '' : r.message, /lists no principals/)
+  })
+
   test('no mapping: the entry metadata role', () => {
     const list = new Allowlist('m')
     list.addCertAuthority({ publicKeyRaw: caRaw, metadata: { role: 'reader', org: 'acme' } })
