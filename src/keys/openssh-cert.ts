@@ -287,12 +287,16 @@ export function verifyOpenSshCertificate(blob: Uint8Array, options: VerifyCertif
     if (err instanceof CertificateError) return fail(err.code, err.message)
     throw err
   }
-  return verifyParsedCertificate(cert, options)
+  return verifyChecked(cert, options)
 }
 
 /** {@link verifyOpenSshCertificate} for an already parsed certificate. */
 export function verifyParsedCertificate(cert: OpenSshCertificate, options: VerifyCertificateOptions): CertificateVerification {
   checkOptions(options)
+  return verifyChecked(cert, options)
+}
+
+function verifyChecked(cert: OpenSshCertificate, options: VerifyCertificateOptions): CertificateVerification {
   if (cert.caPublicKey === undefined) {
     return fail('cert_unknown_authority', `certificate signed by a ${cert.caKeyType} CA; only ed25519 certificate authorities are supported`)
   }
