@@ -35,11 +35,37 @@ export {
 export type { LoadedPrivateKey, LoadedPublicKey } from './keys/key-file.js'
 export { assertUsableEd25519PublicKey, isUsableEd25519PublicKey, ed25519PublicKeyProblem } from './keys/point-check.js'
 export type { Ed25519KeyProblem, AssertUsableKeyOptions } from './keys/point-check.js'
+export { writeOpenSshPrivateKeyFile, writeOpenSshPublicKeyFile, encodeOpenSshPrivateKey, loadCertificateFile } from './keys/key-file.js'
+export type { LoadedCertificate } from './keys/key-file.js'
+export {
+  verifyOpenSshCertificate,
+  parseOpenSshCertificate,
+  parseOpenSshCertificateLine,
+  certificateRevocationIds,
+  CertificateError,
+  MAX_CERTIFICATE_SIZE,
+} from './keys/openssh-cert.js'
+export type {
+  OpenSshCertificate,
+  VerifyCertificateOptions,
+  VerifiedCertificate,
+  CertificateFailure,
+  CertificateVerification,
+  CertificateErrorCode,
+} from './keys/openssh-cert.js'
+export { createSshAgentSigner, listSshAgentIdentities, SshAgentError } from './keys/ssh-agent.js'
+export { createKeyPairSigner } from './keys/signer.js'
+export { loadOpenSshKrlFile, parseOpenSshKrl, OpenSshKrl } from './keys/openssh-krl.js'
+export { loadClientCredentials } from './keys/client-credentials.js'
+export type { ClientCredentials, ClientKeySettings, LoadClientCredentialsOptions } from './keys/client-credentials.js'
+export type { Signer, SshAgentSigner, SshAgentSignerOptions, SshAgentErrorCode, AgentIdentity } from './keys/ssh-agent.js'
 
 // Allowlists
 export { Allowlist } from './allowlist/allowlist.js'
 export { AllowlistHolder, loadAllowlistFile, saveAllowlistFile, updateAllowlistFile, watchAllowlistFile } from './allowlist/allowlist-file.js'
 export type { AllowlistEntry, KeyLookup, LookupResult } from './allowlist/types.js'
+export { checkClientCertificate, checkServerCertificate, authorizeCertificate } from './allowlist/cert-authority.js'
+export type { CertAuthorityEntry, CertAuthorityLookup, ClientCertificateResult, CertificateAuthorizationCode } from './allowlist/cert-authority.js'
 
 // Configuration and audit
 export { loadConfig, loadConfigFile, parseConfig, defaultConfig, CONFIG_ENV_VARIABLES } from './config/load-config.js'

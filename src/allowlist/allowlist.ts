@@ -31,6 +31,14 @@ import { AuthError } from '../errors.js'
 import { fingerprintOf, publicKeyFromRaw } from '../keys/key-pair.js'
 import { blockedFingerprintProblem, ed25519PublicKeyProblem, ed25519PublicKeyProblemFast, isBlockedFingerprint, unusableKeyError, type Ed25519KeyProblem } from '../keys/point-check.js'
 import type { AllowlistEntry, KeyLookup, LookupResult } from './types.js'
+import {
+  certAuthorityRecord,
+  makeCertAuthorityEntry,
+  parseCertAuthorityRecord,
+  type CertAuthorityEntry,
+  type CertAuthorityLookup,
+  type NewCertAuthorityEntry,
+} from './cert-authority.js'
 
 const FINGERPRINT_RE = /^[0-9a-f]{64}$/
 const FINGERPRINT_ANY_CASE_RE = /^[0-9a-fA-F]{64}$/
@@ -746,6 +754,7 @@ export class LineLayoutReader {
       case 'updated':
         return this.#next(/^ {2}"updated_at": "[^"\\]*",$/.test(line), 'keys')
       case 'keys':
+        if (line.startsWith(CERT_AUTHORITIES_LINE) && line.endsWith(',')) return this.#next(this.#certAuthorities(line), 'keys')
         if (line === '  "keys": {}') return this.#next(true, 'close')
         return this.#next(line === '  "keys": {', 'entries')
       case 'close':
@@ -762,6 +771,18 @@ export class LineLayoutReader {
     if (this.#state !== 'done') return undefined
     if (this.#list.size > 0) warmUpLookup()
     return this.#list
+  }
+
+  /** The one-line `cert_authorities` section toJSON writes; false when it is not exactly that. */
+  #certAuthorities(line: string): boolean {
+    let value: unknown
+    try {
+      value = JSON.parse(line.slice(CERT_AUTHORITIES_LINE.length, -1))
+    } catch {
+      return false
+    }
+    readCertAuthorities(this.#list, value, this.#source)
+    return true
   }
 
   #next(ok: boolean, state: ReaderState): boolean {
@@ -937,6 +958,15 @@ export class LineLayoutReader {
 }
 
 const TABLE_INSERT = Symbol('insert')
+const CA_INSERT = Symbol('ca-insert')
+/** The start of the one line holding every certificate-authority entry (written before `keys`). */
+const CERT_AUTHORITIES_LINE = '  "cert_authorities": '
+
+/** Stores the `cert_authorities` object of a file into `list`. @throws AuthError(allowlist_invalid) */
+function readCertAuthorities(list: Allowlist, value: unknown, source: string): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(source, '"cert_authorities" must be an object keyed by fingerprint')
+  for (const [name, raw] of Object.entries(value)) list[CA_INSERT](parseCertAuthorityRecord(raw, name, source))
+}
 const TABLE_TOUCHED = Symbol('touched')
 
 /**
@@ -945,8 +975,10 @@ const TABLE_TOUCHED = Symbol('touched')
  * Stored compactly (see EntryTable): ~100 bytes per entry plus its description. Entry objects are
  * built when asked for; those returned by {@link lookup} are kept, with their imported key.
  */
-export class Allowlist implements KeyLookup {
+export class Allowlist implements KeyLookup, CertAuthorityLookup {
   readonly #t = new EntryTable()
+  /** Certificate-authority entries by fingerprint (few). */
+  readonly #authorities = new Map<string, CertAuthorityEntry>()
   /** Entries built by lookup(), holding their imported KeyObject, by table index. */
   #hot = new Map<number, StoredEntry>()
   readonly #scratch = Buffer.alloc(32)
@@ -1012,6 +1044,7 @@ export class Allowlist implements KeyLookup {
         throw invalid(sourcePath, `unsupported allowlist version ${JSON.stringify(v.version)} (expected 1)`)
       }
       keys = v.keys ?? {}
+      if (v.cert_authorities !== undefined && v.cert_authorities !== null) readCertAuthorities(list, v.cert_authorities, sourcePath)
     } else {
       throw invalid(sourcePath, 'expected a JSON object with "version" and "keys"')
     }
@@ -1110,6 +1143,8 @@ export class Allowlist implements KeyLookup {
       const j = b.find(a.fp, i * 32)
       if (j < 0 || b.flags[j] === 0) out.push(a.fingerprintHex(i))
     }
+    // A removed CA ends what it certified: its fingerprint is reported like a removed key's.
+    for (const fp of this.#authorities.keys()) if (!next.#authorities.has(fp)) out.push(fp)
     return out
   }
 
@@ -1206,10 +1241,57 @@ export class Allowlist implements KeyLookup {
     return true
   }
 
+  // --- certificate authorities (see cert-authority.ts) ---------------------------------------
+
+  /** Every certificate-authority entry, in insertion order. */
+  certAuthorities(): readonly CertAuthorityEntry[] {
+    return [...this.#authorities.values()]
+  }
+
+  getCertAuthority(fingerprint: string): CertAuthorityEntry | undefined {
+    return this.#authorities.get(fingerprint.toLowerCase())
+  }
+
+  /** Adds a CA entry. Throws allowlist_entry_exists when the CA (or a key with its fingerprint) is listed, unless `replace`. */
+  addCertAuthority(input: NewCertAuthorityEntry, options: { replace?: boolean; now?: number } = {}): CertAuthorityEntry {
+    const entry = makeCertAuthorityEntry(input, this.source, options.now)
+    if (this.#authorities.has(entry.fingerprint) && !options.replace) {
+      throw new AuthError('allowlist_entry_exists', `certificate authority ${entry.fingerprint} is already on the allowlist (use --replace to overwrite it)`)
+    }
+    if (this.#indexOf(entry.fingerprint) >= 0) {
+      throw new AuthError('allowlist_entry_exists', `${entry.fingerprint} is on the allowlist as a client key; a key cannot be both (remove it first)`)
+    }
+    this.#authorities.set(entry.fingerprint, entry)
+    return entry
+  }
+
+  /** Removes a CA entry; true when it was listed. */
+  removeCertAuthority(fingerprint: string): boolean {
+    return this.#authorities.delete(fingerprint.toLowerCase())
+  }
+
+  /** The CA entry whose fingerprint starts with `prefix`; AuthError(allowlist_entry_not_found) when ambiguous. */
+  findCertAuthorityByPrefix(prefix: string): CertAuthorityEntry | undefined {
+    const p = prefix.toLowerCase()
+    const found = [...this.#authorities.values()].filter((a) => a.fingerprint.startsWith(p))
+    if (found.length > 1) throw new AuthError('allowlist_entry_not_found', `fingerprint prefix ${prefix} is ambiguous: ${found.length} certificate authorities match`)
+    return found[0]
+  }
+
+  /** @internal the readers store parsed CA entries. */
+  [CA_INSERT](entry: CertAuthorityEntry): void {
+    if (this.#authorities.has(entry.fingerprint)) throw invalid(this.source, `certificate authority ${entry.fingerprint}: listed twice`)
+    this.#authorities.set(entry.fingerprint, entry)
+  }
+
   /** Serializes in the version-1 format, one entry per line. */
   toJSON(now: number = Date.now()): string {
     const t = this.#t
     const parts: string[] = ['{\n  "version": 1,\n  "updated_at": ', JSON.stringify(new Date(now).toISOString()), ',\n']
+    if (this.#authorities.size > 0) {
+      const cas = Object.fromEntries([...this.#authorities.values()].map((a) => [a.fingerprint, certAuthorityRecord(a)]))
+      parts.push(CERT_AUTHORITIES_LINE, JSON.stringify(cas), ',\n')
+    }
     if (t.live === 0) {
       parts.push('  "keys": {}\n}\n')
       return parts.join('')

@@ -4,6 +4,7 @@
  *
  *   mcp-allowlist add --config server_config.yml --key-file ./keys/client_public.pem --metadata '{"role": "api_client"}'
  *   mcp-allowlist add --config server_config.yml --fingerprint <64 hex> --metadata '{"role": "backup_server"}'
+ *   mcp-allowlist add --config server_config.yml --cert-authority --key-file ca.pub --metadata '{"org": "acme"}' [--principals a,b] [--role-from principal|extension:NAME]
  *   mcp-allowlist list --config server_config.yml [--format table|json] [--show-metadata] [--filter-role ROLE]
  *   mcp-allowlist remove --config server_config.yml --fingerprint <fp or prefix> [<fp> …]
  *   mcp-allowlist export --config server_config.yml --output ./backups/allowlist_backup.json
@@ -11,6 +12,7 @@
  *   mcp-allowlist stats --config server_config.yml
  *   mcp-allowlist revoke --config server_config.yml (--fingerprint <fp or prefix> | --key-file F) [--reason TEXT] [--dry-run]
  *   mcp-allowlist unrevoke --config server_config.yml (--fingerprint <fp or prefix> | --key-file F) [--dry-run]
+ *   mcp-allowlist revoke --config server_config.yml (--serial N | --key-id ID) --ca <CA fp or prefix> [--reason TEXT]
  *   mcp-allowlist revoked --config server_config.yml [--format table|json] [--wide]
  *
  * Writes take a lock on the file (`<allowlist>.lock`) and replace it atomically, so concurrent
@@ -35,6 +37,8 @@ import { Allowlist, entryHasKey, isFingerprint, toFileRecord } from '../allowlis
 import { loadAllowlistFile, updateAllowlistFile } from '../allowlist/allowlist-file.js'
 import { writeFileAtomic } from '../allowlist/file-lock.js'
 import type { AllowlistEntry } from '../allowlist/types.js'
+import { certAuthorityRecord, type CertAuthorityEntry } from '../allowlist/cert-authority.js'
+import { certificateRevocationIds } from '../keys/openssh-cert.js'
 import { loadConfig, parseConfig } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
@@ -148,6 +152,9 @@ function sizeText(bytes: number): string {
 // ---------------------------------------------------------------------------------------------
 
 interface AddOptions extends CommonOptions {
+  certAuthority?: boolean
+  principals?: string
+  roleFrom?: string
   keyFile?: string
   fingerprint?: string
   metadata?: string
@@ -157,6 +164,13 @@ interface AddOptions extends CommonOptions {
 }
 
 async function runAdd(opts: AddOptions): Promise<void> {
+  if (opts.certAuthority) {
+    await runAddCertAuthority(opts)
+    return
+  }
+  if (opts.principals !== undefined || opts.roleFrom !== undefined) {
+    throw new UsageError('--principals and --role-from are only used with --cert-authority')
+  }
   if ((opts.keyFile === undefined) === (opts.fingerprint === undefined)) {
     throw new UsageError('give exactly one of --key-file FILE or --fingerprint HEX')
   }
@@ -207,6 +221,56 @@ async function runAdd(opts: AddOptions): Promise<void> {
   if (opts.dryRun) printLine(`dry run: ${target.path} not changed`)
 }
 
+async function runAddCertAuthority(opts: AddOptions): Promise<void> {
+  if (opts.keyFile === undefined || opts.fingerprint !== undefined) {
+    throw new UsageError('--cert-authority needs --key-file <CA public key> (e.g. ca.pub, the public half of the key given to ssh-keygen -s)')
+  }
+  const principals = opts.principals?.split(',').map((p) => p.trim())
+  if (principals !== undefined && principals.some((p) => p === '')) throw new UsageError('--principals is a comma-separated list of names, e.g. alice,deploy')
+  if (opts.roleFrom !== undefined && !/^(principal|extension:\S+)$/.test(opts.roleFrom)) {
+    throw new UsageError(`--role-from must be "principal" or "extension:NAME", got "${printable(opts.roleFrom)}"`)
+  }
+  const metadata = parseMetadata(opts.metadata)
+  const target = await resolveTarget(opts)
+  if (target.metadataRequired && Object.keys(metadata).length === 0) {
+    throw new AuthError('allowlist_invalid', 'acl.metadata_required is set: give --metadata with at least one field')
+  }
+  const key = await loadPublicKeyFile(opts.keyFile)
+  let added: CertAuthorityEntry | undefined
+  let replaced = false
+  await updateAllowlistFile(
+    target.path,
+    (list) => {
+      replaced = list.getCertAuthority(key.fingerprint) !== undefined
+      added = list.addCertAuthority(
+        {
+          publicKeyRaw: key.publicKeyRaw,
+          metadata,
+          addedBy: addedBy(),
+          ...(opts.description !== undefined ? { description: opts.description } : {}),
+          ...(principals !== undefined ? { principals } : {}),
+          ...(opts.roleFrom !== undefined ? { roleFrom: opts.roleFrom } : {}),
+        },
+        { replace: opts.replace === true },
+      )
+    },
+    { dryRun: opts.dryRun === true },
+  )
+  if (!added) return
+  const verb = opts.dryRun ? 'would add' : replaced ? 'replaced' : 'added'
+  printLine(`${verb} certificate authority ${added.fingerprint}${caText(added)}`)
+  printLine(`clients with a valid user certificate from this CA${added.principals ? ` for ${added.principals.join(', ')}` : ''} are accepted; remove the entry to cut them all off`)
+  if (opts.dryRun) printLine(`dry run: ${target.path} not changed`)
+}
+
+function caText(ca: CertAuthorityEntry): string {
+  const parts: string[] = []
+  if (ca.principals) parts.push(`principals ${ca.principals.join(',')}`)
+  parts.push(`role from ${ca.roleFrom ?? 'metadata.role'}`)
+  if (Object.keys(ca.metadata).length > 0) parts.push(`metadata ${JSON.stringify(ca.metadata)}`)
+  return ` (${parts.join('; ')})`
+}
+
 interface ListOptions extends CommonOptions {
   format: 'table' | 'json'
   showMetadata?: boolean
@@ -223,10 +287,15 @@ async function runList(opts: ListOptions): Promise<void> {
     if (opts.filterRole !== undefined && roleOf(entry) !== opts.filterRole) continue
     selected.push(entry)
   }
+  const authorities = list.certAuthorities().filter((a) => opts.filterRole === undefined || a.metadata.role === opts.filterRole)
   if (opts.format === 'json') {
-    printJson(selected.map((e) => ({ ...toFileRecord(e), status: statusOf(e, now) })))
+    printJson([
+      ...selected.map((e) => ({ ...toFileRecord(e), status: statusOf(e, now) })),
+      ...authorities.map((a) => ({ kind: 'cert_authority', ...certAuthorityRecord(a), status: 'active' })),
+    ])
     return
   }
+  printCertAuthorities(authorities, opts.wide === true)
   if (selected.length === 0) {
     printLine(opts.filterRole === undefined ? `no keys in ${target.path}` : `no keys with role "${opts.filterRole}" in ${target.path}`)
     return
@@ -249,6 +318,20 @@ async function runList(opts: ListOptions): Promise<void> {
   printLine(`${selected.length} key${selected.length === 1 ? '' : 's'}${opts.filterRole === undefined ? '' : ` with role "${opts.filterRole}"`} in ${target.path}`)
 }
 
+function printCertAuthorities(authorities: readonly CertAuthorityEntry[], wide: boolean): void {
+  if (authorities.length === 0) return
+  const rows = authorities.map((a) => [
+    wide ? a.fingerprint : `${a.fingerprint.slice(0, 16)}…`,
+    a.principals?.join(',') ?? '(any)',
+    a.roleFrom ?? (typeof a.metadata.role === 'string' ? `metadata.role=${a.metadata.role}` : '-'),
+    printable(a.description ?? '-'),
+    JSON.stringify(a.metadata),
+  ])
+  printLine(formatTable(['CERTIFICATE AUTHORITY', 'PRINCIPALS', 'ROLE FROM', 'DESCRIPTION', 'METADATA'], rows))
+  printLine(`${authorities.length} certificate authorit${authorities.length === 1 ? 'y' : 'ies'}`)
+  printLine()
+}
+
 interface RemoveOptions extends CommonOptions {
   fingerprint: string[]
   dryRun?: boolean
@@ -264,7 +347,7 @@ async function runRemove(opts: RemoveOptions): Promise<void> {
       const found: string[] = []
       const unknown: string[] = []
       for (const { text, prefix } of prefixes) {
-        const entry = list.findByPrefix(prefix)
+        const entry = list.findByPrefix(prefix) ?? list.findCertAuthorityByPrefix(prefix)
         if (entry) found.push(entry.fingerprint)
         else unknown.push(text)
       }
@@ -276,7 +359,7 @@ async function runRemove(opts: RemoveOptions): Promise<void> {
         )
       }
       for (const fp of new Set(found)) {
-        list.remove(fp)
+        if (!list.remove(fp)) list.removeCertAuthority(fp)
         removed.push(fp)
       }
     },
@@ -360,6 +443,10 @@ async function runImport(opts: ImportOptions): Promise<void> {
         list.put(entry)
         added++
       }
+      if (!opts.merge) for (const ca of list.certAuthorities()) list.removeCertAuthority(ca.fingerprint)
+      for (const ca of incoming.certAuthorities()) {
+        if (!list.getCertAuthority(ca.fingerprint)) list.addCertAuthority(ca)
+      }
     },
     { dryRun: opts.dryRun === true },
   )
@@ -399,6 +486,7 @@ async function runStats(opts: StatsOptions): Promise<void> {
     with_key: withKey,
     fingerprint_only: list.size - withKey,
     expired,
+    cert_authorities: list.certAuthorities().length,
     by_role: Object.fromEntries([...byRole].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))),
   }
   if (opts.format === 'json') {
@@ -410,6 +498,7 @@ async function runStats(opts: StatsOptions): Promise<void> {
   printLine(`with public key:  ${stats.with_key}`)
   printLine(`fingerprint only: ${stats.fingerprint_only}`)
   printLine(`expired:          ${stats.expired}`)
+  printLine(`cert authorities: ${stats.cert_authorities}`)
   printLine('by role:')
   if (byRole.size === 0) printLine('  -')
   for (const [role, count] of Object.entries(stats.by_role)) printLine(`  ${role}: ${count}`)
@@ -423,6 +512,12 @@ const REDIS_TIMEOUT_MS = 3000
 interface KeyOptions extends CommonOptions {
   fingerprint?: string
   keyFile?: string
+  /** A certificate's serial (with --ca). */
+  serial?: string
+  /** A certificate's key id (with --ca). */
+  keyId?: string
+  /** The certificate authority of --serial / --key-id: fingerprint or prefix of a CA entry. */
+  ca?: string
 }
 
 interface RevokeOptions extends KeyOptions {
@@ -534,6 +629,18 @@ async function allowlistIfReadable(target: Target): Promise<Allowlist | undefine
 }
 
 function checkKeyOptions(opts: KeyOptions): void {
+  if (opts.serial !== undefined || opts.keyId !== undefined || opts.ca !== undefined) {
+    if (opts.keyFile !== undefined || opts.fingerprint !== undefined || (opts.serial !== undefined) === (opts.keyId !== undefined) || opts.ca === undefined) {
+      throw new UsageError('a certificate is named by exactly one of --serial N or --key-id ID, together with --ca <CA fingerprint or prefix>, and without --fingerprint or --key-file')
+    }
+    if (opts.serial !== undefined && (!/^\d{1,20}$/.test(opts.serial) || BigInt(opts.serial) > 0xffffffffffffffffn || BigInt(opts.serial) === 0n)) {
+      throw new UsageError(`--serial must be a certificate serial from 1 to 18446744073709551615 (ssh-keygen -z), got "${printable(opts.serial).slice(0, 40)}"; serial 0 means "no serial" and cannot be revoked by serial: use --key-id`)
+    }
+    if (opts.keyId !== undefined && (opts.keyId === '' || opts.keyId.length > 1024 || hasControlCharacter(opts.keyId))) {
+      throw new UsageError('--key-id must be the certificate key id (ssh-keygen -I), one line of at most 1024 characters')
+    }
+    return
+  }
   if ((opts.keyFile === undefined) === (opts.fingerprint === undefined)) {
     throw new UsageError('give exactly one of --fingerprint HEX (64 hex, or a unique prefix of 8 or more) or --key-file FILE')
   }
@@ -546,6 +653,29 @@ interface ChosenKey {
   fingerprint: string
   /** Its allowlist entry, when listed. */
   entry: AllowlistEntry | undefined
+  /** For a certificate revocation: what the id stands for ("certificate serial 7 of CA …"). */
+  certificate?: string
+}
+
+/** The revocation id of --serial / --key-id under --ca (a CA on the allowlist, or a full fingerprint). */
+async function chooseCertificate(opts: KeyOptions, target: Target): Promise<ChosenKey> {
+  const prefix = normalizePrefix(opts.ca ?? '')
+  const list = await allowlistIfReadable(target)
+  let caFingerprint = list?.findCertAuthorityByPrefix(prefix)?.fingerprint
+  if (caFingerprint === undefined) {
+    if (!isFingerprint(prefix)) {
+      throw errorWithHint(
+        'allowlist_entry_not_found',
+        `no certificate authority on the allowlist ${target.path} starts with ${prefix} (nothing changed)`,
+        '`mcp-allowlist list` shows the CA entries; a CA that is not listed is named by its full 64-hex fingerprint',
+      )
+    }
+    caFingerprint = prefix
+  }
+  const ids = certificateRevocationIds(caFingerprint, opts.serial ?? '', opts.keyId ?? '')
+  return opts.serial !== undefined
+    ? { fingerprint: ids.serial, entry: undefined, certificate: `certificate serial ${opts.serial} of CA ${caFingerprint}` }
+    : { fingerprint: ids.keyId, entry: undefined, certificate: `certificate key id "${printable(opts.keyId ?? '')}" of CA ${caFingerprint}` }
 }
 
 /**
@@ -553,6 +683,7 @@ interface ChosenKey {
  * allowlist (or among `alsoKnown`, e.g. the revoked keys); a full fingerprint need not be listed.
  */
 async function chooseKey(opts: KeyOptions, target: Target, action: string, alsoKnown: readonly string[] = []): Promise<ChosenKey> {
+  if (opts.ca !== undefined) return chooseCertificate(opts, target)
   if (opts.keyFile !== undefined) {
     const { fingerprint } = await loadPublicKeyFile(opts.keyFile)
     return { fingerprint, entry: (await allowlistIfReadable(target))?.get(fingerprint) }
@@ -582,7 +713,8 @@ async function chooseKey(opts: KeyOptions, target: Target, action: string, alsoK
   return { fingerprint, entry: list?.get(fingerprint) }
 }
 
-function entryText(entry: AllowlistEntry | undefined): string {
+function entryText(entry: AllowlistEntry | undefined, certificate?: string): string {
+  if (certificate !== undefined) return ` (${certificate})`
   if (entry === undefined) return ''
   const parts: string[] = []
   const role = roleOf(entry)
@@ -601,23 +733,28 @@ async function runRevoke(opts: RevokeOptions): Promise<void> {
   const key = await chooseKey(opts, target, 'revoked')
   await withRevocations(redis, async (list) => {
     const fp = key.fingerprint
+    const reason = key.certificate === undefined ? opts.reason : `${key.certificate}${opts.reason === undefined ? '' : `: ${opts.reason}`}`.slice(0, 1024)
     const existing = list.list().find((i) => i.fingerprint === fp)
     if (existing !== undefined) {
       const since = whenText(existing.revokedAt)
-      printLine(`already revoked ${fp}${entryText(key.entry)} since ${since}${existing.reason === undefined ? '' : `, reason: ${printable(existing.reason)}`}; nothing changed`)
+      printLine(`already revoked ${fp}${entryText(key.entry, key.certificate)} since ${since}${existing.reason === undefined ? '' : `, reason: ${printable(existing.reason)}`}; nothing changed`)
       return
     }
-    if (!opts.dryRun) await list.revoke(fp, opts.reason)
-    printLine(`${opts.dryRun ? 'would revoke' : 'revoked'} ${fp}${entryText(key.entry)}`)
+    if (!opts.dryRun) await list.revoke(fp, reason)
+    printLine(`${opts.dryRun ? 'would revoke' : 'revoked'} ${fp}${entryText(key.entry, key.certificate)}`)
     if (opts.reason !== undefined) printLine(`reason: ${opts.reason}`)
-    if (key.entry === undefined) {
+    if (key.entry === undefined && key.certificate === undefined) {
       printLine(`note: this key is not on the allowlist ${target.path}; revoked anyway, so it stays refused if it is added later`)
     }
     if (opts.dryRun) {
       printLine(`dry run: nothing written to ${storeText(redis)}`)
       return
     }
-    printLine(`every server process using ${storeText(redis)} now refuses this key's sessions (session_revoked); the allowlist file is unchanged`)
+    printLine(
+      key.certificate === undefined
+        ? `every server process using ${storeText(redis)} now refuses this key's sessions (session_revoked); the allowlist file is unchanged`
+        : `every server process using ${storeText(redis)} now refuses this certificate (cert_revoked); the allowlist file is unchanged`,
+    )
   })
 }
 
@@ -630,17 +767,19 @@ async function runUnrevoke(opts: RevokeOptions): Promise<void> {
     const key = await chooseKey(opts, target, 'unrevoked', revoked.map((i) => i.fingerprint))
     const fp = key.fingerprint
     if (!revoked.some((i) => i.fingerprint === fp)) {
-      printLine(`not revoked: ${fp}${entryText(key.entry)}; nothing changed`)
+      printLine(`not revoked: ${fp}${entryText(key.entry, key.certificate)}; nothing changed`)
       return
     }
     if (!opts.dryRun) await list.unrevoke(fp)
-    printLine(`${opts.dryRun ? 'would unrevoke' : 'unrevoked'} ${fp}${entryText(key.entry)}`)
+    printLine(`${opts.dryRun ? 'would unrevoke' : 'unrevoked'} ${fp}${entryText(key.entry, key.certificate)}`)
     if (opts.dryRun) {
       printLine(`dry run: nothing written to ${storeText(redis)}`)
       return
     }
     printLine(
-      key.entry === undefined
+      key.certificate !== undefined
+        ? `server processes using ${storeText(redis)} accept this certificate again`
+        : key.entry === undefined
         ? `note: this key is not on the allowlist ${target.path}, so it still cannot authenticate`
         : `server processes using ${storeText(redis)} accept this key again, including its sessions that have not expired`,
     )
@@ -676,7 +815,7 @@ async function runRevoked(opts: RevokedOptions): Promise<void> {
     ['FINGERPRINT', 'ROLE', 'DESCRIPTION', 'REVOKED', 'REASON'],
     rows.map(({ info, entry }) => [
       opts.wide ? info.fingerprint : `${info.fingerprint.slice(0, 16)}…`,
-      entry === undefined ? '(not on allowlist)' : printable(roleOf(entry) ?? '-'),
+      entry === undefined ? (info.reason?.startsWith('certificate ') ? '(certificate)' : '(not on allowlist)') : printable(roleOf(entry) ?? '-'),
       printable(entry?.description ?? '-'),
       whenText(info.revokedAt),
       info.reason === undefined ? '-' : printable(info.reason),
@@ -705,8 +844,11 @@ function buildProgram(): Command {
   program.description('Manage the mcp-pki-auth allowlist (keys allowed to authenticate, by SHA-256 fingerprint).')
   program.version(PACKAGE_VERSION)
 
-  common(program.command('add').description('add a public key (or a bare fingerprint) to the allowlist'))
+  common(program.command('add').description('add a public key (or a bare fingerprint, or a certificate authority) to the allowlist'))
     .option('--key-file <file>', 'public key file: SPKI PEM, OpenSSH ssh-ed25519 line, or legacy MCP PUBLIC KEY')
+    .option('--cert-authority', 'the key file is an OpenSSH certificate authority (ed25519): accept any key with a valid user certificate from it')
+    .option('--principals <list>', 'with --cert-authority: certificates must list one of these principals (comma-separated)')
+    .option('--role-from <source>', 'with --cert-authority: the role is the matched "principal" or the value of "extension:NAME" (default: metadata.role)')
     .option('--fingerprint <hex>', 'add by fingerprint only (64 hex); the key is filled in at its first handshake')
     .option('--metadata <json>', 'JSON object, e.g. \'{"role": "api_client", "expires": "2024-12-31"}\'')
     .option('--description <text>', 'free-text description')
@@ -746,6 +888,9 @@ function buildProgram(): Command {
   revocationCommon(program.command('revoke').description('revoke a key for every server process sharing the Redis of auth.nonce_store (type redis); the allowlist file is not changed'))
     .option('--fingerprint <hex>', 'full 64-hex fingerprint (need not be on the allowlist) or a unique prefix (8+ hex) of an allowlist entry')
     .option('--key-file <file>', 'public key file: SPKI PEM, OpenSSH ssh-ed25519 line, or legacy MCP PUBLIC KEY')
+    .option('--serial <n>', 'revoke the certificate with this serial (ssh-keygen -z) from --ca')
+    .option('--key-id <id>', 'revoke the certificates with this key id (ssh-keygen -I) from --ca')
+    .option('--ca <fingerprint>', 'the certificate authority of --serial / --key-id: a CA entry\'s fingerprint or unique prefix')
     .option('--reason <text>', 'why (kept in Redis, shown by `revoked`; one line, at most 1024 characters)')
     .option('--dry-run', 'show what would change, write nothing')
     .action(async (opts: RevokeOptions) => runRevoke(opts))
@@ -753,6 +898,9 @@ function buildProgram(): Command {
   revocationCommon(program.command('unrevoke').description('lift a revocation in Redis (the key is accepted again wherever it is on the allowlist)'))
     .option('--fingerprint <hex>', 'full 64-hex fingerprint or a unique prefix (8+ hex) of an allowlist entry or a revoked key')
     .option('--key-file <file>', 'public key file')
+    .option('--serial <n>', 'a certificate serial revoked with --serial (with --ca)')
+    .option('--key-id <id>', 'a certificate key id revoked with --key-id (with --ca)')
+    .option('--ca <fingerprint>', 'the certificate authority of --serial / --key-id')
     .option('--dry-run', 'show what would change, write nothing')
     .action(async (opts: RevokeOptions) => runUnrevoke(opts))
 

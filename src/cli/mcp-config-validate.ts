@@ -20,6 +20,7 @@ import { loadConfigFile } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
 import { PASSPHRASE_ENV, loadPrivateKeyFile, loadPublicKeyFile } from '../keys/key-file.js'
 import { fingerprintOf, opensshFingerprintOf } from '../keys/key-pair.js'
+import { checkAgent, checkCertificate } from './shared/check-key-sources.js'
 import { configureProgram, fail, printJson, printLine, runCli, UsageError, warn } from './shared/output.js'
 
 interface ValidateOptions {
@@ -76,6 +77,14 @@ async function checkKeys(config: Config, report: Report): Promise<void> {
   }
 
   let privFingerprint: string | undefined
+  if (config.keys.agent) {
+    // The private key file is not read when the agent signs: check the agent instead.
+    const pub = pubStat ? await loadPublicKeyFile(pubPath).catch(() => undefined) : undefined
+    const fp = await checkAgent(pub?.publicKeyRaw, report)
+    keys.fingerprint = fp ?? null
+    if (config.keys.certificate_path !== null) await checkCertificate(config.keys.certificate_path, keys.fingerprint, Date.now(), report)
+    return
+  }
   if (!privStat) {
     report.errors.push(`keys.private_key_path: ${privPath}: no such file (create one with: mcp-keygen --output-dir <dir> --key-name <name>)`)
   } else {
@@ -111,6 +120,7 @@ async function checkKeys(config: Config, report: Report): Promise<void> {
   } catch (err) {
     report.errors.push(`keys.public_key_path: ${messageOf(err)}`)
   }
+  if (config.keys.certificate_path !== null) await checkCertificate(config.keys.certificate_path, keys.fingerprint, Date.now(), report)
   if (keys.fingerprint !== null) {
     report.info.push(`fingerprint: ${keys.fingerprint}`)
     if (keys.openssh_fingerprint !== null) report.info.push(`openssh fingerprint: ${keys.openssh_fingerprint}`)
@@ -164,7 +174,7 @@ function buildProgram(): Command {
     .description('Validate an mcp-pki-auth configuration file, and optionally its key files and allowlist')
     .argument('[file]', 'configuration file (YAML)')
     .option('-c, --config <file>', 'configuration file (same as the FILE argument)')
-    .option('--check-keys', 'check the private and public key files: exist, parse, 0600, matching pair')
+    .option('--check-keys', 'check the private and public key files: exist, parse, 0600, matching pair; keys.certificate_path is for that key and valid; with keys.agent, the agent holds the key')
     .option('--check-allowlist', 'check the allowlist file: parses, fingerprints match keys, expired entries')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .showSuggestionAfterError(true)

@@ -20,6 +20,8 @@ import {
   PASSPHRASE_ENV,
   promptHidden,
   readKeyFile,
+  writeOpenSshPrivateKeyFile,
+  writeOpenSshPublicKeyFile,
   writePrivateKeyFile,
   writePublicKeyFile,
   type PrivateKeyFormat,
@@ -29,12 +31,14 @@ import { generateKeyPair, opensshFingerprintOf } from '../keys/key-pair.js'
 import { configureProgram, printJson, printLine, runCli, UsageError } from './shared/output.js'
 
 type OutputFormat = 'text' | 'json'
+type KeyFormat = 'pem' | 'openssh'
 
 interface KeygenOptions {
   outputDir: string
   keyName: string
   comment?: string
   format: OutputFormat
+  keyFormat: KeyFormat
   force?: boolean
   dryRun?: boolean
   encrypt?: boolean
@@ -57,6 +61,14 @@ function buildProgram(): Command {
     .option('--key-name <name>', 'base name of the key files: <name>_private.pem, <name>_public.pem', 'mcp')
     .option('--comment <text>', 'free-text comment reported with the key (not stored in the PEM files)')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(
+      new Option(
+        '--key-format <format>',
+        'key file format: pem (<name>_private.pem PKCS#8 + <name>_public.pem SPKI) or openssh (<name> openssh-key-v1 + <name>.pub, for ssh-keygen -s and ssh-add)',
+      )
+        .choices(['pem', 'openssh'])
+        .default('pem'),
+    )
     .option('--force', 'replace existing key files')
     .option('--dry-run', 'print what would be written without writing anything')
     .option('--encrypt', `encrypt the private key (aes-256-cbc PKCS#8); passphrase from $${PASSPHRASE_ENV} or a prompt`)
@@ -77,6 +89,7 @@ OpenSSH form "SHA256:…" that \`ssh-keygen -l\` prints.
 Examples:
   mcp-keygen --output-dir ./keys --key-name server
   mcp-keygen --output-dir ./keys --key-name server --comment "Production server key" --format json
+  mcp-keygen --output-dir ./keys --key-name client --key-format openssh --comment alice@laptop
   mcp-keygen --show-fingerprint ./keys/server_public.pem
   mcp-keygen --extract-public --private-key ./keys/server_private.pem --output-file ./keys/server_public_extracted.pem
 
@@ -95,12 +108,12 @@ async function main(): Promise<void> {
     throw new UsageError('--show-fingerprint and --extract-public cannot be combined')
   }
   if (opts.showFingerprint !== undefined) {
-    rejectGenerationFlags(program, opts, '--show-fingerprint', ['privateKey', 'outputFile', 'force', 'dryRun', 'encrypt'])
+    rejectGenerationFlags(program, opts, '--show-fingerprint', ['privateKey', 'outputFile', 'force', 'dryRun', 'encrypt', 'keyFormat'])
     await showFingerprint(opts.showFingerprint, opts.format)
     return
   }
   if (opts.extractPublic) {
-    rejectGenerationFlags(program, opts, '--extract-public', ['encrypt'])
+    rejectGenerationFlags(program, opts, '--extract-public', ['encrypt', 'keyFormat'])
     await extractPublic(opts)
     return
   }
@@ -125,9 +138,13 @@ async function generate(opts: KeygenOptions): Promise<void> {
   if (!KEY_NAME.test(opts.keyName)) {
     throw new UsageError(`invalid --key-name "${opts.keyName}": use letters, digits, '.', '_' or '-' (no path separators)`)
   }
+  const openssh = opts.keyFormat === 'openssh'
+  if (openssh && opts.encrypt) {
+    throw new UsageError('--encrypt writes encrypted PKCS#8 (--key-format pem); protect an OpenSSH key with `ssh-keygen -p -f <key>` (mcp-pki-auth then reaches it through ssh-agent)')
+  }
   const dir = opts.outputDir
-  const privatePath = join(dir, `${opts.keyName}_private.pem`)
-  const publicPath = join(dir, `${opts.keyName}_public.pem`)
+  const privatePath = join(dir, openssh ? opts.keyName : `${opts.keyName}_private.pem`)
+  const publicPath = join(dir, openssh ? `${opts.keyName}.pub` : `${opts.keyName}_public.pem`)
   const dirExists = await isDirectory(dir)
   if (!opts.force) {
     // Check both before writing either, so a refusal leaves nothing half-done.
@@ -143,6 +160,7 @@ async function generate(opts: KeygenOptions): Promise<void> {
       private_key_path: privatePath,
       public_key_path: publicPath,
       encrypted: opts.encrypt === true,
+      key_format: opts.keyFormat,
       overwrite: opts.force === true,
       comment: opts.comment ?? null,
     }
@@ -162,8 +180,14 @@ async function generate(opts: KeygenOptions): Promise<void> {
     await chmod(dir, 0o700)
   }
   const pair = generateKeyPair()
-  await writePrivateKeyFile(privatePath, pair.privateKey, { force: opts.force === true, ...(passphrase !== undefined ? { passphrase } : {}) })
-  await writePublicKeyFile(publicPath, pair.publicKey, { force: opts.force === true })
+  if (openssh) {
+    const sshOpts = { force: opts.force === true, ...(opts.comment !== undefined ? { comment: opts.comment } : {}) }
+    await writeOpenSshPrivateKeyFile(privatePath, pair.privateKey, sshOpts)
+    await writeOpenSshPublicKeyFile(publicPath, pair.publicKeyRaw, sshOpts)
+  } else {
+    await writePrivateKeyFile(privatePath, pair.privateKey, { force: opts.force === true, ...(passphrase !== undefined ? { passphrase } : {}) })
+    await writePublicKeyFile(publicPath, pair.publicKey, { force: opts.force === true })
+  }
 
   const info = {
     private_key_path: privatePath,
@@ -173,6 +197,7 @@ async function generate(opts: KeygenOptions): Promise<void> {
     openssh_public_key: formatOpenSshPublicKey(pair.publicKeyRaw, opts.comment),
     comment: opts.comment ?? null,
     encrypted: passphrase !== undefined,
+    key_format: opts.keyFormat,
     created_at: formatTimestamp(Date.now()),
   }
   if (opts.format === 'json') {
@@ -187,6 +212,10 @@ async function generate(opts: KeygenOptions): Promise<void> {
   printLine()
   printLine(`Add the public key to a peer's allowlist, e.g.:`)
   printLine(`  mcp-allowlist add --config <config.yml> --key-file ${publicPath}`)
+  if (openssh) {
+    printLine(`Certify it with your organisation's CA:  ssh-keygen -s <ca_key> -I <key_id> -n <principals> -V +8h ${publicPath}`)
+    printLine(`or load it into ssh-agent:               ssh-add ${privatePath}`)
+  }
   printLine(`Keep ${privatePath} secret; it never leaves this machine.`)
 }
 

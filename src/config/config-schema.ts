@@ -11,6 +11,8 @@
  * | keys.private_key_path              | ./keys/private.pem         | relative paths resolve against the config's dir  |
  * | keys.public_key_path               | ./keys/public.pem          |                                                  |
  * | keys.auto_generate                 | false                      |                                                  |
+ * | keys.certificate_path              | null                       | OpenSSH certificate (<key>-cert.pub) to present  |
+ * | keys.agent                         | false                      | sign through ssh-agent ($SSH_AUTH_SOCK)          |
  * | acl.allowlist_path                 | ./keys/allowlist.json      |                                                  |
  * | acl.auto_create                    | true                       |                                                  |
  * | acl.metadata_required              | false                      |                                                  |
@@ -216,6 +218,8 @@ const keysSchema = z.strictObject(
     private_key_path: nonEmptyString('a file path').default('./keys/private.pem'),
     public_key_path: nonEmptyString('a file path').default('./keys/public.pem'),
     auto_generate: bool().default(false),
+    certificate_path: nullablePath().default(null),
+    agent: bool().default(false),
   },
   section('key: value pairs'),
 )

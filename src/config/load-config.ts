@@ -11,6 +11,8 @@
  * |-------------------------|-----------------------------|-----------------------------------------|
  * | MCP_PRIVATE_KEY_PATH    | keys.private_key_path       | path                                    |
  * | MCP_PUBLIC_KEY_PATH     | keys.public_key_path        | path                                    |
+ * | MCP_CERTIFICATE_PATH    | keys.certificate_path       | path                                    |
+ * | MCP_KEY_AGENT           | keys.agent                  | true/false/1/0/yes/no                   |
  * | MCP_ALLOWLIST_PATH      | acl.allowlist_path          | path                                    |
  * | MCP_TIMESTAMP_TOLERANCE | auth.timestamp_tolerance    | positive integer                        |
  * | MCP_NONCE_CACHE_SIZE    | auth.nonce_cache_size       | positive integer                        |
@@ -92,6 +94,7 @@ function resolveFilePaths(config: Config, baseDir: string): void {
   const r = (p: string): string => path.resolve(baseDir, p)
   config.keys.private_key_path = r(config.keys.private_key_path)
   config.keys.public_key_path = r(config.keys.public_key_path)
+  if (config.keys.certificate_path !== null) config.keys.certificate_path = r(config.keys.certificate_path)
   config.acl.allowlist_path = r(config.acl.allowlist_path)
   if (config.audit.log_file !== null) config.audit.log_file = r(config.audit.log_file)
   const ssl = config.transport.ssl
@@ -151,6 +154,8 @@ function pathRule(name: string, set: (config: Config, value: string) => void): E
 const ENV_RULES: readonly EnvRule[] = [
   pathRule('MCP_PRIVATE_KEY_PATH', (c, v) => (c.keys.private_key_path = v)),
   pathRule('MCP_PUBLIC_KEY_PATH', (c, v) => (c.keys.public_key_path = v)),
+  pathRule('MCP_CERTIFICATE_PATH', (c, v) => (c.keys.certificate_path = v)),
+  rule('MCP_KEY_AGENT', 'true, false, 1, 0, yes or no', boolEnv, (c, v) => (c.keys.agent = v)),
   pathRule('MCP_ALLOWLIST_PATH', (c, v) => (c.acl.allowlist_path = v)),
   rule('MCP_TIMESTAMP_TOLERANCE', 'a positive integer (seconds)', positiveIntEnv, (c, v) => (c.auth.timestamp_tolerance = v)),
   rule('MCP_NONCE_CACHE_SIZE', 'a positive integer', positiveIntEnv, (c, v) => (c.auth.nonce_cache_size = v)),

@@ -23,6 +23,16 @@ export interface Config {
     private_key_path: string
     public_key_path: string
     auto_generate: boolean
+    /**
+     * OpenSSH certificate for this key (`ssh-keygen -s` writes `<key>-cert.pub`), presented in the
+     * handshake so a server trusting the CA accepts the key without listing it; null = none.
+     */
+    certificate_path: string | null
+    /**
+     * Sign through the ssh-agent on $SSH_AUTH_SOCK with the key named by public_key_path (or the
+     * first ed25519 key it holds): the private key file is not read.
+     */
+    agent: boolean
   }
   acl: {
     allowlist_path: string

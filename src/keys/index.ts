@@ -5,3 +5,6 @@
 export * from './key-pair.js'
 export * from './key-file.js'
 export * from './point-check.js'
+export * from './openssh-cert.js'
+export * from './ssh-agent.js'
+export * from './openssh-krl.js'

@@ -21,11 +21,14 @@ import {
   fingerprintOf,
   keyPairFromPrivateKey,
   privateKeyFromSeed,
+  privateKeySeed,
   publicKeyFromRaw,
   rawPublicKey,
   type Ed25519KeyPair,
 } from './key-pair.js'
 import { ed25519PublicKeyProblem, unusableKeyError } from './point-check.js'
+import { CertificateError, parseOpenSshCertificate, parseOpenSshCertificateLine, type OpenSshCertificate } from './openssh-cert.js'
+import { ed25519KeyBlob, sshString, sshU32 } from './ssh-wire.js'
 
 /** Largest key file read (a key file is a few hundred bytes). */
 export const MAX_KEY_FILE_SIZE = 64 * 1024
@@ -106,6 +109,39 @@ export function formatOpenSshPublicKey(publicKeyRaw: Uint8Array, comment?: strin
   return comment ? `${line} ${comment.replace(/[\r\n]+/g, ' ')}` : line
 }
 
+/**
+ * An unencrypted `openssh-key-v1` private key (PROTOCOL.key in openssh-portable), as
+ * `ssh-keygen -t ed25519 -N ""` writes it: readable by `ssh-add`, `ssh-keygen -y` and `ssh`.
+ * `checkInt` (random by default) is the pair of check integers of the private section.
+ */
+export function encodeOpenSshPrivateKey(privateKey: KeyObject, comment = '', checkInt: number = randomBytes(4).readUInt32BE(0)): string {
+  assertEd25519(privateKey, 'private')
+  const seed = privateKeySeed(privateKey)
+  const publicKeyRaw = rawPublicKey(createPublicKey(privateKey))
+  const publicBlob = ed25519KeyBlob(publicKeyRaw)
+  const secret = Buffer.concat([seed, publicKeyRaw])
+  const body = [sshU32(checkInt), sshU32(checkInt), sshString('ssh-ed25519'), sshString(publicKeyRaw), sshString(secret), sshString(comment.replace(/[\r\n]+/g, ' '))]
+  const unpadded = body.reduce((n, b) => n + b.length, 0)
+  const padding = Buffer.from(Array.from({ length: (8 - (unpadded % 8)) % 8 }, (_, i) => i + 1))
+  const privateSection = Buffer.concat([...body, padding])
+  const data = Buffer.concat([
+    Buffer.from('openssh-key-v1\0', 'latin1'),
+    sshString('none'),
+    sshString('none'),
+    sshString(''),
+    sshU32(1),
+    sshString(publicBlob),
+    sshString(privateSection),
+  ])
+  const b64 = data.toString('base64')
+  seed.fill(0)
+  secret.fill(0)
+  privateSection.fill(0)
+  data.fill(0)
+  const lines = b64.match(/.{1,70}/g) ?? []
+  return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`
+}
+
 function assertEd25519(key: KeyObject, type: 'private' | 'public'): void {
   if (key?.type !== type || key.asymmetricKeyType !== 'ed25519') {
     throw new TypeError(`expected an ed25519 ${type} KeyObject`)
@@ -128,6 +164,45 @@ export async function writePrivateKeyFile(path: string, privateKey: KeyObject, o
 export async function writePublicKeyFile(path: string, publicKey: KeyObject, opts: WritePublicKeyOptions = {}): Promise<void> {
   const pem = encodePublicKeyPem(publicKey)
   await writeKeyFile(path, pem, 0o644, opts.force === true)
+}
+
+export interface WriteOpenSshKeyOptions {
+  comment?: string
+  force?: boolean
+}
+
+/** Writes an unencrypted OpenSSH private key (mode 0600 from its first byte). Refuses to replace a file unless `force`. */
+export async function writeOpenSshPrivateKeyFile(path: string, privateKey: KeyObject, opts: WriteOpenSshKeyOptions = {}): Promise<void> {
+  await writeKeyFile(path, encodeOpenSshPrivateKey(privateKey, opts.comment ?? ''), 0o600, opts.force === true)
+}
+
+/** Writes an OpenSSH public key line (`ssh-ed25519 AAAA… comment`, mode 0644), what `ssh-keygen -s` certifies. */
+export async function writeOpenSshPublicKeyFile(path: string, publicKeyRaw: Uint8Array, opts: WriteOpenSshKeyOptions = {}): Promise<void> {
+  await writeKeyFile(path, formatOpenSshPublicKey(publicKeyRaw, opts.comment) + '\n', 0o644, opts.force === true)
+}
+
+/** A certificate as loaded from a `*-cert.pub` file. */
+export interface LoadedCertificate {
+  /** The certificate blob (what travels in the handshake, base64url-encoded). */
+  blob: Buffer
+  certificate: OpenSshCertificate
+  comment: string | undefined
+}
+
+/**
+ * Loads an OpenSSH certificate file (`ssh-keygen -s` writes `<key>-cert.pub`). Only
+ * `ssh-ed25519-cert-v01@openssh.com` is read. The signature is not checked here (the peer does
+ * that); the structure is, so a broken file fails at start-up rather than at the handshake.
+ */
+export async function loadCertificateFile(path: string): Promise<LoadedCertificate> {
+  const { text } = await readKeyFile(path)
+  try {
+    const { blob, comment } = parseOpenSshCertificateLine(text)
+    return { blob, certificate: parseOpenSshCertificate(blob), comment }
+  } catch (err) {
+    if (err instanceof CertificateError) throw invalid(path, err.message, err)
+    throw err
+  }
 }
 
 /** Throws key_file_exists when `path` exists (as anything, including a dangling symlink). */
@@ -514,13 +589,6 @@ class SshReader {
   private need(n: number): void {
     if (this.pos + n > this.buf.length) throw invalid(this.label, 'truncated OpenSSH key data')
   }
-}
-
-function sshString(bytes: Uint8Array): Buffer {
-  const out = Buffer.alloc(4 + bytes.byteLength)
-  out.writeUInt32BE(bytes.byteLength, 0)
-  out.set(bytes, 4)
-  return out
 }
 
 function describeSshType(type: string): string {

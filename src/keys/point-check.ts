@@ -64,6 +64,12 @@ export function ed25519PublicKeyProblem(raw: Uint8Array): Ed25519KeyProblem | un
   return isOnCurve(decodeY(raw)) ? undefined : 'not_on_curve'
 }
 
+/** The fast check's problem with `raw` in words (certificate subjects and authorities, agent keys), or undefined. */
+export function weakEd25519KeyReason(raw: Uint8Array): string | undefined {
+  const problem = ed25519PublicKeyProblemFast(raw)
+  return problem === undefined ? undefined : PROBLEM_TEXT[problem]
+}
+
 /** True when `raw` passes the full check. */
 export function isUsableEd25519PublicKey(raw: Uint8Array): boolean {
   return ed25519PublicKeyProblem(raw) === undefined
