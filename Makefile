@@ -68,8 +68,9 @@ bench: build redis
 	node --import tsx bench/run.ts
 
 # The npm package as a tarball (mcp-pki-auth-<version>.tgz in this folder): npm install ./mcp-pki-auth-*.tgz
-pack: build
-	npm pack --no-audit --no-fund
+pack: install
+	rm -rf dist && npx tsc -p tsconfig.json
+	npm pack --loglevel=warn
 
 clean:
 	rm -rf dist mcp-pki-auth-*.tgz
