@@ -4,7 +4,7 @@
  *
  *   <!-- doc-check: file=server_config.yml session=quickstart -->   write the block to that file
  *   <!-- doc-check: run session=quickstart -->                       run it with bash -euo pipefail
- *   <!-- doc-check: background wait=http://127.0.0.1:8443/health --> start it, wait until the URL answers
+ *   <!-- doc-check: background wait=http://127.0.0.1:8443/health --> start it, wait until its port listens
  *
  * `session=NAME` shares one folder between blocks (of any doc, in the order docs are checked);
  * without it a block gets the folder of its doc. `cwd=checkout` runs in this checkout instead.
