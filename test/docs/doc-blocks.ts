@@ -9,7 +9,8 @@
  * `session=NAME` shares one folder between blocks (of any doc, in the order docs are checked);
  * without it a block gets the folder of its doc. `cwd=checkout` runs in this checkout instead.
  * `expect=TEXT` requires TEXT in the block's output. A background block stops at the end of its
- * doc, or with `until=DOC` at the end of that later doc.
+ * doc, or with `until=DOC` at the end of that later doc; a run block marked `stop` stops the
+ * background blocks of its doc once it has run.
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -26,6 +27,7 @@ export interface DocBlock {
   wait?: string
   expect?: string
   until: string
+  stop: boolean
 }
 
 const MARK = /^<!--\s*doc-check:\s*(.*?)\s*-->\s*$/
@@ -62,6 +64,7 @@ export function markedBlocks(root: string, doc: string): DocBlock[] {
       ...(attrs.get('wait') ? { wait: attrs.get('wait')! } : {}),
       ...(attrs.get('expect') ? { expect: attrs.get('expect')! } : {}),
       until: attrs.get('until') || doc,
+      stop: attrs.has('stop'),
     })
     i = end
   }

@@ -150,6 +150,10 @@ async function checkDoc(doc: string): Promise<number> {
         const r = await runBash(substitute(block.body), cwd, 120_000)
         assert.equal(r.code, 0, `${where}: the block failed (exit ${r.code}):\n${block.body}\n--- output ---\n${r.output}`)
         if (block.expect !== undefined) assert.ok(r.output.includes(block.expect), `${where}: output lacks "${block.expect}":\n${r.output}`)
+        if (block.stop) {
+          await stop(running.get(doc) ?? [])
+          running.delete(doc)
+        }
       }
     }
   } finally {
