@@ -5,6 +5,7 @@
  *   <!-- doc-check: file=server_config.yml session=quickstart -->   write the block to that file
  *   <!-- doc-check: run session=quickstart -->                       run it with bash -euo pipefail
  *   <!-- doc-check: background wait=http://127.0.0.1:8443/health --> start it, wait until its port listens
+ *   <!-- doc-check: skip="why it cannot run as pasted" -->         a shell block not run, with the reason
  *
  * `session=NAME` shares one folder between blocks (of any doc, in the order docs are checked);
  * without it a block gets the folder of its doc. `cwd=checkout` runs in this checkout instead.
@@ -20,7 +21,7 @@ export interface DocBlock {
   line: number
   lang: string
   body: string
-  action: 'file' | 'run' | 'background'
+  action: 'file' | 'run' | 'background' | 'skip'
   file?: string
   session: string
   cwd: 'session' | 'checkout'
@@ -51,7 +52,8 @@ export function markedBlocks(root: string, doc: string): DocBlock[] {
     const end = lines.findIndex((l, j) => j > i + 1 && l.trim() === fence[1])
     if (end < 0) throw new Error(`${doc}:${i + 2}: code fence never closed`)
     const attrs = attributes(mark[1]!)
-    const action = attrs.has('file') ? 'file' : attrs.has('background') ? 'background' : 'run'
+    if (attrs.has('skip') && attrs.get('skip') === '') throw new Error(`${doc}:${i + 1}: skip needs a reason: skip="…"`)
+    const action = attrs.has('skip') ? 'skip' : attrs.has('file') ? 'file' : attrs.has('background') ? 'background' : 'run'
     blocks.push({
       doc,
       line: i + 2,
@@ -69,4 +71,22 @@ export function markedBlocks(root: string, doc: string): DocBlock[] {
     i = end
   }
   return blocks
+}
+
+/** Line numbers of shell blocks (bash, sh) in `doc` that carry no doc-check mark at all. */
+export function unmarkedShellBlocks(root: string, doc: string): number[] {
+  const lines = readFileSync(`${root}/${doc}`, 'utf8').split('\n')
+  const unmarked: number[] = []
+  let open: string | undefined
+  for (let i = 0; i < lines.length; i++) {
+    const fence = FENCE.exec(lines[i]!)
+    if (open !== undefined) {
+      if (lines[i]!.trim() === open) open = undefined
+      continue
+    }
+    if (!fence) continue
+    open = fence[1]
+    if (['bash', 'sh', 'shell'].includes(fence[2] ?? '') && !MARK.test(lines[i - 1] ?? '')) unmarked.push(i + 1)
+  }
+  return unmarked
 }

@@ -14,10 +14,10 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { markedBlocks, type DocBlock } from './doc-blocks.js'
+import { markedBlocks, unmarkedShellBlocks, type DocBlock } from './doc-blocks.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '')
-const DOCS = ['README.md', 'examples/README.md', 'docs/mcp-server.md', 'docs/mcp-client.md', 'docs/mcp-gateway.md', 'docs/mcp-proxy.md', 'docs/configuration.md', 'docs/operations.md']
+const DOCS = ['README.md', 'examples/README.md', 'docs/mcp-server.md', 'docs/mcp-client.md', 'docs/mcp-gateway.md', 'docs/mcp-proxy.md', 'docs/configuration.md', 'docs/operations.md', 'docs/benchmarks.md']
 
 let work = ''
 let env: NodeJS.ProcessEnv = {}
@@ -140,7 +140,9 @@ async function checkDoc(doc: string): Promise<number> {
     for (const block of blocks) {
       const cwd = block.cwd === 'checkout' ? ROOT : await sessionFolder(block.session)
       const where = `${block.doc}:${block.line}`
-      if (block.action === 'file') {
+      if (block.action === 'skip') {
+        continue
+      } else if (block.action === 'file') {
         await mkdir(dirname(join(cwd, block.file!)), { recursive: true })
         await writeFile(join(cwd, block.file!), substitute(block.body))
       } else if (block.action === 'background') {
@@ -194,6 +196,12 @@ test('the blocks the issue named are marked (and so checked)', () => {
   const tls = marked('docs/configuration.md')
   assert.ok(tls.some((b) => b.file === 'server_config.yml' && b.body.includes('verify_mode: "required"')), 'verify_mode required')
   assert.ok(tls.some((b) => b.file === 'client_config.yml' && b.body.includes('cert_file')), 'client certificate in a client config')
+})
+
+test('every shell block is run by this check, or says why not (skip="…")', () => {
+  // docs/mcp-proxy.md is being rewritten for the proxy's own issue items; it joins this rule then.
+  const unmarked = DOCS.filter((doc) => doc !== 'docs/mcp-proxy.md').flatMap((doc) => unmarkedShellBlocks(ROOT, doc).map((line) => `${doc}:${line}`))
+  assert.deepEqual(unmarked, [], 'mark these blocks <!-- doc-check: run … --> or <!-- doc-check: skip="reason" -->')
 })
 
 after(async () => {
