@@ -1,11 +1,16 @@
 # mcp-pki-auth — every target installs what it needs from the lockfile first.
 SHELL := /bin/bash
-NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=120000
+# Spec output, failures in full at the end, Node's closing counts, then one `N passed, N failed` line.
+NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=120000 --test-reporter=./scripts/test-reporter.mjs
 
-.PHONY: install build demo test test-unit test-integration test-security test-cli lint typecheck bench redis clean
+.PHONY: install build demo test test-unit test-integration test-security test-cli test-performance test-cross-language setup-test-env lint typecheck bench pack redis clean
 
+# npm ci writes node_modules/.package-lock.json last: when it is newer than package-lock.json the
+# tree was installed from this lockfile (by us or by README's `npm ci`) and is not reinstalled.
 node_modules/.install-stamp: package-lock.json
-	npm ci --no-audit --no-fund
+	@if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then \
+	  echo "node_modules is already installed from package-lock.json"; \
+	else npm ci --no-audit --no-fund; fi
 	@touch $@
 
 install: node_modules/.install-stamp
@@ -37,6 +42,22 @@ test-security: build
 test-cli: build
 	$(NODE_TEST) $$(find test/cli -name '*.test.ts' | sort)
 
+# The quick benchmark run (a few minutes; `make bench` is the full one, see docs/benchmarks.md).
+test-performance: build redis
+	node --import tsx bench/run.ts --quick
+
+# The handshake test vectors (test/vectors) checked by an independent node:crypto implementation.
+test-cross-language: install
+	$(NODE_TEST) test/unit/handshake/vectors.test.ts
+
+# What the tests need: the npm packages and a Redis on 127.0.0.1:6379 (installed with apt-get when
+# missing). CI (.ci/run) calls this target, and only this one, to prepare the machine.
+setup-test-env: install
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
+	  else echo "redis-server is not installed: sudo apt-get install redis-server (or brew install redis)" >&2; exit 1; fi; }
+	@$(MAKE) --no-print-directory redis
+
 typecheck: install
 	npx tsc -p tsconfig.test.json
 
@@ -46,5 +67,10 @@ lint: install typecheck
 bench: build redis
 	node --import tsx bench/run.ts
 
+# The npm package as a tarball (mcp-pki-auth-<version>.tgz in this folder): npm install ./mcp-pki-auth-*.tgz
+pack: install
+	rm -rf dist && npx tsc -p tsconfig.json
+	npm pack --loglevel=warn
+
 clean:
-	rm -rf dist
+	rm -rf dist mcp-pki-auth-*.tgz

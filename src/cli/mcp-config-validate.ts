@@ -5,10 +5,14 @@
  *   mcp-config-validate server_config.yml
  *   mcp-config-validate --check-keys --config server_config.yml
  *   mcp-config-validate --check-allowlist --config server_config.yml
+ *   mcp-config-validate --check-redis --config server_config.yml
+ *   mcp-config-validate --init server server_config.yml     (writes a starting config)
  *
  * Prints `ok: <file> is valid` (exit 0) or one `error: …` line per problem (exit 1); risky but
  * allowed settings print `warning: …`. Environment overrides (MCP_*) apply, as they would at
- * start-up. Usage errors exit 2.
+ * start-up. It finds what the server would refuse at start: TLS files are always checked (they
+ * exist, parse, the key matches the certificate); --check-allowlist adds the allowlist's
+ * permissions; --check-redis, and --check-keys, connect to a configured Redis. Usage errors exit 2.
  * @module
  */
 import type { Stats } from 'node:fs'
@@ -22,11 +26,16 @@ import { PASSPHRASE_ENV, loadPrivateKeyFile, loadPublicKeyFile } from '../keys/k
 import { fingerprintOf, opensshFingerprintOf } from '../keys/key-pair.js'
 import { checkAgent, checkCertificate } from './shared/check-key-sources.js'
 import { configureProgram, fail, printJson, printLine, runCli, UsageError, warn } from './shared/output.js'
+import { checkAllowlistPermissions, checkRedis, checkTlsFiles } from './shared/runtime-checks.js'
+import { nextSteps, writeStarterConfig, type ConfigRole } from './shared/starter-config.js'
 
 interface ValidateOptions {
   config?: string
   checkKeys?: boolean
   checkAllowlist?: boolean
+  checkRedis?: boolean
+  init?: ConfigRole
+  force?: boolean
   format: 'text' | 'json'
 }
 
@@ -163,6 +172,7 @@ async function checkAllowlist(config: Config, report: Report, now: number): Prom
       report.errors.push(`allowlist entry ${short(entry.fingerprint)}: no metadata (acl.metadata_required is true)`)
     }
   }
+  await checkAllowlistPermissions(config, report)
   if (summary.entries === 0) report.warnings.push(`acl.allowlist_path: ${path} is empty; no peer can authenticate`)
   report.info.push(
     `allowlist: ${path}: ${summary.entries} ${summary.entries === 1 ? 'entry' : 'entries'} (${summary.expired.length} expired, ${summary.fingerprint_only} fingerprint-only)`,
@@ -175,14 +185,31 @@ function buildProgram(): Command {
     .argument('[file]', 'configuration file (YAML)')
     .option('-c, --config <file>', 'configuration file (same as the FILE argument)')
     .option('--check-keys', 'check the private and public key files: exist, parse, 0600, matching pair; keys.certificate_path is for that key and valid; with keys.agent, the agent holds the key')
-    .option('--check-allowlist', 'check the allowlist file: parses, fingerprints match keys, expired entries')
+    .option('--check-allowlist', 'check the allowlist file: parses, fingerprints match keys, expired entries, not writable by others')
+    .option('--check-redis', 'connect to auth.nonce_store.url as the server would (also done by --check-keys)')
+    .addOption(new Option('--init <role>', 'write a starting configuration to FILE instead of checking one').choices(['server', 'client']))
+    .option('--force', 'with --init: replace FILE if it exists')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .showSuggestionAfterError(true)
     .addHelpText(
       'after',
-      '\nExamples:\n  mcp-config-validate server_config.yml\n  mcp-config-validate --check-keys --config server_config.yml\n  mcp-config-validate --check-allowlist --config server_config.yml\n',
+      '\nExamples:\n  mcp-config-validate --init server server_config.yml\n  mcp-config-validate server_config.yml\n' +
+        '  mcp-config-validate --check-keys --check-allowlist --config server_config.yml\n  mcp-config-validate --check-redis --config server_config.yml\n',
     )
   return configureProgram(program)
+}
+
+async function initConfig(file: string, role: ConfigRole, force: boolean): Promise<void> {
+  try {
+    await writeStarterConfig(file, role, force)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    fail(`${file} already exists; not replacing it`, `check it with: mcp-config-validate ${file}  (or replace it: --init ${role} --force)`)
+    return
+  }
+  printLine(`wrote ${file} (a starting ${role} configuration)`)
+  printLine('next:')
+  for (const step of nextSteps(role, file)) printLine(`  ${step}`)
 }
 
 async function main(): Promise<void> {
@@ -195,7 +222,11 @@ async function main(): Promise<void> {
     throw new UsageError(`two different configuration files given: ${positional} and --config ${opts.config}`)
   }
   const file = positional ?? opts.config
-  if (file === undefined) throw new UsageError('no configuration file given', 'usage: mcp-config-validate FILE  or  mcp-config-validate --config FILE')
+  if (file === undefined) throw new UsageError('no configuration file given', 'usage: mcp-config-validate FILE  or  mcp-config-validate --config FILE  or  mcp-config-validate --init server|client FILE')
+  if (opts.init !== undefined) {
+    await initConfig(file, opts.init, opts.force === true)
+    return
+  }
 
   const report: Report = { file, valid: false, errors: [], warnings: [], info: [] }
   let config: Config | undefined
@@ -211,6 +242,8 @@ async function main(): Promise<void> {
     try {
       if (opts.checkKeys) await checkKeys(config, report)
       if (opts.checkAllowlist) await checkAllowlist(config, report, Date.now())
+      await checkTlsFiles(config, report)
+      if (opts.checkRedis || opts.checkKeys) await checkRedis(config, report)
     } catch (err) {
       if (!isAuthError(err) && !(err instanceof Error && 'code' in err)) throw err
       report.errors.push(messageOf(err))

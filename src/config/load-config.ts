@@ -211,7 +211,8 @@ function crossCheck(config: Config): { problems: string[]; warnings: string[] } 
   if (tls) {
     if (t.ssl.cert_file === null) problems.push(`transport.ssl.cert_file: required when transport.type is "${t.type}"`)
     if (t.ssl.key_file === null) problems.push(`transport.ssl.key_file: required when transport.type is "${t.type}"`)
-  } else if (t.ssl.cert_file !== null || t.ssl.key_file !== null) {
+  } else if ((t.ssl.cert_file !== null || t.ssl.key_file !== null) && Object.keys(config.servers).length === 0) {
+    // A client config (one with servers) presents cert_file/key_file as its TLS client certificate.
     warnings.push(`transport.ssl is ignored because transport.type is "${t.type}" (use "https" or "wss" to enable TLS)`)
   }
   if (config.auth.session_binding === 'bearer' && !tls) {
@@ -276,7 +277,11 @@ export async function loadConfigFile(file: string, opts: LoadConfigOptions = {})
     text = await readFile(file, 'utf8')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') throw new ConfigError(`${file}: no such file`, [`${file}: no such file`], { path: file, cause: err })
+    if (code === 'ENOENT') {
+      const role = /client/i.test(path.basename(file)) ? 'client' : 'server'
+      const problem = `${file}: no such file (write a starting one with: mcp-config-validate --init ${role} ${file})`
+      throw new ConfigError(problem, [problem], { path: file, cause: err })
+    }
     if (code === 'EISDIR') throw new ConfigError(`${file}: is a directory`, [`${file}: is a directory`], { path: file, cause: err })
     throw new ConfigError(`${file}: cannot read (${code ?? 'error'})`, [`${file}: cannot read (${code ?? 'error'})`], { path: file, cause: err })
   }

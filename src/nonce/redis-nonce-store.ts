@@ -27,9 +27,10 @@
  * @module
  */
 
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 import { AuthError } from '../errors.js'
 import { systemClock, systemRandom, type Clock } from '../internal/clock.js'
+import { loadIoredis } from '../internal/load-ioredis.js'
 import { EPOCH_SIZE } from '../protocol/constants.js'
 import type { NonceResult, NonceStore } from './nonce-store.js'
 
@@ -64,7 +65,7 @@ export function createRedisClient(
   if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) {
     throw new TypeError('redis url must start with redis:// or rediss://')
   }
-  const client = new Redis(url, { ...failFastRedisOptions(options.commandTimeoutMs), ...options.extra })
+  const client = new (loadIoredis().Redis)(url, { ...failFastRedisOptions(options.commandTimeoutMs), ...options.extra })
   client.on('error', (err: Error) => options.onError?.(err))
   return client
 }

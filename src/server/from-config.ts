@@ -194,7 +194,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
  * authorized_keys): the file writable by group or others, or its folder writable by others
  * without the sticky bit.
  */
-async function assertNotWritableByOthers(path: string): Promise<void> {
+export async function assertNotWritableByOthers(path: string): Promise<void> {
   const file = await stat(path)
   if ((file.mode & 0o022) !== 0) {
     throw new AuthError(

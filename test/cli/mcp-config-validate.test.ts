@@ -1,10 +1,12 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createHash, generateKeyPairSync } from 'node:crypto'
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import net from 'node:net'
 import path from 'node:path'
+import { makeCerts } from '../../bench/certs.js'
 
 const BIN = path.resolve('dist/cli/mcp-config-validate.js')
 let dir = ''
@@ -136,7 +138,7 @@ test('unknown key and wrong type: one error line each', async () => {
 test('missing file: error, exit 1', async () => {
   const r = await run(['nope.yml'])
   assert.equal(r.code, 1)
-  assert.equal(r.stderr, 'error: nope.yml: no such file\n')
+  assert.equal(r.stderr, 'error: nope.yml: no such file (write a starting one with: mcp-config-validate --init server nope.yml)\n')
 })
 
 test('environment overrides are validated too', async () => {
@@ -260,4 +262,116 @@ test('--check-allowlist with a missing file: error unless auto_create', async ()
   const r2 = await run(['--check-allowlist', lenient])
   assert.equal(r2.code, 0, r2.stderr)
   assert.match(r2.stderr, /warning: acl\.allowlist_path: .*will be created on first start/)
+})
+
+// ---------- what the server would refuse at start (issue 11 item 7) ----------
+
+test('--check-allowlist: an allowlist writable by group is refused as the server refuses it, with the chmod fix', async () => {
+  const file = await writeConfig('groupacl', KEYS_YAML)
+  const acl = path.join(dir, 'groupacl', 'keys', 'server_allowlist.json')
+  await mkdir(path.dirname(acl), { recursive: true })
+  await writeFile(acl, allowlistJson([{ raw: newKeyPair().raw }]))
+  await chmod(acl, 0o664)
+  const r = await run(['--check-allowlist', '--config', file])
+  assert.equal(r.code, 1, r.stdout)
+  assert.match(r.stderr, /^error: acl\.allowlist_path: .*server_allowlist\.json: permissions 0664 let other users add keys; refusing it\. Fix: chmod go-w /m)
+  await chmod(acl, 0o644)
+  assert.equal((await run(['--check-allowlist', '--config', file])).code, 0)
+})
+
+test('https with missing certificate files: one error per file, naming the key', async () => {
+  const file = await writeConfig('nocerts', 'transport:\n  type: https\n  ssl: { cert_file: ./certs/server.crt, key_file: ./certs/server.key }\n')
+  const r = await run([file])
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, /^error: transport\.ssl\.cert_file: .*certs\/server\.crt: no such file; /m)
+  assert.match(r.stderr, /^error: transport\.ssl\.key_file: .*certs\/server\.key: no such file; /m)
+  assert.doesNotMatch(r.stdout, /ok:/)
+})
+
+test('https certificate files: a good pair passes, a key that is not the certificate\'s fails', async () => {
+  const certDir = path.join(dir, 'tlsfiles', 'certs')
+  await mkdir(certDir, { recursive: true })
+  const certs = makeCerts(certDir)
+  const good = await writeConfig('tlsfiles', `transport:\n  type: https\n  ssl: { cert_file: ${certs.serverCert}, key_file: ${certs.serverKey}, ca_file: ${certs.ca}, verify_mode: required }\n`)
+  const ok = await run([good])
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.match(ok.stdout, /verify_mode required: every client must present a TLS client certificate/)
+
+  await mkdir(path.join(dir, 'tlsmismatch'), { recursive: true })
+  const bad = await writeConfig('tlsmismatch', `transport:\n  type: https\n  ssl: { cert_file: ${certs.serverCert}, key_file: ${certs.clientKey} }\n`)
+  const r = await run([bad])
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, /^error: transport\.ssl: Node cannot use these files: .*key values mismatch.*\(key_file is not the key of cert_file\)/m)
+})
+
+test('a client config with a client certificate: no "ssl ignored" warning, and its files are checked', async () => {
+  const certDir = path.join(dir, 'clientcert', 'certs')
+  await mkdir(certDir, { recursive: true })
+  const certs = makeCerts(certDir)
+  const body = (cert: string) =>
+    `servers:\n  prod: { url: "https://127.0.0.1:8443/auth" }\ntransport:\n  ssl: { ca_file: ${certs.ca}, cert_file: ${cert}, key_file: ${certs.clientKey} }\n`
+  const file = await writeConfig('clientcert', body(certs.clientCert))
+  const r = await run([file])
+  assert.equal(r.code, 0, r.stderr)
+  assert.equal(r.stderr, '', 'no warning for a client certificate')
+
+  const missing = await writeConfig('clientcert-missing', body('./certs/nope.crt'))
+  const m = await run([missing])
+  assert.equal(m.code, 1)
+  assert.match(m.stderr, /^error: transport\.ssl\.cert_file: .*nope\.crt: no such file/m)
+})
+
+const REDIS_PREFIX = `test-ux2-config-validate-${process.pid}:`
+
+async function closedPort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+test('--check-redis and --check-keys: an unreachable Redis is an error naming the url (password cut) and the fix', async () => {
+  const port = await closedPort()
+  const file = await writeConfig('noredis', `auth:\n  nonce_store: { type: redis, url: "redis://:hunter2@127.0.0.1:${port}", key_prefix: "${REDIS_PREFIX}" }\n`)
+  for (const flag of ['--check-redis', '--check-keys']) {
+    const r = await run([flag, '--config', file])
+    assert.equal(r.code, 1, `${flag}: ${r.stdout}`)
+    assert.match(r.stderr, new RegExp(`^error: auth\\.nonce_store\\.url: cannot use Redis at redis://\\*\\*\\*@127\\.0\\.0\\.1:${port}.*start Redis there, or fix the url`, 'm'))
+    assert.doesNotMatch(r.stderr, /hunter2/)
+  }
+  // Without a check flag, no connection is attempted.
+  assert.equal((await run([file])).code, 0)
+})
+
+test('--check-redis: a running Redis answers', async (t) => {
+  t.after(() => {
+    spawnSync('sh', ['-c', `redis-cli -h 127.0.0.1 -p 6379 --scan --pattern '${REDIS_PREFIX}*' | xargs -r redis-cli -h 127.0.0.1 -p 6379 del`])
+  })
+  const file = await writeConfig('redisok', `auth:\n  nonce_store: { type: redis, url: "redis://127.0.0.1:6379", key_prefix: "${REDIS_PREFIX}" }\n`)
+  const r = await run(['--check-redis', '--config', file])
+  assert.equal(r.code, 0, r.stderr)
+  assert.match(r.stdout, /^redis: redis:\/\/127\.0\.0\.1:6379 answers$/m)
+})
+
+// ---------- a starting config (issue 11 item 14) ----------
+
+test('--init server|client writes a starting config that validates, prints the next steps, and never overwrites', async () => {
+  await mkdir(path.join(dir, 'init'), { recursive: true })
+  for (const role of ['server', 'client']) {
+    const file = path.join('init', `${role}_config.yml`)
+    const r = await run(['--init', role, file])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, new RegExp(`^wrote ${file.replace('.', '\\.')} \\(a starting ${role} configuration\\)$`, 'm'))
+    assert.match(r.stdout, new RegExp(`^  mcp-keygen --output-dir init/keys --key-name ${role}$`, 'm'))
+    const check = await run([file])
+    assert.equal(check.code, 0, check.stderr)
+    assert.equal(check.stderr, '')
+    const again = await run(['--init', role, file])
+    assert.equal(again.code, 1)
+    assert.match(again.stderr, /already exists; not replacing it/)
+    assert.equal((await run(['--init', role, '--force', file])).code, 0)
+  }
+  const usage = await run(['--init', 'proxy', 'x.yml'])
+  assert.equal(usage.code, 2)
 })

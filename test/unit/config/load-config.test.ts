@@ -118,6 +118,17 @@ transport:
   assert.match(warnings[0]!, /transport\.ssl is ignored/)
 })
 
+test('a client config (one with servers) carrying a client certificate gets no "ssl is ignored" warning', () => {
+  const yaml = `servers:
+  prod: { url: "https://mcp.example.com/auth" }
+transport:
+  ssl: { ca_file: ./certs/ca.crt, cert_file: ./certs/client.crt, key_file: ./certs/client.key }
+`
+  const { config, warnings } = parseConfig(yaml, { env: NO_ENV, baseDir: '/srv/app' })
+  assert.deepEqual(warnings, [])
+  assert.equal(config.transport.ssl.cert_file, '/srv/app/certs/client.crt')
+})
+
 test('wrong type names the path and the value', () => {
   const problems = problemsOf(() => parseConfig('auth:\n  timestamp_tolerance: "5m"\n', { env: NO_ENV }))
   assert.deepEqual(problems, ['auth.timestamp_tolerance: expected a positive integer, got "5m"'])
@@ -309,13 +320,15 @@ test('loadConfig resolves relative paths against the config file directory', asy
   }
 })
 
-test('a missing config file is a ConfigError "<path>: no such file"', async () => {
+test('a missing config file is a ConfigError "<path>: no such file" that says how to write one', async () => {
   const file = path.join(tmpdir(), 'definitely-missing-mcp-config.yml')
   await assert.rejects(loadConfig(file, { env: {} }), (err: unknown) => {
     assert.ok(err instanceof ConfigError)
-    assert.equal(err.message, `${file}: no such file`)
+    assert.equal(err.message, `${file}: no such file (write a starting one with: mcp-config-validate --init server ${file})`)
     return true
   })
+  const client = path.join(tmpdir(), 'missing-client_config.yml')
+  await assert.rejects(loadConfig(client, { env: {} }), /--init client /)
 })
 
 test('suggestions use a small edit distance', () => {
