@@ -6,7 +6,7 @@
  * @module
  */
 import type { KeyObject } from 'node:crypto'
-import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
+import type { AllowlistEntry, KeyLookup, LookupResult } from '../allowlist/types.js'
 import { AuthError } from '../errors.js'
 import { b64u, constantTimeEqual, readU64, writeU64 } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
@@ -117,7 +117,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
 
   function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
     const fingerprint = fingerprintOf(request.clientPublicKey)
-    const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
+    return judgeClient(allowlist.lookup(fingerprint, now, request.clientPublicKey), fingerprint)
+  }
+
+  function judgeClient(found: LookupResult, fingerprint: string): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
     // Folded into authentication_failed on the wire like unknown_key; the reason names it locally.
@@ -211,7 +214,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const now = clock()
       checkWindow(response.timestamp, now, toleranceMs, 'auth_response')
       checkAudience(request.audience, ctx)
-      const client = lookupClient(request, now)
+      let client = lookupClient(request, now)
+      // A fingerprint-only entry just completed: judged on the entry as the allowlist file has it now.
+      const settling = allowlist.settle?.(client.fingerprint, now)
+      if (settling !== undefined) client = judgeClient(await settling, client.fingerprint)
       // When a reload last removed this key (it is listed again now): sessions that began before
       // then are over (session-verifier.ts), so this one must carry a later start even if the clock
       // has not passed the removal time (stepped back, or coarse) — else the re-added key is locked out.
