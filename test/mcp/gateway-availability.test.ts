@@ -67,8 +67,35 @@ async function closingUpstream(idleMs: number): Promise<{ url: string; served: (
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, served: () => served }
 }
 
-test('bursts of 100 calls after idle gaps just under the upstream keep-alive timeout: no call fails (a request that met a closing reused connection is retried on a fresh one)', async () => {
-  const upstream = await closingUpstream(1_000)
+/** A Node upstream with a short `keepAliveTimeout` (it announces `Keep-Alive: timeout=N`). */
+async function nodeUpstream(keepAliveTimeout: number): Promise<{ url: string; served: () => number }> {
+  let served = 0
+  const server = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      served++
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":1,"result":{}}')
+    })
+  })
+  server.keepAliveTimeout = keepAliveTimeout
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  cleanups.push(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, served: () => served }
+}
+
+for (const [label, make, gaps] of [
+  ['a Node upstream (keepAliveTimeout 2 s, announced)', () => nodeUpstream(2_000), [1_900, 1_950, 1_990]],
+  ['an upstream closing idle connections after 1 s unannounced', () => closingUpstream(1_000), [900, 950, 980, 990, 1_000]],
+] as const) {
+  test(`${label}: bursts of 100 calls after idle gaps just under its keep-alive timeout — no call fails`, async () => {
+    await burstsThroughGateway(await make(), gaps)
+  })
+}
+
+async function burstsThroughGateway(upstream: { url: string; served: () => number }, gaps: readonly number[]): Promise<void> {
   const p = makeParties()
   const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(100_000) })
   const lines: string[] = []
@@ -95,14 +122,14 @@ test('bursts of 100 calls after idle gaps just under the upstream keep-alive tim
       ),
     )
   const statuses: number[] = [...(await burst())]
-  for (const gap of [900, 950, 980, 990, 1_000]) {
+  for (const gap of gaps) {
     await sleep(gap)
     statuses.push(...(await burst()))
   }
   const failed = statuses.filter((s) => s !== 200)
   assert.equal(failed.length, 0, `${failed.length} of ${statuses.length} calls failed (${failed.join(',')}); gateway log: ${lines.slice(0, 5).join(' | ')}`)
   assert.equal(upstream.served(), statuses.length, 'each call reached the upstream exactly once')
-})
+}
 
 // ------------------------------------------------------------------ the built CLI
 
