@@ -141,19 +141,31 @@ export async function updateAllowlistFile(
 }
 
 /**
- * Writes a completed fingerprint-only entry's key back to the file (if the entry is still there and
- * still fingerprint-only). Meant for {@link Allowlist.onComplete}.
+ * Completes a fingerprint-only entry in the file: a compare-and-set under the allowlist lock
+ * against the entry as it is in the file now. Only the key is added (when the file's entry is
+ * still fingerprint-only); every other field stays as the file has it, so an operator's edit made
+ * after this process loaded the list (a lower role, an expiry) is never overwritten. Resolves to
+ * the file's entry afterwards — what the handshake must be judged on — or undefined when the
+ * file no longer lists the key. When the file cannot be locked or written (a read-only mount),
+ * the key is not recorded and the entry as read from the file now is returned; when it cannot be
+ * read either, this rejects (the caller refuses the handshake). Meant for {@link AllowlistHolder}.
  */
-export async function persistCompletedEntry(path: string, entry: AllowlistEntry): Promise<void> {
-  if (!entry.publicKeyRaw) return
-  await updateAllowlistFile(
-    path,
-    (list) => {
-      const current = list.get(entry.fingerprint)
-      if (current && !entryHasKey(current)) list.put(entry)
-    },
-    { createIfMissing: false },
-  )
+export async function persistCompletedEntry(path: string, entry: AllowlistEntry): Promise<AllowlistEntry | undefined> {
+  const key = entry.publicKeyRaw
+  if (!key) return (await loadAllowlistFile(path)).get(entry.fingerprint)
+  let current: AllowlistEntry | undefined
+  try {
+    await withFileLock(path, async () => {
+      const list = await loadAllowlistFile(path)
+      const before = list.get(entry.fingerprint)
+      current = before === undefined ? undefined : list.completeKey(entry.fingerprint, key)
+      if (before !== undefined && !entryHasKey(before) && current !== undefined) await writeFileAtomic(path, list.toJSON())
+    })
+    return current
+  } catch {
+    // Not lockable or not writable: judge on the file as it is now (a broken file rejects here).
+    return (await loadAllowlistFile(path)).get(entry.fingerprint)
+  }
 }
 
 const REMOVAL_MEMORY_MS = 24 * 3600 * 1000
@@ -162,9 +174,22 @@ const MAX_REMEMBERED_REMOVALS = 1_000_000
 /**
  * Holds the current allowlist so the handshake can keep one {@link KeyLookup} across reloads.
  */
+/**
+ * What the holder calls when a lookup completes a fingerprint-only entry: it may record the key at
+ * the list's source and resolve to the entry as the source has it now (undefined = no longer
+ * listed); the handshake is then judged on that entry ({@link AllowlistHolder.settle}).
+ */
+export type CompletionHandler = (entry: AllowlistEntry) => void | Promise<AllowlistEntry | undefined>
+
+const UNKNOWN_RESULT: LookupResult = Object.freeze({ status: 'unknown' })
+
 export class AllowlistHolder implements KeyLookup {
   #current: Allowlist
   #onComplete: ((entry: AllowlistEntry) => void) | undefined
+  /** Fingerprint → the source's answer for a completion still being settled. */
+  readonly #settling = new Map<string, Promise<AllowlistEntry | undefined>>()
+  /** Fingerprint → the key that completed it, while settling. */
+  readonly #settlingKey = new Map<string, Buffer>()
   readonly #clock: () => number
   readonly #rememberMs: number
   /** Fingerprint → when a reload removed it (insertion order = age; bounded). */
@@ -175,12 +200,60 @@ export class AllowlistHolder implements KeyLookup {
    * @param clock for removal times (the session verifier's clock)
    * @param sessionTtlSeconds the longest session: removals are remembered at least that long (and a day)
    */
-  constructor(initial: Allowlist, onComplete?: (entry: AllowlistEntry) => void, clock: () => number = Date.now, sessionTtlSeconds = 0) {
+  constructor(initial: Allowlist, onComplete?: CompletionHandler, clock: () => number = Date.now, sessionTtlSeconds = 0) {
     this.#current = initial
-    this.#onComplete = onComplete
+    this.#onComplete = onComplete === undefined ? undefined : (entry) => this.#completed(entry, onComplete)
     this.#clock = clock
     this.#rememberMs = Math.max(REMOVAL_MEMORY_MS, sessionTtlSeconds * 1000)
-    initial.onComplete = onComplete
+    initial.onComplete = this.#onComplete
+  }
+
+  /** A lookup completed `entry` in memory: let the source decide, and settle on its answer. */
+  #completed(entry: AllowlistEntry, handler: CompletionHandler): void {
+    const fp = entry.fingerprint
+    const key = entry.publicKeyRaw
+    if (this.#settling.has(fp) || key === undefined) return
+    let answer: void | Promise<AllowlistEntry | undefined>
+    try {
+      answer = handler(entry)
+    } catch {
+      answer = undefined
+    }
+    if (!(answer instanceof Promise)) return
+    const settled = answer.then(
+      (current) => {
+        // The in-memory list takes the source's entry (its fields, not the ones loaded earlier).
+        if (current === undefined) {
+          this.#current.remove(fp)
+        } else {
+          this.#current.put(current)
+          this.#current.completeKey(fp, key) // when the source could not record it
+        }
+        return current
+      },
+      (): undefined => {
+        this.#current.remove(fp) // fail closed until the next reload says otherwise
+        return undefined
+      },
+    )
+    this.#settling.set(fp, settled)
+    this.#settlingKey.set(fp, key)
+    void settled.finally(() => {
+      this.#settling.delete(fp)
+      this.#settlingKey.delete(fp)
+    })
+  }
+
+  /**
+   * While a completion of `fingerprint` is being settled with the source: the lookup result on the
+   * entry as the source has it now (what the handshake must be judged on). Undefined otherwise —
+   * the plain lookup stands.
+   */
+  settle(fingerprint: string, now: number): Promise<LookupResult> | undefined {
+    const pending = this.#settling.size === 0 ? undefined : this.#settling.get(fingerprint)
+    if (pending === undefined) return undefined
+    const key = this.#settlingKey.get(fingerprint)
+    return pending.then((current) => (current === undefined ? UNKNOWN_RESULT : this.#current.lookup(fingerprint, now, key)))
   }
 
   get current(): Allowlist {

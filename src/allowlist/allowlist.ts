@@ -1219,6 +1219,21 @@ export class Allowlist implements KeyLookup, CertAuthorityLookup {
     return this.#entryAt(i)
   }
 
+  /**
+   * Adds the key to a fingerprint-only entry, leaving every other field as it is. Returns the
+   * entry afterwards (unchanged when it already had its key); undefined when `fingerprint` is not
+   * listed or `publicKeyRaw` does not hash to it.
+   */
+  completeKey(fingerprint: string, publicKeyRaw: Uint8Array): AllowlistEntry | undefined {
+    const i = this.#indexOf(fingerprint)
+    if (i < 0 || publicKeyRaw.byteLength !== 32 || fingerprintOf(publicKeyRaw) !== fingerprint) return undefined
+    if ((this.#t.flags[i]! & HAS_KEY) === 0) {
+      this.#t.setKey(i, publicKeyRaw)
+      this[TABLE_TOUCHED](i)
+    }
+    return this.#entryAt(i)
+  }
+
   /** Puts an entry taken from another allowlist (import/merge). */
   put(entry: AllowlistEntry): void {
     const record = entry instanceof StoredEntry ? entry.toRecord() : toFileRecord(entry)

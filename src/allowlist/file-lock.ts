@@ -8,7 +8,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { open, readFile, rename, stat, unlink, chmod } from 'node:fs/promises'
+import { open, readFile, readdir, rename, stat, lstat, unlink, chmod } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { hostname } from 'node:os'
 import { AuthError } from '../errors.js'
@@ -19,9 +19,16 @@ export const STALE_LOCK_MS = 30_000
 const EMPTY_LOCK_MS = 2_000
 
 export interface LockOptions {
-  /** Give up after this long (default 10 s). */
+  /**
+   * Give up when one holder keeps the lock this long (default 10 s). The wait starts over each
+   * time the lock changes hands, so any number of writers queued behind each other all get
+   * through as long as each one is quick; {@link MAX_LOCK_WAIT_MS} bounds the whole wait.
+   */
   timeoutMs?: number
 }
+
+/** The longest a writer waits for the lock in all, however often it changes hands. */
+export const MAX_LOCK_WAIT_MS = 5 * 60_000
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -103,7 +110,11 @@ async function breakLock(lockPath: string, judged: string): Promise<boolean> {
  */
 export async function acquireFileLock(path: string, options: LockOptions = {}): Promise<() => Promise<void>> {
   const lockPath = `${path}.lock`
-  const deadline = Date.now() + (options.timeoutMs ?? 10_000)
+  const perHolderMs = options.timeoutMs ?? 10_000
+  const started = Date.now()
+  const overall = started + Math.max(perHolderMs, MAX_LOCK_WAIT_MS)
+  let deadline = started + perHolderMs
+  let holder: string | undefined
   const token = `${process.pid} ${hostname()} ${Date.now()} ${randomBytes(8).toString('hex')}\n`
   let delay = 5
   for (;;) {
@@ -133,11 +144,20 @@ export async function acquireFileLock(path: string, options: LockOptions = {}): 
     // Stale: break it and try again at once. If another process is breaking it (or a dead
     // breaker's file is in the way), wait like any waiter: the deadline still applies.
     if ((await staleReason(lockPath, content)) !== undefined && (await breakLock(lockPath, content))) continue
-    if (Date.now() >= deadline) {
+    const now = Date.now()
+    // Another holder than last time: the queue is moving, the wait starts over (bounded overall).
+    if (content !== holder) {
+      holder = content
+      deadline = Math.min(now + perHolderMs, overall)
+    }
+    if (now >= deadline) {
       const pid = content.split(' ')[0]
+      const waited = Math.round((now - started) / 1000)
       throw new AuthError(
         'allowlist_invalid',
-        `${path}: locked by another process (pid ${pid}); if none is running, remove ${lockPath}`,
+        now >= overall
+          ? `${path}: could not get the lock in ${waited} s (other writers kept it busy; last holder pid ${pid}); try again`
+          : `${path}: locked by another process (pid ${pid}) for over ${Math.round(perHolderMs / 1000)} s; if that process is stuck or gone, remove ${lockPath}, then try again`,
         { path },
       )
     }
@@ -156,12 +176,55 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T>, option
   }
 }
 
+/** A temp file of a writer that is gone is removed once it is this old (its writer died mid-write). */
+const DEAD_WRITER_TEMP_MS = 5_000
+/** A temp file this old is removed whoever wrote it (a writer on another host sharing the directory). */
+const ABANDONED_TEMP_MS = 3_600_000
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/**
+ * Removes the temp files of {@link writeFileAtomic} for `path` that writers killed mid-write left
+ * behind: those of a process that no longer runs (and at least 5 s old), and any over an hour
+ * old. Our own process's are left alone. Best effort; meant to run under the file's lock, when no
+ * live writer should have one in progress. Resolves to the number removed.
+ */
+export async function removeDeadWritersTempFiles(path: string): Promise<number> {
+  const dir = dirname(path)
+  const pattern = new RegExp(`^\\.${escapeRegExp(basename(path))}\\.(\\d+)\\.[0-9a-f]{12}\\.tmp$`)
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return 0
+  }
+  let removed = 0
+  for (const name of names) {
+    const m = pattern.exec(name)
+    if (m === null) continue
+    const pid = Number(m[1])
+    if (pid === process.pid) continue
+    const file = join(dir, name)
+    const st = await lstat(file).catch(() => undefined)
+    if (st === undefined || !st.isFile()) continue
+    const age = Date.now() - st.mtimeMs
+    if ((age > DEAD_WRITER_TEMP_MS && !processAlive(pid)) || age > ABANDONED_TEMP_MS) {
+      if (await unlink(file).then(() => true, () => false)) removed++
+    }
+  }
+  return removed
+}
+
 /**
  * Writes `data` to `path` atomically: temp file `.${name}.${pid}.${random}.tmp` in the same
  * directory (mode of the existing file, else 0644), fsync, rename over, fsync the directory.
+ * First removes temp files that killed writers left behind ({@link removeDeadWritersTempFiles}).
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const dir = dirname(path)
+  await removeDeadWritersTempFiles(path)
   let mode = 0o644
   try {
     mode = (await stat(path)).mode & 0o777

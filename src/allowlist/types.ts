@@ -38,4 +38,11 @@ export interface KeyLookup {
    * is listed again.
    */
   removedAt?(fingerprint: string): number | undefined
+  /**
+   * When a lookup has just completed a fingerprint-only entry and the list's source (the file) is
+   * deciding on it: resolves to the lookup result on the entry as the source has it now, which is
+   * what the handshake must judge (an operator may have changed it since the list was loaded).
+   * Undefined when nothing is pending for `fingerprint` (the plain lookup stands).
+   */
+  settle?(fingerprint: string, now: number): Promise<LookupResult> | undefined
 }

@@ -17,9 +17,12 @@ import type { AddressInfo } from 'node:net'
 import process from 'node:process'
 import { Command } from 'commander'
 import { loadConfig } from '../config/load-config.js'
+import type { Config } from '../config/types.js'
+import { privateKeySeed, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { createMcpGateway, splitCommand, type Upstream } from '../mcp/gateway.js'
 import { createMcpAuth } from '../mcp/server.js'
 import { createAuthServiceFromConfig } from '../server/from-config.js'
+import { hardenHttpServer, httpServerOptions } from '../transport/connection-guard.js'
 import { tlsServerOptions } from '../transport/tls.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
 import { printableLines } from '../internal/text.js'
@@ -67,6 +70,19 @@ function positiveInt(value: string, flag: string): number {
   return n
 }
 
+/**
+ * The root of the sealed session ids: `auth.ticket_key` when set (shared by a fleet), else the
+ * server key's private seed. (With `auth.ticket_key_rotation` the ticket keys are random per
+ * process, so the server key is used: sessions then survive restarts of the same server.)
+ */
+function sessionIdRoot(config: Config, keyPair: Ed25519KeyPair): Buffer {
+  if (config.auth.ticket_key !== null) {
+    const raw = Buffer.from(config.auth.ticket_key, 'base64url')
+    if (raw.byteLength === 32) return raw
+  }
+  return privateKeySeed(keyPair.privateKey)
+}
+
 async function main(): Promise<void> {
   const program = configureProgram(buildProgram())
   program.parse(process.argv)
@@ -101,10 +117,13 @@ async function main(): Promise<void> {
   const config = await loadConfig(opts.config)
   const { host, port } = opts.listen !== undefined ? parseListen(opts.listen) : { host: config.transport.host, port: config.transport.port }
   const configured = await createAuthServiceFromConfig(config)
-  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events })
+  // Sealed session ids (no in-memory binding): they survive a restart and work on every gateway of
+  // a fleet that shares auth.ticket_key (or, without one, the server key).
+  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, bindSessions: false })
   const gateway = createMcpGateway({
     mcpAuth,
     upstream,
+    sessionIdKey: sessionIdRoot(config, configured.keyPair),
     mcpPath: opts.mcpPath,
     authPath: opts.authPath,
     maxSessions,
@@ -112,7 +131,12 @@ async function main(): Promise<void> {
     log: (line) => process.stderr.write(`mcp-pki-gateway: ${printableLines(line)}\n`),
   })
   const tls = config.transport.type === 'https'
-  const server = tls ? https.createServer(await tlsServerOptions(config.transport.ssl), gateway.handler) : http.createServer(gateway.handler)
+  // The handshake server's limits: header/request timeouts, transport.max_connections with a
+  // per-address cap, the oldest idle connection giving way when full. No idle backstop on
+  // sockets mid-response: SSE streams may stay quiet for long.
+  const serverOptions = httpServerOptions(config.transport.timeout)
+  const server = tls ? https.createServer({ ...serverOptions, ...(await tlsServerOptions(config.transport.ssl)) }, gateway.handler) : http.createServer(serverOptions, gateway.handler)
+  hardenHttpServer(server, { timeoutSec: config.transport.timeout, maxConnections: config.transport.max_connections, idleBackstop: false })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, () => resolve())

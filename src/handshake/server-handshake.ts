@@ -8,7 +8,7 @@
  * @module
  */
 import type { KeyObject } from 'node:crypto'
-import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
+import type { AllowlistEntry, KeyLookup, LookupResult } from '../allowlist/types.js'
 import { AuthError } from '../errors.js'
 import { b64u, constantTimeEqual, readU64, writeU64 } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
@@ -21,6 +21,7 @@ import {
   parseAuthResponse,
   type AuthChallengeWire,
   type AuthCompleteWire,
+  type AuthChallenge,
   type AuthRequest,
 } from '../protocol/messages.js'
 import {
@@ -128,7 +129,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     const fingerprint = fingerprintOf(request.clientPublicKey)
     // Whatever the KeyLookup holds: a small-order key would accept a forged signature (point-check.ts).
     if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not a usable ed25519 public key (small-order or non-canonical)`)
-    const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
+    return judgeClient(allowlist.lookup(fingerprint, now, request.clientPublicKey), fingerprint)
+  }
+
+  function judgeClient(found: LookupResult, fingerprint: string): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
     // Folded into authentication_failed on the wire like unknown_key; the reason names it locally.
@@ -171,6 +175,17 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         `audience ${JSON.stringify(audience.slice(0, 120))} does not name this server (its host must name the address this request came in on and its port be ${ctx.localPort}); behind a proxy or under another name, the server must set auth.audience`,
       )
     }
+  }
+
+  /**
+   * An unknown, expired or revoked key at message 3 costs what a listed one costs (token open and an
+   * ed25519 verification, against our own key so it never passes): the time of the refusal tells a
+   * stranger nothing about the allowlist (red-team finding on mcp-pki/2: +170 µs for listed keys).
+   */
+  function sameWorkAsAListedKey(request: AuthRequest, challenge: AuthChallenge, signature: Uint8Array): void {
+    openTicket(ring.all(), TICKET_KIND.challenge, challenge.challengeToken)
+    const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), challengeFieldsOf(challenge))
+    verifyBytes(keyPair.publicKey, signingInput(CONTEXT.clientResponse, transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, challenge.wire.timestamp)), signature)
   }
 
   return {
@@ -237,7 +252,16 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const now = clock()
       checkWindow(response.timestamp, now, toleranceMs, 'auth_response')
       checkAudience(request.audience, ctx)
-      const client = lookupClient(request, now)
+      let client: ReturnType<typeof lookupClient>
+      try {
+        client = lookupClient(request, now)
+      } catch (err) {
+        sameWorkAsAListedKey(request, challenge, response.signature)
+        throw err
+      }
+      // A fingerprint-only entry just completed: judged on the entry as the allowlist file has it now.
+      const settling = allowlist.settle?.(client.fingerprint, now)
+      if (settling !== undefined) client = judgeClient(await settling, client.fingerprint)
       // When a reload last removed this key (it is listed again now): sessions that began before
       // then are over (session-verifier.ts), so this one must carry a later start even if the clock
       // has not passed the removal time (stepped back, or coarse) — else the re-added key is locked out.

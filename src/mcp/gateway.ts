@@ -23,6 +23,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
 import { callerOf, type McpAuth, type McpRequest } from './server.js'
 import { bridgeTransports, type McpTransport } from './bridge.js'
+import { createSessionIdSealer, type SessionIdSealer } from './session-id-seal.js'
 
 export const FINGERPRINT_HEADER = 'x-mcp-pki-fingerprint'
 export const ROLE_HEADER = 'x-mcp-pki-role'
@@ -43,6 +44,20 @@ export interface GatewayOptions {
   maxSessions?: number
   /** stdio upstream: a session with no request for this long is closed (ms, default 30 min). */
   idleTimeoutMs?: number
+  /**
+   * Root key (32 bytes or more) for stateless MCP session bindings: the `Mcp-Session-Id` the client
+   * gets seals the upstream's id and the caller's fingerprint (session-id-seal.ts), so a session
+   * keeps working after a gateway restart and on any gateway holding the same key. `mcpAuth` must
+   * then be created with `bindSessions: false` (the seal is the binding). Without it, bindings
+   * live in `mcpAuth`'s memory.
+   */
+  sessionIdKey?: Uint8Array
+  /**
+   * HTTP upstream: an idle upstream connection is closed after this many ms (default 4,000; Node
+   * servers close theirs after 5 s), or one second before the upstream's announced
+   * `Keep-Alive: timeout`, whichever is sooner.
+   */
+  upstreamIdleTimeoutMs?: number
   /** Diagnostics (stderr in the CLI). */
   log?: (line: string) => void
 }
@@ -147,8 +162,13 @@ export function splitCommand(line: string): string[] {
   return words
 }
 
-function httpForwarder(upstream: URL, log: (line: string) => void): (req: McpRequest, res: ServerResponse) => void {
-  const agentOptions = { keepAlive: true, maxSockets: 256 }
+/** Errors of a request sent on a reused keep-alive connection that the upstream was closing. */
+const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_DESTROYED'])
+
+function httpForwarder(upstream: URL, o: { idleTimeoutMs: number; log: (line: string) => void }): (req: McpRequest, res: ServerResponse) => void {
+  // `timeout` closes idle pooled sockets; with it set, Node also honours the upstream's
+  // `Keep-Alive: timeout=N` hint (closing one second before it).
+  const agentOptions = { keepAlive: true, maxSockets: 256, timeout: o.idleTimeoutMs }
   const agent = upstream.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions)
   const request = upstream.protocol === 'https:' ? https.request : http.request
   return (req, res) => {
@@ -158,27 +178,103 @@ function httpForwarder(upstream: URL, log: (line: string) => void): (req: McpReq
     const body = req.rawBody ?? Buffer.alloc(0)
     const headers = upstreamHeaders(req.headers, req)
     if (body.byteLength > 0) headers['content-length'] = String(body.byteLength)
-    const up = request(target, { method: req.method ?? 'GET', headers, agent })
+    let current: http.ClientRequest | undefined
     res.on('close', () => {
-      if (!res.writableFinished) up.destroy()
+      if (!res.writableFinished) current?.destroy()
     })
-    up.on('response', (upRes) => {
-      const out: OutgoingHttpHeaders = {}
-      for (const [name, value] of Object.entries(upRes.headers)) {
-        if (value !== undefined && !HOP_BY_HOP.has(name.toLowerCase())) out[name] = value
+    const send = (fresh: boolean): void => {
+      // The retry goes on a connection of its own (agent: false), never on another pooled one.
+      const up = request(target, { method: req.method ?? 'GET', headers, agent: fresh ? false : agent })
+      current = up
+      let answered = false
+      up.on('response', (upRes) => {
+        answered = true
+        const out: OutgoingHttpHeaders = {}
+        for (const [name, value] of Object.entries(upRes.headers)) {
+          if (value !== undefined && !HOP_BY_HOP.has(name.toLowerCase())) out[name] = value
+        }
+        if (upRes.headers['content-length'] !== undefined) out['content-length'] = upRes.headers['content-length']
+        res.writeHead(upRes.statusCode ?? 502, out)
+        res.flushHeaders()
+        upRes.pipe(res)
+        upRes.on('error', () => res.destroy())
+      })
+      up.on('error', (err: NodeJS.ErrnoException) => {
+        // A reused connection the upstream closed before answering: nothing came back, so the
+        // upstream did not take the request; send it once more on a fresh connection.
+        if (!fresh && !answered && up.reusedSocket && STALE_CONNECTION_CODES.has(err.code ?? '') && !res.destroyed) {
+          send(true)
+          return
+        }
+        o.log(`upstream ${target.origin}${target.pathname}: ${err.code ?? err.message}`)
+        if (!res.headersSent) sendJson(res, 502, jsonRpcError(-32603, 'mcp-pki-gateway: the upstream MCP server is not reachable'))
+        else res.destroy()
+      })
+      up.end(body)
+    }
+    send(false)
+  }
+}
+
+const SESSION_HEADER = 'mcp-session-id'
+
+/** Replaces the `Mcp-Session-Id` a response is about to carry by `replace(id)` (headers object, pairs, or set on `res`). */
+function rewriteResponseSessionId(res: ServerResponse, replace: (id: string) => string): void {
+  const original = res.writeHead
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    res.writeHead = original
+    const at = typeof args[1] === 'string' ? 2 : 1
+    const headers = args[at]
+    try {
+      if (Array.isArray(headers)) {
+        const pairs = headers.length > 0 && Array.isArray(headers[0])
+        for (let i = 0; i < headers.length; i += pairs ? 1 : 2) {
+          if (pairs && String((headers[i] as unknown[])[0]).toLowerCase() === SESSION_HEADER) (headers[i] as unknown[])[1] = replace(String((headers[i] as unknown[])[1]))
+          if (!pairs && String(headers[i]).toLowerCase() === SESSION_HEADER) headers[i + 1] = replace(String(headers[i + 1]))
+        }
+      } else if (headers !== null && typeof headers === 'object') {
+        const h = headers as Record<string, unknown>
+        for (const k of Object.keys(h)) if (k.toLowerCase() === SESSION_HEADER && h[k] !== undefined) h[k] = replace(String(h[k]))
       }
-      if (upRes.headers['content-length'] !== undefined) out['content-length'] = upRes.headers['content-length']
-      res.writeHead(upRes.statusCode ?? 502, out)
-      res.flushHeaders()
-      upRes.pipe(res)
-      upRes.on('error', () => res.destroy())
+      const set = this.getHeader(SESSION_HEADER)
+      if (set !== undefined) this.setHeader(SESSION_HEADER, replace(String(Array.isArray(set) ? set[0] : set)))
+    } catch {
+      // An id that cannot be sealed is never passed on: fail closed.
+      this.destroy()
+      return this
+    }
+    return (original as (...a: unknown[]) => ServerResponse).apply(this, args)
+  } as typeof res.writeHead
+}
+
+/**
+ * Wraps a forwarder with stateless session bindings: the client's sealed `Mcp-Session-Id` is opened
+ * (and must have been sealed for the caller's key, else 404 as for an unknown session) and the
+ * upstream sees its own id; the id the upstream answers with is sealed for the caller.
+ */
+function sealSessionIds(sealer: SessionIdSealer, forward: (req: McpRequest, res: ServerResponse) => unknown, log: (line: string) => void) {
+  return (req: McpRequest, res: ServerResponse): unknown => {
+    const fingerprint = callerOf({ authInfo: req.auth })!.fingerprint
+    const sent = req.headers[SESSION_HEADER]
+    if (sent !== undefined) {
+      const upstreamId = typeof sent === 'string' ? sealer.open(sent, fingerprint) : undefined
+      if (upstreamId === undefined) {
+        sendJson(res, 404, jsonRpcError(-32001, 'Session not found'))
+        return undefined
+      }
+      req.headers[SESSION_HEADER] = upstreamId
+      // Adapters that build a web Request (the SDK's, through @hono/node-server) read rawHeaders.
+      for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === SESSION_HEADER) req.rawHeaders[i + 1] = upstreamId
+    }
+    rewriteResponseSessionId(res, (id) => {
+      try {
+        return sealer.seal(id, fingerprint)
+      } catch (err) {
+        log(`the upstream answered with an unusable session id: ${(err as Error).message}`)
+        throw err
+      }
     })
-    up.on('error', (err) => {
-      log(`upstream ${target.origin}${target.pathname}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)
-      if (!res.headersSent) sendJson(res, 502, jsonRpcError(-32603, 'mcp-pki-gateway: the upstream MCP server is not reachable'))
-      else res.destroy()
-    })
-    up.end(body)
+    return forward(req, res)
   }
 }
 
@@ -298,11 +394,15 @@ export function createMcpGateway(options: GatewayOptions): Gateway {
   if ('url' in options.upstream) {
     const url = new URL(String(options.upstream.url))
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError('upstream url must be http:// or https://')
-    forward = httpForwarder(url, log)
+    forward = httpForwarder(url, { idleTimeoutMs: options.upstreamIdleTimeoutMs ?? 4_000, log })
   } else {
     if (typeof options.upstream.command !== 'string' || options.upstream.command === '') throw new TypeError('upstream command is required')
     stdio = stdioForwarder(options.upstream, { maxSessions: options.maxSessions ?? 32, idleTimeoutMs: options.idleTimeoutMs ?? 30 * 60_000, log })
     forward = stdio.handle
+  }
+  if (options.sessionIdKey !== undefined) {
+    if (mcpAuth.bindsSessions !== false) throw new TypeError('with sessionIdKey, create mcpAuth with bindSessions: false (the sealed id is the binding)')
+    forward = sealSessionIds(createSessionIdSealer(options.sessionIdKey), forward, log)
   }
   const protectedMcp = mcpAuth.protect(forward)
   const handler: RequestListener = (req, res) => {

@@ -106,6 +106,8 @@ export interface AuthenticatedRequest {
 export interface McpAuth {
   readonly service: AuthService
   readonly sessions: McpSessionBindings
+  /** Whether this instance binds MCP session ids to keys itself (the `bindSessions` option). */
+  readonly bindsSessions: boolean
   /**
    * Express / connect middleware for the MCP endpoint: on success sets `req.auth` and `req.body`
    * (parsed JSON) so `transport.handleRequest(req, res, req.body)` works; on failure answers 401
@@ -657,6 +659,7 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   return {
     service,
     sessions: bindings,
+    bindsSessions: bindSessions,
     sendError,
     authenticate,
     verifyWebRequest,

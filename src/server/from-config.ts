@@ -94,11 +94,14 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     const allowlistPath = config.acl.allowlist_path
     const initial = await loadAllowlistFile(allowlistPath, { autoCreate: config.acl.auto_create })
     await assertNotWritableByOthers(allowlistPath)
-    const holder = new AllowlistHolder(initial, (entry) => {
+    // A completed fingerprint-only entry is settled against the file as it is now (the handshake
+    // waits for it); a failure is logged and refuses that handshake (fail closed).
+    const holder = new AllowlistHolder(initial, (entry) =>
       persistCompletedEntry(allowlistPath, entry).catch((err: unknown) => {
-        events.log('allowlist.reload_failed', { path: allowlistPath, reason: `could not record the key of ${entry.fingerprint}: ${(err as Error).message}` }, 'WARN')
-      })
-    }, clock ?? Date.now, config.auth.session_ttl)
+        events.log('allowlist.reload_failed', { path: allowlistPath, reason: `could not check or record the key of ${entry.fingerprint}: ${(err as Error).message}` }, 'WARN')
+        throw err
+      }),
+    clock ?? Date.now, config.auth.session_ttl)
     const watcher: AllowlistWatcher = watchAllowlistFile(allowlistPath, holder, {
       pollIntervalMs: opts.allowlistPollMs ?? 500,
       onReload: (list) => events.log('allowlist.reload', { path: allowlistPath, entries: list.size }),

@@ -9,10 +9,11 @@ import { createRequire } from 'node:module'
 import * as http from 'node:http'
 import * as https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import type * as net from 'node:net'
-import type { Duplex } from 'node:stream'
 import { PROTOCOL_VERSION } from '../protocol/constants.js'
-import { addressKey, type AuthReply, type AuthService } from './auth-service.js'
+import type { AuthReply, AuthService } from './auth-service.js'
+import { hardenHttpServer, httpServerOptions } from './connection-guard.js'
+
+export { answerAndClose, guardConnections, type ConnectionGuardOptions } from './connection-guard.js'
 
 export type NextFunction = (err?: unknown) => void
 export type AuthHttpHandler = (req: http.IncomingMessage, res: http.ServerResponse, next?: NextFunction) => void
@@ -194,8 +195,10 @@ export interface AuthHttpServerOptions extends AuthHttpHandlerOptions {
   tls?: https.ServerOptions
   host?: string
   port?: number
-  /** Concurrent connections accepted (server.maxConnections; default 100). */
+  /** Concurrent connections (default 100); when full, the connection idle the longest gives way. */
   maxConnections?: number
+  /** Connections one address may hold (default a quarter of maxConnections, at least 2). */
+  perAddress?: number
   /** Seconds a whole request may take to arrive (slow senders are cut off; default 30). */
   timeoutSec?: number
   /** Requests on other paths (default: 404 JSON). */
@@ -213,90 +216,16 @@ export interface AuthHttpServer {
   close(graceMs?: number): Promise<void>
 }
 
-export interface ConnectionGuardOptions {
-  /** All connections at once (default 100). */
-  maxConnections: number
-  /** Connections one address (IPv4, or IPv6 /64) may hold at once; default a quarter of the total, at least 2. */
-  perAddress?: number
-  /** A connection that has sent nothing after this many ms is closed (default 5,000). */
-  firstByteMs?: number
-}
-
-/**
- * Connection limits that one address cannot use to lock everyone else out: a per-address cap
- * below the total, and idle sockets that never send a byte are closed quickly. (Node's own
- * `server.maxConnections` alone lets a single address take every slot with silent sockets.)
- */
-export function guardConnections(server: net.Server, o: ConnectionGuardOptions): void {
-  const perAddress = o.perAddress ?? Math.max(2, Math.ceil(o.maxConnections / 4))
-  const firstByteMs = o.firstByteMs ?? 5_000
-  const byAddress = new Map<string, number>()
-  let total = 0
-  server.on('connection', (socket: net.Socket) => {
-    const key = addressKey(socket.remoteAddress ?? '?')
-    const held = byAddress.get(key) ?? 0
-    if (total >= o.maxConnections || held >= perAddress) {
-      socket.destroy()
-      return
-    }
-    total++
-    byAddress.set(key, held + 1)
-    const timer = setTimeout(() => {
-      if (socket.bytesRead === 0) socket.destroy()
-    }, firstByteMs)
-    timer.unref()
-    socket.once('close', () => {
-      clearTimeout(timer)
-      total--
-      const n = (byAddress.get(key) ?? 1) - 1
-      if (n <= 0) byAddress.delete(key)
-      else byAddress.set(key, n)
-    })
-  })
-}
-
-/**
- * Answers `HTTP/1.1 <status>` on a raw socket and lets it go: destroyed once the answer is handed
- * over (at most 1 s later). The server keeps half-open sockets (allowHalfOpen), so a peer that
- * leaves its side open and goes on sending would otherwise keep the connection, and its slot.
- */
-export function answerAndClose(socket: Duplex, status: string): void {
-  if (!socket.writable) {
-    socket.destroy()
-    return
-  }
-  const timer = setTimeout(() => socket.destroy(), 1_000)
-  timer.unref()
-  socket.once('close', () => clearTimeout(timer))
-  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy())
-}
-
 /** A node:http or node:https server serving the handshake with limits on every input. */
 export function createAuthHttpServer(o: AuthHttpServerOptions): AuthHttpServer {
-  const timeoutMs = Math.max(1, o.timeoutSec ?? 30) * 1000
+  const timeoutSec = o.timeoutSec ?? 30
   const handler = createAuthHttpHandler(o.service, o)
-  const serverOptions: http.ServerOptions = {
-    requestTimeout: timeoutMs,
-    headersTimeout: Math.min(timeoutMs, 10_000),
-    keepAliveTimeout: 5_000,
-    // Node checks request deadlines only every interval: a quarter of the timeout keeps the 408
-    // within 25% of the deadline, well before the socket's idle timeout below.
-    connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(timeoutMs / 4))),
-    maxHeaderSize: 16 * 1024,
-  }
+  const serverOptions = httpServerOptions(timeoutSec)
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handler(req, res, o.fallback ? () => o.fallback!(req, res) : undefined)
   }
   const server: http.Server = o.tls ? https.createServer({ ...serverOptions, ...o.tls }, listener) : http.createServer(serverOptions, listener)
-  guardConnections(server, { maxConnections: o.maxConnections ?? 100, firstByteMs: Math.min(timeoutMs, 5_000) })
-  // Idle-socket backstop only: it must fire after Node's request deadline check (which sends the
-  // 408), or a slow sender is cut off without being told why.
-  server.timeout = timeoutMs * 2 + 1_000
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.destroyed) return
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
-    answerAndClose(socket, status)
-  })
+  hardenHttpServer(server, { timeoutSec, maxConnections: o.maxConnections ?? 100, ...(o.perAddress === undefined ? {} : { perAddress: o.perAddress }) })
   const secure = o.tls !== undefined
   let bound: AddressInfo | undefined
 

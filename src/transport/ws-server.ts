@@ -19,7 +19,7 @@ import { toWireError } from '../errors.js'
 import type { HandshakeResult } from '../handshake/server-handshake.js'
 import { PROTOCOL_VERSION } from '../protocol/constants.js'
 import type { AuthService } from './auth-service.js'
-import { answerAndClose } from './http-server.js'
+import { answerAndClose } from './connection-guard.js'
 
 export interface AuthenticatedConnection {
   readonly clientFingerprint: string

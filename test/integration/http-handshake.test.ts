@@ -329,6 +329,8 @@ test('slow senders are cut off after the request timeout; connections beyond max
     const slow = connect(addr.port, '127.0.0.1')
     await new Promise<void>((r) => slow.once('connect', () => r()))
     slow.write('POST /auth HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"type":')
+    // the first is now serving a request (head received): busy connections are never evicted
+    await new Promise((r) => setTimeout(r, 300))
     // a second connection while the first is open: over the limit, closed by the server
     const extra = connect(addr.port, '127.0.0.1')
     extra.on('error', () => undefined)

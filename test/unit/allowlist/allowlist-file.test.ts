@@ -176,8 +176,12 @@ test('persistCompletedEntry writes the key of a completed fingerprint-only entry
     const kp = generateKeyPair()
     await updateAllowlistFile(path, (l) => void l.add({ fingerprint: kp.fingerprint, metadata: { role: 'backup_server' } }))
     const list = await loadAllowlistFile(path)
-    const done: Promise<void>[] = []
-    const holder = new AllowlistHolder(list, (entry) => done.push(persistCompletedEntry(path, entry)))
+    const done: Promise<unknown>[] = []
+    const holder = new AllowlistHolder(list, (entry) => {
+      const settled = persistCompletedEntry(path, entry)
+      done.push(settled)
+      return settled
+    })
     assert.equal(holder.lookup(kp.fingerprint, Date.now(), kp.publicKeyRaw).status, 'ok')
     assert.equal(done.length, 1)
     await Promise.all(done)
