@@ -175,6 +175,6 @@ export async function runPrimary(opts: RunPrimaryOptions): Promise<void> {
   await finished
   process.off('SIGTERM', onSignal)
   process.off('SIGINT', onSignal)
-  store?.close?.()
+  void store?.close?.()
   if (failure) throw failure
 }
