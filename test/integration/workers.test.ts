@@ -179,6 +179,39 @@ describe('mcp-pki-server --workers 2 (in-memory replay store in the primary)', (
   })
 })
 
+describe('mcp-pki-server --workers 2 with auth.nonce_store redis', () => {
+  test('a replayed message 3 and a revocation through Redis reach every worker', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcp-workers-redis-'))
+    dirs.push(dir)
+    const port = await freePort()
+    const prefix = `mcp-pki-workers-test-${process.pid}-${Date.now()}:`
+    const sb = await createSandbox(dir, { server: { transport: { port }, auth: { nonce_store: { type: 'redis', url: 'redis://127.0.0.1:6379', key_prefix: prefix } } } })
+    const srv = await startCluster(SERVER_BIN, ['--workers', '2', '--config', sb.serverConfigPath], dir, 'stdout')
+    const base = `http://127.0.0.1:${port}`
+    const m3 = await messageThree(`${base}/auth`, sb.clientKey)
+    const first = await request(`${base}/auth`, 'POST', m3)
+    assert.equal(first.status, 200, JSON.stringify(first.body))
+    const again = await fromAnotherWorker(first.worker, () => request(`${base}/auth`, 'POST', m3))
+    assert.equal(again.status, 401, JSON.stringify(again.body))
+
+    const r = spawnSync(process.execPath, [ALLOWLIST_BIN, 'revoke', '--config', sb.serverConfigPath, '--fingerprint', sb.clientKey.fingerprint, '--reason', 'test'], { encoding: 'utf8' })
+    assert.equal(r.status, 0, r.stderr)
+    const refusedBy = new Set<string>()
+    const end = Date.now() + 30_000
+    while (refusedBy.size < 2 && Date.now() < end) {
+      const reply = await handshake(`${base}/auth`, sb.clientKey).catch(() => undefined)
+      if (reply?.status === 401) refusedBy.add(reply.worker)
+      else await new Promise((res) => setTimeout(res, 100))
+    }
+    assert.deepEqual([...refusedBy].sort(), ['1', '2'])
+    srv.child.kill('SIGTERM')
+    assert.equal(await srv.exited, 0, srv.stderr())
+    // Our keys only (the Redis is shared).
+    const keys = spawnSync('redis-cli', ['--scan', '--pattern', `${prefix}*`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)
+    if (keys.length > 0) spawnSync('redis-cli', ['del', ...keys])
+  })
+})
+
 describe('mcp-pki-gateway --workers 2', () => {
   test('a request proof used on one worker is refused as a replay by the other', async () => {
     assert.ok(existsSync(GATEWAY_BIN), `${GATEWAY_BIN} is missing: build first (npx tsc -p tsconfig.json)`)
