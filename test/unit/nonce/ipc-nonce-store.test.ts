@@ -50,7 +50,10 @@ test('two workers share one memory: a nonce or sequence used through one is a re
 test('fails closed with server_busy: no answer in time, a closed channel, an answer for another epoch', async () => {
   const store = new InMemoryNonceStore({ maxEntries: 100 })
   const silent = new IpcNonceStore({ channel: pair(store, { mute: true }), epoch: store.epoch(), timeoutMs: 100 })
+  // The store's sweep timer is unref'd (a server's socket keeps a worker alive); here a timer does.
+  const alive = setTimeout(() => undefined, 10_000)
   await assert.rejects(silent.checkSequence('s', 1, Date.now() + 1000, store.epoch()), isBusy)
+  clearTimeout(alive)
   assert.equal(store.sessionWindows(), 0)
   silent.close()
 
