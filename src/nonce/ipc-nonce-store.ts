@@ -3,10 +3,15 @@
  * by every worker over the cluster IPC channel. A nonce or request sequence used on one worker is
  * therefore refused on every other, exactly as with one process (or one Redis for a fleet).
  *
- *   worker → primary  { mcpPkiNonce: 1, id, op: 'nonce', key: nonce,     n: expiresAt, epoch? }
- *                     { mcpPkiNonce: 1, id, op: 'seq',   key: sessionId, n: sequence, forgetAt, epoch }
- *                     { mcpPkiNonce: 1, id, op: 'size' }
- *   primary → worker  { mcpPkiNonce: 1, id, result, epoch }     result: 'ok'|'replay'|'full'|'stale'|number
+ *   worker → primary  { mcpPkiNonce: 1, batch: [question, …] }
+ *     question        { id, op: 'nonce', key: nonce,     n: expiresAt, epoch? }
+ *                     { id, op: 'seq',   key: sessionId, n: sequence, forgetAt, epoch }
+ *                     { id, op: 'size' }
+ *   primary → worker  { mcpPkiNonce: 1, epoch, answers: [[id, result], …] }   result: 'ok'|'replay'|'full'|'stale'|number
+ *
+ * Questions asked in the same turn of the worker's event loop travel as one message (and their
+ * answers as one): under load that divides the IPC messages, and the primary's wake-ups, by the
+ * number of requests in flight.
  *
  * The epoch is the primary store's: given to each worker when it is forked (so `epoch()` stays
  * synchronous) and repeated in every reply. Workers die with their primary, so a new primary —
@@ -64,6 +69,8 @@ export class IpcNonceStore implements NonceStore {
   private readonly timeoutMs: number
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
+  private queue: Record<string, unknown>[] = []
+  private flushScheduled = false
   private readonly timer: NodeJS.Timeout
   private readonly onMessage = (message: unknown): void => this.settle(message)
 
@@ -116,29 +123,49 @@ export class IpcNonceStore implements NonceStore {
     if (this.nextId > Number.MAX_SAFE_INTEGER) this.nextId = 1
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: Date.now() + this.timeoutMs })
-      try {
-        this.channel.send({ [TAG]: 1, id, ...body }, (err) => {
-          if (err) this.fail(id, busy('could not reach the primary process'))
-        })
-      } catch {
-        this.fail(id, busy('could not reach the primary process'))
+      this.queue.push({ id, ...body })
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(() => this.flush())
       }
     })
   }
 
+  /** Sends every question of this turn as one message. */
+  private flush(): void {
+    this.flushScheduled = false
+    const batch = this.queue
+    this.queue = []
+    const failBatch = (): void => {
+      for (const q of batch) this.fail(q.id as number, busy('could not reach the primary process'))
+    }
+    try {
+      this.channel.send({ [TAG]: 1, batch }, (err) => {
+        if (err) failBatch()
+      })
+    } catch {
+      failBatch()
+    }
+  }
+
   private settle(message: unknown): void {
     if (typeof message !== 'object' || message === null || (message as Record<string, unknown>)[TAG] !== 1) return
-    const m = message as { id?: unknown; result?: unknown; epoch?: unknown }
-    const call = typeof m.id === 'number' ? this.pending.get(m.id) : undefined
-    if (call === undefined) return
-    this.pending.delete(m.id as number)
-    if (m.epoch !== this.epochText) {
-      // A primary with another memory than the one this worker was forked for: trust nothing.
-      call.reject(busy('the primary answered for another replay epoch'))
-    } else if (RESULTS.has(m.result) || (typeof m.result === 'number' && Number.isSafeInteger(m.result))) {
-      call.resolve(m.result as NonceResult | number)
-    } else {
-      call.reject(busy('malformed answer from the primary process'))
+    const m = message as { answers?: unknown; epoch?: unknown }
+    if (!Array.isArray(m.answers)) return
+    for (const answer of m.answers as unknown[]) {
+      if (!Array.isArray(answer) || typeof answer[0] !== 'number') continue
+      const [id, result] = answer as [number, unknown]
+      const call = this.pending.get(id)
+      if (call === undefined) continue
+      this.pending.delete(id)
+      if (m.epoch !== this.epochText) {
+        // A primary with another memory than the one this worker was forked for: trust nothing.
+        call.reject(busy('the primary answered for another replay epoch'))
+      } else if (RESULTS.has(result) || (typeof result === 'number' && Number.isSafeInteger(result))) {
+        call.resolve(result as NonceResult | number)
+      } else {
+        call.reject(busy('malformed answer from the primary process'))
+      }
     }
   }
 
@@ -174,23 +201,42 @@ export interface IpcPeer {
  */
 export function answerNonceQuestion(store: NonceStore, peer: IpcPeer, message: unknown): boolean {
   if (typeof message !== 'object' || message === null || (message as Record<string, unknown>)[TAG] !== 1) return false
-  const m = message as { id?: unknown; op?: unknown; key?: unknown; n?: unknown; forgetAt?: unknown; epoch?: unknown }
-  if (typeof m.id !== 'number') return true
-  const reply = (result: NonceResult | number): void => {
-    if (peer.isConnected()) peer.send({ [TAG]: 1, id: m.id, result, epoch: store.epoch() })
+  const batch = (message as { batch?: unknown }).batch
+  if (!Array.isArray(batch)) return true
+  const answers: [number, NonceResult | number][] = []
+  const later: Promise<void>[] = []
+  for (const q of batch as unknown[]) {
+    const id = (q as { id?: unknown } | null)?.id
+    if (typeof id !== 'number') continue
+    const answer = answerOne(store, q as Question)
+    if (answer === undefined) continue
+    if (typeof answer === 'object') later.push(answer.then((r) => void answers.push([id, r]), () => undefined))
+    else answers.push([id, answer])
   }
-  const keyOk = typeof m.key === 'string' && m.key.length > 0 && m.key.length <= MAX_KEY
-  const epochOk = m.epoch === undefined || typeof m.epoch === 'string'
-  let answer: NonceResult | number | Promise<NonceResult | number> | undefined
-  if (m.op === 'nonce' && keyOk && typeof m.n === 'number' && Number.isFinite(m.n) && epochOk) {
-    answer = store.checkAndInsert(m.key as string, m.n, m.epoch as string | undefined)
-  } else if (m.op === 'seq' && keyOk && Number.isSafeInteger(m.n) && typeof m.forgetAt === 'number' && Number.isFinite(m.forgetAt) && typeof m.epoch === 'string') {
-    answer = store.checkSequence(m.key as string, m.n as number, m.forgetAt, m.epoch)
-  } else if (m.op === 'size') {
-    answer = store.size()
+  const reply = (): void => {
+    if (answers.length > 0 && peer.isConnected()) peer.send({ [TAG]: 1, epoch: store.epoch(), answers })
   }
-  if (answer === undefined) return true
-  if (typeof answer === 'object') answer.then(reply, () => undefined)
-  else reply(answer)
+  if (later.length === 0) reply()
+  else void Promise.all(later).then(reply)
   return true
+}
+
+interface Question {
+  op?: unknown
+  key?: unknown
+  n?: unknown
+  forgetAt?: unknown
+  epoch?: unknown
+}
+
+function answerOne(store: NonceStore, m: Question): NonceResult | number | Promise<NonceResult | number> | undefined {
+  const keyOk = typeof m.key === 'string' && m.key.length > 0 && m.key.length <= MAX_KEY
+  if (m.op === 'nonce' && keyOk && typeof m.n === 'number' && Number.isFinite(m.n) && (m.epoch === undefined || typeof m.epoch === 'string')) {
+    return store.checkAndInsert(m.key as string, m.n, m.epoch as string | undefined)
+  }
+  if (m.op === 'seq' && keyOk && Number.isSafeInteger(m.n) && typeof m.forgetAt === 'number' && Number.isFinite(m.forgetAt) && typeof m.epoch === 'string') {
+    return store.checkSequence(m.key as string, m.n as number, m.forgetAt, m.epoch)
+  }
+  if (m.op === 'size') return store.size()
+  return undefined
 }

@@ -75,3 +75,18 @@ test('fails closed with server_busy: no answer in time, a closed channel, an ans
   dropped.close()
   store.close()
 })
+
+test('questions asked in one turn travel as one IPC message, and each gets its own answer', async () => {
+  const store = new InMemoryNonceStore({ maxEntries: 100 })
+  const channel = pair(store)
+  let messages = 0
+  const send = channel.send.bind(channel)
+  channel.send = (m, cb) => (messages++, send(m, cb))
+  const ipc = new IpcNonceStore({ channel, epoch: store.epoch() })
+  const exp = Date.now() + 60_000
+  const results = await Promise.all([1, 2, 2, 3, 1].map((seq) => ipc.checkSequence('s', seq, exp, store.epoch())))
+  assert.deepEqual(results, ['ok', 'ok', 'replay', 'ok', 'replay'])
+  assert.equal(messages, 1)
+  ipc.close()
+  store.close()
+})
