@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project in one process tree, printed as tables and
  * written to bench/results.json.
  *
- *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp]
+ *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp,sustained,workers]
  *                                  [--rounds N] [--out path]
  *
  * Each group runs in fresh child processes. Every figure is a median over several runs with its
@@ -16,10 +16,11 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { makeCerts, type CertFiles } from './certs.js'
 import { runSustained, type SustainedResult } from './sustained.js'
+import { runWorkersBench, type WorkersResult } from './workers.js'
 import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } from './lib.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained'] as const
+const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained', 'workers'] as const
 type Group = (typeof GROUPS)[number]
 
 interface Args {
@@ -460,6 +461,19 @@ function printSustained(r: SustainedResult): void {
   print(table('Sustained load, default configuration (in-memory replay memory), /whoami with a proof per request', ['figure', 'value'], rows))
 }
 
+function printWorkers(r: WorkersResult): void {
+  const rows = [
+    ['1 process, requests/s (each round)', r.one.join(', ')],
+    ['2 workers, requests/s (each round)', r.two.join(', ')],
+    ['2 workers / 1 process (medians)', `${r.ratio}×`],
+    ['answers other than 200', Object.entries(r.non200).map(([k, n]) => `${k}: ${n}`).join(', ') || 'none'],
+    ['one replay check over IPC, waited for', `${fmt(r.ipc.sequentialUs, 1)} µs`],
+    ['replay checks/s, one worker, 64 in flight', fmt(r.ipc.pipelinedPerSecond, 0)],
+    ['primary CPU per replay check', `${fmt(r.ipc.primaryCpuUs, 2)} µs (one primary core: ~${fmt(1e6 / r.ipc.primaryCpuUs / 1000, 0)}k checks/s)`],
+  ]
+  print(table(`--workers: /whoami with a proof per request, ${r.clients} clients, ${r.seconds} s per round, rounds alternating`, ['figure', 'value'], rows))
+}
+
 // ---------- main ----------
 
 async function main(): Promise<void> {
@@ -520,6 +534,12 @@ async function main(): Promise<void> {
     const r = await runSustained(seconds, 8, progress)
     results.sustained = r
     printSustained(r)
+  }
+  if (args.only.has('workers')) {
+    progress('--workers: 1 process vs 2 workers')
+    const r = await runWorkersBench({ seconds: args.quick ? 5 : 15, clients: 8, rounds: args.quick ? 1 : 3 }, progress)
+    results.workers = r
+    printWorkers(r)
   }
   const meta = results.meta as Record<string, unknown>
   meta.loadavg_end = loadavg().map((x) => round(x, 2))

@@ -9,6 +9,10 @@
  * config's transport.host/port (or --listen). The upstream learns the caller from
  * X-MCP-PKI-Fingerprint / X-MCP-PKI-Role / X-MCP-PKI-Org (HTTP) or MCP_PKI_FINGERPRINT /
  * MCP_PKI_ROLE / MCP_PKI_ORG in its environment (stdio, one process per MCP session).
+ *
+ * `--workers N` (or `transport.workers`, `MCP_WORKERS`) serves the port from N processes sharing
+ * one replay memory (../server/cluster.ts); it needs an HTTP upstream, since a stdio upstream's
+ * MCP sessions live in the one process that started them.
  * @module
  */
 import http from 'node:http'
@@ -21,11 +25,13 @@ import type { Config } from '../config/types.js'
 import { privateKeySeed, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { createMcpGateway, splitCommand, type Upstream } from '../mcp/gateway.js'
 import { createMcpAuth } from '../mcp/server.js'
-import { createAuthServiceFromConfig } from '../server/from-config.js'
+import { isClusterWorker, labelResponses, onPrimaryStop, reportReady, runPrimary, workerReplayStore } from '../server/cluster.js'
+import { createAuthServiceFromConfig, prepareServerFiles } from '../server/from-config.js'
 import { hardenHttpServer, httpServerOptions } from '../transport/connection-guard.js'
 import { tlsServerOptions } from '../transport/tls.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
 import { printableLines } from '../internal/text.js'
+import { workersOrUsage } from './shared/workers.js'
 
 interface GatewayCliOptions {
   config: string
@@ -37,6 +43,7 @@ interface GatewayCliOptions {
   maxSessions: string
   idleTimeout: string
   quiet?: boolean
+  workers?: string
 }
 
 function buildProgram(): Command {
@@ -54,6 +61,7 @@ function buildProgram(): Command {
     .option('--auth-path <path>', 'path of the handshake endpoint', '/auth')
     .option('--max-sessions <n>', 'stdio upstream: most concurrent sessions (processes)', '32')
     .option('--idle-timeout <seconds>', 'stdio upstream: stop a session after this long without a request', '1800')
+    .option('--workers <n>', 'serve the port from n processes (default transport.workers, 1; needs --upstream); "auto" = one per core')
     .option('--quiet', 'no informational lines on stderr')
 }
 
@@ -116,9 +124,19 @@ async function main(): Promise<void> {
 
   const config = await loadConfig(opts.config)
   const { host, port } = opts.listen !== undefined ? parseListen(opts.listen) : { host: config.transport.host, port: config.transport.port }
-  const configured = await createAuthServiceFromConfig(config)
+  const workers = workersOrUsage(opts.workers, config, port)
+  if (workers > 1 && opts.upstreamCommand !== undefined) {
+    throw new UsageError('--workers needs --upstream <url>: a stdio upstream keeps each MCP session in the one process that started it')
+  }
+  if (workers > 1 && !isClusterWorker()) {
+    await prepareServerFiles(config)
+    await runPrimary({ config, workers, log: info, onReady: (banner) => info(banner) })
+    return
+  }
+  const replayStore = workerReplayStore(config)
+  const configured = await createAuthServiceFromConfig(config, replayStore ? { replayStore } : {})
   // Sealed session ids (no in-memory binding): they survive a restart and work on every gateway of
-  // a fleet that shares auth.ticket_key (or, without one, the server key).
+  // a fleet (or worker) that shares auth.ticket_key (or, without one, the server key).
   const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, bindSessions: false })
   const gateway = createMcpGateway({
     mcpAuth,
@@ -137,6 +155,7 @@ async function main(): Promise<void> {
   const serverOptions = httpServerOptions(config.transport.timeout)
   const server = tls ? https.createServer({ ...serverOptions, ...(await tlsServerOptions(config.transport.ssl)) }, gateway.handler) : http.createServer(serverOptions, gateway.handler)
   hardenHttpServer(server, { timeoutSec: config.transport.timeout, maxConnections: config.transport.max_connections, idleBackstop: false })
+  if (isClusterWorker()) labelResponses(server)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, () => resolve())
@@ -145,10 +164,15 @@ async function main(): Promise<void> {
   const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   const base = `${tls ? 'https' : 'http'}://${shown}:${addr.port}`
   const where = 'url' in upstream ? String(upstream.url) : `command ${JSON.stringify(opts.upstreamCommand)}`
-  info(`listening on ${base}${opts.mcpPath} (handshake ${base}${opts.authPath}); server key ${configured.service.fingerprint}; upstream ${where}`)
+  const banner = `listening on ${base}${opts.mcpPath} (handshake ${base}${opts.authPath}); server key ${configured.service.fingerprint}; upstream ${where}`
+  if (isClusterWorker()) reportReady(banner)
+  else info(banner)
 
   await new Promise<void>((resolve) => {
+    let stopping = false
     const stop = (): void => {
+      if (stopping) return
+      stopping = true
       info('shutting down')
       server.close()
       server.closeAllConnections()
@@ -156,9 +180,12 @@ async function main(): Promise<void> {
     }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
+    if (isClusterWorker()) onPrimaryStop(stop)
   })
   await gateway.close()
   await configured.close()
+  // The IPC channel to the primary would keep a worker alive.
+  if (isClusterWorker()) process.disconnect?.()
 }
 
 void runCli(main)

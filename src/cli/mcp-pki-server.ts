@@ -8,20 +8,27 @@
  * https or wss turns TLS on (`transport.ssl`). Every audit event is one line on stderr (the JSON
  * line itself when `audit.log_file` is null, else a short summary while the JSON goes to the file).
  * SIGTERM / SIGINT: stop accepting, finish what is in flight, close the stores, exit 0.
+ *
+ * `--workers N` (or `transport.workers`, `MCP_WORKERS`; `auto` = one per core) serves the port
+ * from N processes sharing one replay memory and the allowlist (../server/cluster.ts).
  * @module
  */
 import { Command } from 'commander'
 import { AuditLogger, type AuditLevel } from '../audit/audit-logger.js'
 import { loadConfigFile } from '../config/load-config.js'
+import { isClusterWorker, labelResponses, onPrimaryStop, reportReady, runPrimary, workerReplayStore } from '../server/cluster.js'
+import { prepareServerFiles } from '../server/from-config.js'
 import { startServerFromConfig } from '../server/start-server.js'
 import { printable, terminalSafeJson } from '../internal/text.js'
 import { PACKAGE_VERSION } from '../transport/http-server.js'
 import { configureProgram, runCli, UsageError, warn } from './shared/output.js'
+import { workersOrUsage } from './shared/workers.js'
 
 interface ServerCliOptions {
   config?: string
   host?: string
   port?: string
+  workers?: string
 }
 
 function buildProgram(): Command {
@@ -30,6 +37,7 @@ function buildProgram(): Command {
     .option('--config <file>', 'server configuration file (YAML)')
     .option('--host <host>', 'listen on this address instead of transport.host')
     .option('--port <port>', 'listen on this port instead of transport.port (0 = any free port)')
+    .option('--workers <n>', 'serve the port from n processes (default transport.workers, 1); "auto" = one per core')
     .version(PACKAGE_VERSION)
 }
 
@@ -59,7 +67,15 @@ async function main(): Promise<void> {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got "${opts.port}"`)
   }
   const { config, warnings } = await loadConfigFile(opts.config)
-  for (const w of warnings) warn(w)
+  const workers = workersOrUsage(opts.workers, config, port ?? config.transport.port)
+  if (workers > 1 && !isClusterWorker()) {
+    for (const w of warnings) warn(w)
+    await prepareServerFiles(config)
+    await runPrimary({ config, workers, log: (line) => process.stderr.write(`mcp-pki-server: ${line}\n`) })
+    return
+  }
+  if (!isClusterWorker()) for (const w of warnings) warn(w)
+  const replayStore = workerReplayStore(config)
 
   // With no log file, the JSON lines themselves go to stderr; otherwise to the file plus a summary here.
   const toStderr = config.audit.log_file === null
@@ -69,10 +85,13 @@ async function main(): Promise<void> {
     ...(toStderr ? {} : { onEvent: (event, fields, level) => { if (audit.isEnabled(event, level)) process.stderr.write(summaryLine(event, fields, level) + '\n') } }),
     ...(opts.host === undefined ? {} : { host: opts.host }),
     ...(port === undefined ? {} : { port }),
+    ...(replayStore ? { replayStore } : {}),
   }).catch(async (err: unknown) => {
+    replayStore?.close()
     await audit.close()
     throw err
   })
+  if (isClusterWorker()) labelResponses(server.http.server)
   const events = server.configured.events
   const t = config.transport
   events.log('server.start', { server_fingerprint: server.fingerprint, url: server.authUrl, ws_url: server.wsUrl, transport: t.type, allowlist_entries: server.configured.allowlist.size, nonce_store: config.auth.nonce_store.type, session_binding: config.auth.session_binding })
@@ -104,14 +123,19 @@ async function main(): Promise<void> {
     }
     process.on('SIGTERM', stop)
     process.on('SIGINT', stop)
+    // A worker also stops when its primary asks (a signal the whole process group got counts once).
+    if (isClusterWorker()) onPrimaryStop((signal) => { if (!stopping) stop(signal) })
   })
-  process.stdout.write(
+  const banner =
     `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health) and ${server.wsUrl}\n` +
-      `server key fingerprint: ${server.fingerprint}\n` +
-      `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n`,
-  )
+    `server key fingerprint: ${server.fingerprint}\n` +
+    `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n`
+  if (isClusterWorker()) reportReady(banner)
+  else process.stdout.write(banner)
 
   await done
+  // The IPC channel to the primary would keep a worker alive.
+  if (isClusterWorker()) process.disconnect?.()
 }
 
 await runCli(main)

@@ -53,6 +53,7 @@
  * | transport.retry_attempts           | 3                          |                                                  |
  * | transport.retry_delay              | 1.0                        | seconds                                          |
  * | transport.max_body_size            | 65536                      | bytes                                            |
+ * | transport.workers                  | 1                          | processes on one port; "auto" = number of cores  |
  * | transport.ssl.cert_file            | null                       | required for https / wss                         |
  * | transport.ssl.key_file             | null                       | required for https / wss                         |
  * | transport.ssl.ca_file              | null                       |                                                  |
@@ -113,6 +114,12 @@ function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
 /** Port number; 0 means "any free port" (useful for tests). */
 export function isPort(value: number): boolean {
   return Number.isInteger(value) && value >= 0 && value <= 65535
+}
+
+/** Worker processes: a positive integer or "auto" (one per core). */
+function workersSchema() {
+  const error = 'expected a positive integer or "auto"'
+  return z.union([z.number({ error }).int({ error }).positive({ error }), z.literal('auto', { error })], { error })
 }
 
 const portSchema = z.number({ error: 'expected a port number 0-65535' }).refine(isPort, { error: 'expected a port number 0-65535' })
@@ -323,6 +330,7 @@ const transportSchema = z.strictObject(
     retry_attempts: nonNegativeInt().default(3),
     retry_delay: nonNegativeNumber().default(1.0),
     max_body_size: positiveInt().default(65536),
+    workers: workersSchema().default(1),
     ssl: sslSchema.prefault({}),
   },
   section('key: value pairs'),

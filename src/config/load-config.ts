@@ -28,6 +28,7 @@
  * | MCP_TRANSPORT_TYPE      | transport.type              | http, https, ws, wss                    |
  * | MCP_TRANSPORT_HOST      | transport.host              | host name or address                    |
  * | MCP_TRANSPORT_PORT      | transport.port              | 0-65535                                 |
+ * | MCP_WORKERS             | transport.workers           | positive integer or "auto"              |
  * @module
  */
 import { readFile } from 'node:fs/promises'
@@ -111,6 +112,7 @@ type EnvParser<T> = (value: string) => T | undefined
 
 const positiveIntEnv: EnvParser<number> = (v) => (/^\d+$/.test(v.trim()) && Number(v) > 0 && Number.isSafeInteger(Number(v)) ? Number(v) : undefined)
 const portEnv: EnvParser<number> = (v) => (/^\d+$/.test(v.trim()) && isPort(Number(v)) ? Number(v) : undefined)
+const workersEnv: EnvParser<number | 'auto'> = (v) => (v.trim().toLowerCase() === 'auto' ? 'auto' : positiveIntEnv(v))
 const boolEnv: EnvParser<boolean> = (v) => {
   const s = v.trim().toLowerCase()
   if (['true', '1', 'yes', 'on'].includes(s)) return true
@@ -181,6 +183,7 @@ const ENV_RULES: readonly EnvRule[] = [
   rule('MCP_TRANSPORT_TYPE', 'one of "http", "https", "ws", "wss"', enumEnv<TransportType>(TRANSPORT_TYPES), (c, v) => (c.transport.type = v)),
   rule('MCP_TRANSPORT_HOST', 'a host name or address', (v) => (v.trim() !== '' && !/\s/.test(v.trim()) ? v.trim() : undefined), (c, v) => (c.transport.host = v)),
   rule('MCP_TRANSPORT_PORT', 'a port number 0-65535', portEnv, (c, v) => (c.transport.port = v)),
+  rule('MCP_WORKERS', 'a positive integer or "auto"', workersEnv, (c, v) => (c.transport.workers = v)),
 ]
 
 /** Names of every environment variable that overrides the configuration. */
@@ -233,6 +236,12 @@ function crossCheck(config: Config): { problems: string[]; warnings: string[] } 
   if (config.auth.ticket_key_rotation !== null && config.auth.nonce_store.type === 'redis') {
     warnings.push(
       'auth.ticket_key_rotation keeps ticket keys in this process only: with several processes (nonce_store redis) a client must finish each handshake on the process that began it',
+    )
+  }
+  if (config.auth.ticket_key_rotation !== null && t.workers !== 1) {
+    problems.push(
+      'auth.ticket_key_rotation: keeps ticket keys in one process, so it cannot be combined with transport.workers other than 1 ' +
+        '(leave both ticket settings null to derive the ticket key from the server key, or set auth.ticket_key)',
     )
   }
   config.audit.filter_events.forEach((name, i) => {

@@ -109,6 +109,8 @@ export interface Config {
     retry_delay: number
     /** Largest accepted handshake body in bytes. */
     max_body_size: number
+    /** Processes serving one port (node:cluster); 'auto' = one per core. */
+    workers: number | 'auto'
     ssl: {
       cert_file: string | null
       key_file: string | null

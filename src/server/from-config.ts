@@ -32,6 +32,12 @@ export interface FromConfigOptions {
   onEvent?: (event: string, fields: Readonly<Record<string, unknown>>, level: AuditLevel) => void
   /** Allowlist file poll interval in ms (default 500). */
   allowlistPollMs?: number
+  /**
+   * The replay store to use when `auth.nonce_store.type` is `memory`, instead of one of this
+   * process's own (a `--workers` worker passes the primary's, ../nonce/ipc-nonce-store.ts).
+   * Closed by close().
+   */
+  replayStore?: NonceStore
 }
 
 export interface ConfiguredAuthService {
@@ -60,6 +66,18 @@ async function loadOrCreateKey(config: Config): Promise<Ed25519KeyPair> {
     await writePublicKeyFile(config.keys.public_key_path, kp.publicKey).catch(() => undefined)
     return kp
   }
+}
+
+/**
+ * Creates what every process of a `--workers` server reads, once, before any is forked: the
+ * server key (when `keys.auto_generate`) and the allowlist file (when `acl.auto_create`).
+ * Returns the server key.
+ */
+export async function prepareServerFiles(config: Config): Promise<Ed25519KeyPair> {
+  const keyPair = await loadOrCreateKey(config)
+  await loadAllowlistFile(config.acl.allowlist_path, { autoCreate: config.acl.auto_create })
+  await assertNotWritableByOthers(config.acl.allowlist_path)
+  return keyPair
 }
 
 export async function createAuthServiceFromConfig(config: Config, opts: FromConfigOptions = {}): Promise<ConfiguredAuthService> {
@@ -129,6 +147,10 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       closers.push(() => rl.close())
       await rl.ready()
       revocation = rl
+    } else if (opts.replayStore) {
+      const shared = opts.replayStore
+      closers.push(() => shared.close?.())
+      nonceStore = shared
     } else {
       // Handshake nonces (nonce_cache_size) and request windows (replay_window_sessions) are kept
       // apart inside the store, so a flood of requests can never fill what handshakes need.

@@ -65,6 +65,7 @@ test('empty text gives every default', () => {
     retry_attempts: 3,
     retry_delay: 1,
     max_body_size: 65536,
+    workers: 1,
     ssl: { cert_file: null, key_file: null, ca_file: null, verify_mode: 'none' },
   })
   assert.deepEqual(config.servers, {})
@@ -257,6 +258,7 @@ const ENV_CASES: { name: string; value: string; check: (c: ReturnType<typeof def
   { name: 'MCP_TRANSPORT_TYPE', value: 'ws', check: (c) => c.transport.type, expected: 'ws', bad: 'ftp' },
   { name: 'MCP_TRANSPORT_HOST', value: '0.0.0.0', check: (c) => c.transport.host, expected: '0.0.0.0', bad: 'a b' },
   { name: 'MCP_TRANSPORT_PORT', value: '9000', check: (c) => c.transport.port, expected: 9000, bad: '65536' },
+  { name: 'MCP_WORKERS', value: 'auto', check: (c) => c.transport.workers, expected: 'auto', bad: 'many' },
 ]
 
 for (const c of ENV_CASES) {
@@ -354,4 +356,18 @@ test('auth.audience: a URL, a list of URLs, or null; an empty list or a number i
     assert.match(problems[0]!, /^auth\.audience/, bad)
   }
   assert.equal(parseConfig('', { env: { MCP_AUDIENCE: 'https://one.example' } }).config.auth.audience, 'https://one.example')
+})
+
+test('transport.workers: 1 by default, a positive integer or "auto"; refused with rotating ticket keys', () => {
+  assert.equal(parseConfig('', { env: NO_ENV }).config.transport.workers, 1)
+  assert.equal(parseConfig('transport: {workers: 4}', { env: NO_ENV }).config.transport.workers, 4)
+  assert.equal(parseConfig('transport: {workers: auto}', { env: NO_ENV }).config.transport.workers, 'auto')
+  assert.equal(parseConfig('', { env: { MCP_WORKERS: '3' } }).config.transport.workers, 3)
+  for (const bad of ['0', '-1', '1.5', 'all']) {
+    assert.throws(() => parseConfig(`transport: {workers: ${bad}}`, { env: NO_ENV }), (err: ConfigError) => err.problems.some((p) => p.includes('transport.workers') && p.includes('"auto"')))
+  }
+  assert.throws(
+    () => parseConfig('transport: {workers: 2}\nauth: {ticket_key_rotation: 3600}', { env: NO_ENV }),
+    (err: ConfigError) => err.problems.some((p) => p.startsWith('auth.ticket_key_rotation') && p.includes('transport.workers')),
+  )
 })
