@@ -75,6 +75,25 @@ async function bodyBytes(body: unknown): Promise<BodyBytes> {
 }
 
 /**
+ * Header names and values as a plain record with lowercase names (a name given twice keeps the
+ * fetch spec's combined `a, b`; `set-cookie` is not a request header).
+ */
+function headerRecord(init: RequestInit['headers']): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (init === undefined) return out
+  if (init instanceof Headers) {
+    init.forEach((v, k) => {
+      out[k] = v
+    })
+    return out
+  }
+  new Headers(init).forEach((v, k) => {
+    out[k] = v
+  })
+  return out
+}
+
+/**
  * A `fetch` that authenticates every request. Throws (rejects) AuthError when the handshake
  * fails: `server_key_mismatch`, `server_key_unknown`, `authentication_failed`, `transport_error` …
  * @example
@@ -142,38 +161,53 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     ...(options.random === undefined ? {} : { random: options.random }),
   }
 
+  // The last URL checked, by its text: the SDK sends every request to one URL object.
+  let lastHref = ''
+  let lastTarget = ''
+
+  /** The request target of `url` (path and query), after checking that it is this session's origin. */
+  function targetOf(url: URL): string {
+    const href = url.href
+    if (href === lastHref) return lastTarget
+    if (url.origin !== origin) {
+      throw new AuthError('transport_error', `refusing to send the session for ${origin} to ${safeUrl(href)}`)
+    }
+    lastTarget = url.pathname + url.search
+    lastHref = href
+    return lastTarget
+  }
+
   const authFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     let url: URL
-    let headers: Headers
+    let headers: Record<string, string>
     let method: string
     let body: BodyBytes
-    let rest: RequestInit = { ...init }
+    let rest: RequestInit
     if (input instanceof Request) {
       url = new URL(input.url)
       method = (init?.method ?? input.method).toUpperCase()
-      headers = new Headers(input.headers)
-      if (init?.headers !== undefined) new Headers(init.headers).forEach((v, k) => headers.set(k, v))
+      headers = headerRecord(input.headers)
+      if (init?.headers !== undefined) Object.assign(headers, headerRecord(init.headers))
       body = init?.body !== undefined ? await bodyBytes(init.body) : input.body === null ? undefined : new Uint8Array(await input.arrayBuffer())
-      rest = { signal: input.signal, redirect: input.redirect, ...rest }
+      rest = { signal: input.signal, redirect: input.redirect, ...init }
     } else {
       // The SDK passes a URL object: no need to parse it again.
       url = input instanceof URL ? input : new URL(String(input))
-      method = (init?.method ?? 'GET').toUpperCase()
-      // One copy of the caller's headers (never mutate theirs).
-      headers = new Headers(init?.headers)
+      method = init?.method === undefined ? 'GET' : init.method.toUpperCase()
+      // The caller's headers as a plain record (never mutate theirs): fetch builds its own Headers
+      // from it, where a Headers copy was built, sorted and copied once more.
+      headers = headerRecord(init?.headers)
       const b = init?.body
       body = b === undefined || b === null || typeof b === 'string' ? (b ?? undefined) : await bodyBytes(b)
+      rest = { ...init }
     }
-    if (url.origin !== origin) {
-      throw new AuthError('transport_error', `refusing to send the session for ${origin} to ${safeUrl(url.href)}`)
-    }
-    const target = url.pathname + url.search
+    const target = targetOf(url)
     if (body !== undefined) rest.body = body as NonNullable<RequestInit['body']>
     rest.method = method
     rest.headers = headers
     const send = (s: ClientSession): Promise<Response> => {
-      headers.set('authorization', `Bearer ${s.token}`)
-      headers.set(PROOF_HEADER, createRequestProof({ sessionKey: s.sessionKey, method, target, body, ...proofExtras }))
+      headers.authorization = `Bearer ${s.token}`
+      headers[PROOF_HEADER] = createRequestProof({ sessionKey: s.sessionKey, method, target, body, ...proofExtras })
       return baseFetch(url, rest)
     }
     const s = pending === undefined && fresh(current) ? current : await session()
