@@ -22,6 +22,7 @@ import type { ClientSession } from '../handshake/client-handshake.js'
 import { systemClock } from '../internal/clock.js'
 import { PROOF_HEADER } from '../protocol/constants.js'
 import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
+import { holdController, requestSignal } from './request-signal.js'
 import { authenticate, authenticateOptionsFromConfig, safeUrl, type AuthenticateOptions, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
 
 /** A `fetch` as the SDK transports call it. */
@@ -72,6 +73,11 @@ async function bodyBytes(body: unknown): Promise<BodyBytes> {
   if (body instanceof Blob) return new Uint8Array(await body.arrayBuffer())
   if (body instanceof ReadableStream) return new Uint8Array(await new Response(body).arrayBuffer())
   throw new TypeError('createAuthFetch: request body must be a string, bytes, Blob, URLSearchParams or stream (it is signed)')
+}
+
+function held(res: Response, controller: AbortController | undefined): Response {
+  if (controller !== undefined) holdController(res, controller)
+  return res
 }
 
 /**
@@ -205,6 +211,10 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     if (body !== undefined) rest.body = body as NonNullable<RequestInit['body']>
     rest.method = method
     rest.headers = headers
+    // Its own AbortController per request, following the caller's (the SDK's long-lived) signal:
+    // see request-signal.ts for what one undici listener per request on that signal costs.
+    const controller = rest.signal ? requestSignal(rest.signal) : undefined
+    if (controller !== undefined) rest.signal = controller.signal
     const send = (s: ClientSession): Promise<Response> => {
       headers.authorization = `Bearer ${s.token}`
       headers[PROOF_HEADER] = createRequestProof({ sessionKey: s.sessionKey, method, target, body, ...proofExtras })
@@ -212,9 +222,9 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     }
     const s = pending === undefined && fresh(current) ? current : await session()
     const res = await send(s)
-    if (res.status !== 401) return res
+    if (res.status !== 401) return held(res, controller)
     await res.body?.cancel().catch(() => {})
-    return send(await renew(s))
+    return held(await send(await renew(s)), controller)
   }
 
   return Object.defineProperties(authFetch, {
