@@ -1,16 +1,19 @@
 /**
- * The cost of authentication per MCP `tools/call` over HTTP, once a session exists.
+ * The cost of authentication per MCP `tools/call` over HTTP, once a session exists, side by side
+ * with the plain SDK server and with the same server behind a bearer JWT verified per request.
  *
  *   node --import tsx bench/mcp-tools-call.ts [--quick] [--calls N] [--rounds R] [--json]
- * Also: 10 SDK clients of each kind at once (calls/s of each group, alternating).
  *
- * One server process (a child of this one) serves the same SDK McpServer twice: `/plain/mcp` with
- * no authentication and `/mcp` behind createMcpAuth (token + request proof per request, in-memory
- * nonce store). This process runs two SDK clients over StreamableHTTPClientTransport, one plain and
- * one with createAuthFetch, each with its MCP session and (for the second) its mcp-pki session
- * already open. Each round times N sequential `tools/call` on each after a
- * warm-up, in alternating blocks of 10 calls; the figures are medians over rounds of the per-round
- * median call time.
+ * One server process (a child of this one) serves the same SDK 1.x McpServer three times:
+ * `/plain/mcp` with no authentication; `/jwt/mcp` behind an EdDSA JWT verified with `jose` on every
+ * request (signature, `iss`, `aud`, `exp`), as an OAuth resource server does; and `/mcp` behind
+ * createMcpAuth (token + request proof per request, in-memory nonce store). This process runs
+ * three SDK clients over StreamableHTTPClientTransport: plain, with the JWT in `requestInit`
+ * headers, and with createAuthFetch, each with its MCP session and (for the last) its mcp-pki
+ * session already open. Each round times N sequential `tools/call` on each after a warm-up, in
+ * blocks of 10 calls whose order rotates, so load changes on the machine hit all three alike; the
+ * figures are medians over rounds of the per-round median call time, and the ratios medians of the
+ * per-round ratios. Then 10 clients of each kind call at once, groups in rotating order.
  * @module
  */
 import { fork } from 'node:child_process'
@@ -23,13 +26,14 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
+import { exportJWK, generateKeyPair as generateJwtKeyPair, importJWK, jwtVerify, SignJWT, type JWK } from 'jose'
 import { z } from 'zod'
 import { Allowlist } from '../src/allowlist/allowlist.js'
 import { createServerTrust } from '../src/handshake/client-handshake.js'
 import { b64u, fromB64u } from '../src/internal/bytes.js'
 import { generateKeyPair, keyPairFromPrivateKey, privateKeyFromSeed, privateKeySeed, type Ed25519KeyPair } from '../src/keys/key-pair.js'
-import { createAuthFetch } from '../src/mcp/client.js'
-import { createMcpAuth, type McpRequest } from '../src/mcp/server.js'
+import { createAuthFetch, type AuthFetch } from '../src/mcp/client.js'
+import { createMcpAuth, type McpAuthInfo, type McpRequest } from '../src/mcp/server.js'
 import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
 import { createAuthService } from '../src/transport/auth-service.js'
 import { createRequestProof } from '../src/session/session-token.js'
@@ -76,6 +80,34 @@ function readJson(req: IncomingMessage): Promise<unknown> {
   })
 }
 
+const JWT_ISSUER = 'https://issuer.bench.invalid'
+const JWT_AUDIENCE = 'https://mcp.bench.invalid'
+
+/**
+ * The JWT peer: what an OAuth resource server does per request (the SDK's `requireBearerAuth`
+ * with a local verifier): the bearer JWT's EdDSA signature, issuer, audience and expiry checked
+ * with `jose`, then the body read and parsed, `req.auth` set and the SDK handler called.
+ */
+function jwtProtect(key: Awaited<ReturnType<typeof importJWK>>, handler: (req: McpRequest, res: ServerResponse) => Promise<void>): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const m = /^Bearer ([A-Za-z0-9._-]+)$/.exec(req.headers.authorization ?? '')
+    if (m === null) {
+      res.writeHead(401, { 'www-authenticate': 'Bearer' }).end()
+      return
+    }
+    const token = m[1]!
+    jwtVerify(token, key, { algorithms: ['EdDSA'], issuer: JWT_ISSUER, audience: JWT_AUDIENCE })
+      .then(async ({ payload }) => {
+        const body = await readJson(req)
+        const auth: McpAuthInfo = { token, clientId: String(payload.sub), scopes: String(payload.scope ?? '').split(' '), ...(payload.exp === undefined ? {} : { expiresAt: payload.exp }) }
+        await handler(Object.assign(req as McpRequest, { body, auth }), res)
+      })
+      .catch(() => {
+        if (!res.headersSent) res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end()
+      })
+  }
+}
+
 async function serve(): Promise<void> {
   const server = keyPairFromPrivateKey(privateKeyFromSeed(fromB64u(process.env.BENCH_SERVER_SEED!)!))
   const allowlist = new Allowlist()
@@ -84,10 +116,12 @@ async function serve(): Promise<void> {
   const mcpAuth = createMcpAuth(service)
   const plain = statefulHandler()
   const authed = mcpAuth.protect(statefulHandler())
+  const jwt = jwtProtect(await importJWK(JSON.parse(process.env.BENCH_JWT_PUBLIC_JWK!) as JWK, 'EdDSA'), statefulHandler())
   const http = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0]
     if (path === '/auth') mcpAuth.authHandler(req, res)
     else if (path === '/mcp') authed(req, res)
+    else if (path === '/jwt/mcp') jwt(req, res)
     else if (path === '/plain/mcp') {
       readJson(req)
         .then((body) => plain(Object.assign(req, { body }), res))
@@ -95,16 +129,21 @@ async function serve(): Promise<void> {
     } else res.writeHead(404).end()
   })
   // Wall time per request inside this process, request event → response finished, by route.
-  const wall: Record<string, number[]> = { '/mcp': [], '/plain/mcp': [] }
+  const wall: Record<string, number[]> = { '/mcp': [], '/plain/mcp': [], '/jwt/mcp': [] }
   http.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
     const t0 = performance.now()
     const route = (req.url ?? '').split('?')[0]!
     res.once('finish', () => wall[route]?.push((performance.now() - t0) * 1000))
   })
   process.on('message', (m: { type?: string }) => {
+    if (m.type === 'cpu') {
+      const u = process.cpuUsage()
+      process.send!({ type: 'cpu', cpu: u.user + u.system })
+      return
+    }
     if (m.type !== 'wall') return
     const med = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1] ?? 0
-    process.send!({ type: 'wall', auth: med(wall['/mcp']!), plain: med(wall['/plain/mcp']!), n: wall['/mcp']!.length })
+    process.send!({ type: 'wall', auth: med(wall['/mcp']!), plain: med(wall['/plain/mcp']!), jwt: med(wall['/jwt/mcp']!), n: wall['/mcp']!.length })
   })
   http.keepAliveTimeout = 60_000
   http.listen(0, '127.0.0.1', () => process.send!({ port: (http.address() as AddressInfo).port }))
@@ -160,40 +199,56 @@ async function authWorkUs(n: number): Promise<number> {
   return median([await run(n), await run(n), await run(n)])
 }
 
-/** One round: both clients in small alternating blocks, so load changes on the machine hit both alike. */
-async function round(plain: Client, authed: Client, calls: number, flip: boolean): Promise<{ p: number; a: number }> {
+const KINDS = ['plain', 'jwt', 'auth'] as const
+type Kind = (typeof KINDS)[number]
+type PerKind<T> = Record<Kind, T>
+
+/** The order of the three kinds for block `i`: rotated, and reversed on odd rounds. */
+function orderOf(i: number, reverse: boolean): Kind[] {
+  const rotated = KINDS.map((_, k) => KINDS[(i + k) % KINDS.length]!)
+  return reverse ? rotated.reverse() : rotated
+}
+
+/** One round: the three clients in small blocks of rotating order, so load changes on the machine hit all alike. */
+async function round(clients: PerKind<Client>, calls: number, reverse: boolean): Promise<PerKind<number>> {
   const block = 10
-  const pt: number[] = []
-  const at: number[] = []
-  for (let done = 0; done < calls; done += block) {
+  const times: PerKind<number[]> = { plain: [], jwt: [], auth: [] }
+  for (let done = 0, i = 0; done < calls; done += block, i++) {
     const k = Math.min(block, calls - done)
-    if ((done / block) % 2 === (flip ? 1 : 0)) {
-      await timeCalls(plain, k, pt)
-      await timeCalls(authed, k, at)
-    } else {
-      await timeCalls(authed, k, at)
-      await timeCalls(plain, k, pt)
-    }
+    for (const kind of orderOf(i, reverse)) await timeCalls(clients[kind], k, times[kind])
   }
-  return { p: median(pt), a: median(at) }
+  return { plain: median(times.plain), jwt: median(times.jwt), auth: median(times.auth) }
+}
+
+interface Peers {
+  origin: string
+  clientKey: Ed25519KeyPair
+  trusted: Allowlist
+  jwt: string
+}
+
+/** Three SDK clients, each with its MCP session open (and, for `auth`, its mcp-pki session). */
+async function connectClients(p: Peers, name: string): Promise<PerKind<Client> & { authFetch: AuthFetch }> {
+  const plain = new Client({ name: `${name}-plain`, version: '1' })
+  await plain.connect(new StreamableHTTPClientTransport(new URL(`${p.origin}/plain/mcp`)))
+  const jwt = new Client({ name: `${name}-jwt`, version: '1' })
+  await jwt.connect(new StreamableHTTPClientTransport(new URL(`${p.origin}/jwt/mcp`), { requestInit: { headers: { authorization: `Bearer ${p.jwt}` } } }))
+  const authFetch = createAuthFetch({ url: `${p.origin}/mcp`, keyPair: p.clientKey, serverTrust: createServerTrust({ allowlist: p.trusted }) })
+  const auth = new Client({ name: `${name}-auth`, version: '1' })
+  await auth.connect(new StreamableHTTPClientTransport(new URL(`${p.origin}/mcp`), { fetch: authFetch }))
+  return { plain, jwt, auth, authFetch }
 }
 
 /**
  * Throughput with `clients` SDK clients of each kind calling at once (each its own MCP session and,
  * for the authenticated ones, its own mcp-pki session): calls per second of each group, groups run
- * one after the other, alternating, `rounds` times.
+ * one after the other in rotating order, `rounds` times.
  */
-async function concurrent(origin: string, clientKey: Ed25519KeyPair, trusted: Allowlist, clients: number, callsPerClient: number, rounds: number): Promise<{ plain: number[]; auth: number[] }> {
-  const plain: Client[] = []
-  const authed: Client[] = []
+async function concurrent(p: Peers, clients: number, callsPerClient: number, rounds: number): Promise<PerKind<number[]>> {
+  const groups: PerKind<Client[]> = { plain: [], jwt: [], auth: [] }
   for (let i = 0; i < clients; i++) {
-    const p = new Client({ name: `bench-plain-${i}`, version: '1' })
-    await p.connect(new StreamableHTTPClientTransport(new URL(`${origin}/plain/mcp`)))
-    plain.push(p)
-    const f = createAuthFetch({ url: `${origin}/mcp`, keyPair: clientKey, serverTrust: createServerTrust({ allowlist: trusted }) })
-    const a = new Client({ name: `bench-auth-${i}`, version: '1' })
-    await a.connect(new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), { fetch: f }))
-    authed.push(a)
+    const c = await connectClients(p, `bench-${i}`)
+    for (const kind of KINDS) groups[kind].push(c[kind])
   }
   const rate = async (group: Client[], n: number): Promise<number> => {
     const t0 = performance.now()
@@ -202,21 +257,17 @@ async function concurrent(origin: string, clientKey: Ed25519KeyPair, trusted: Al
     }))
     return (group.length * n * 1000) / (performance.now() - t0)
   }
-  await rate(plain, 50)
-  await rate(authed, 50)
-  const out = { plain: [] as number[], auth: [] as number[] }
+  for (const kind of KINDS) await rate(groups[kind], 50)
+  const out: PerKind<number[]> = { plain: [], jwt: [], auth: [] }
   for (let r = 0; r < rounds; r++) {
-    if (r % 2 === 0) {
-      out.plain.push(await rate(plain, callsPerClient))
-      out.auth.push(await rate(authed, callsPerClient))
-    } else {
-      out.auth.push(await rate(authed, callsPerClient))
-      out.plain.push(await rate(plain, callsPerClient))
-    }
+    for (const kind of orderOf(r, r % 2 === 1)) out[kind].push(await rate(groups[kind], callsPerClient))
   }
-  for (const c of [...plain, ...authed]) await c.close()
+  for (const kind of KINDS) for (const c of groups[kind]) await c.close()
   return out
 }
+
+const r1 = (x: number): number => Math.round(x * 10) / 10
+const pct = (ratio: number): number => Math.round((ratio - 1) * 1000) / 10
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
@@ -233,10 +284,25 @@ async function main(): Promise<void> {
 
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
+  // The JWT peer's issuer key (EdDSA) and a token for the benchmark client, valid for an hour.
+  const issuer = await generateJwtKeyPair('EdDSA', { crv: 'Ed25519' })
+  const jwt = await new SignJWT({ scope: 'tools' })
+    .setProtectedHeader({ alg: 'EdDSA' })
+    .setIssuer(JWT_ISSUER)
+    .setAudience(JWT_AUDIENCE)
+    .setSubject('bench-client')
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .sign(issuer.privateKey)
   const child = fork(fileURLToPath(import.meta.url), ['--serve'], {
     // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" profiles the server process.
     execArgv: ['--import', 'tsx', ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
-    env: { ...process.env, BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)), BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw) },
+    env: {
+      ...process.env,
+      BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)),
+      BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw),
+      BENCH_JWT_PUBLIC_JWK: JSON.stringify(await exportJWK(issuer.publicKey)),
+    },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   const port = await new Promise<number>((resolve, reject) => {
@@ -247,69 +313,65 @@ async function main(): Promise<void> {
   try {
     const trusted = new Allowlist()
     trusted.add({ publicKeyRaw: serverKey.publicKeyRaw, metadata: { role: 'mcp_server' } })
-    const authFetch = createAuthFetch({ url: `${origin}/mcp`, keyPair: clientKey, serverTrust: createServerTrust({ allowlist: trusted }) })
-    const plain = new Client({ name: 'bench-plain', version: '1' })
-    await plain.connect(new StreamableHTTPClientTransport(new URL(`${origin}/plain/mcp`)))
-    const authed = new Client({ name: 'bench-auth', version: '1' })
-    await authed.connect(new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), { fetch: authFetch }))
-
-    await timeCalls(plain, warmup)
-    await timeCalls(authed, warmup)
-    const plainMs: number[] = []
-    const authMs: number[] = []
-    const ratios: number[] = []
-    for (let r = 0; r < rounds; r++) {
-      const { p, a } = await round(plain, authed, calls, r % 2 === 1)
-      plainMs.push(p)
-      authMs.push(a)
-      ratios.push(a / p)
-    }
-    await plain.close()
-    await authed.close()
-    const conc = await concurrent(origin, clientKey, trusted, 10, quick ? 50 : 200, quick ? 3 : 5)
-    const concRatios = conc.plain.map((p, i) => p / conc.auth[i]!)
-    const wall = await new Promise<{ auth: number; plain: number }>((resolve) => {
-      child.on('message', (m: { type?: string; auth: number; plain: number }) => m.type === 'wall' && resolve(m))
+    const peers: Peers = { origin, clientKey, trusted, jwt }
+    const clients = await connectClients(peers, 'bench')
+    for (const kind of KINDS) await timeCalls(clients[kind], warmup)
+    const perRound: PerKind<number>[] = []
+    for (let r = 0; r < rounds; r++) perRound.push(await round(clients, calls, r % 2 === 1))
+    for (const kind of KINDS) await clients[kind].close()
+    // Rounds a multiple of 6: every kind runs first, second and third equally often, in both directions.
+    const conc = await concurrent(peers, 10, quick ? 40 : 100, quick ? 6 : 12)
+    if (process.env.BENCH_DEBUG) console.error(JSON.stringify({ perRound, conc }))
+    const wall = await new Promise<PerKind<number>>((resolve) => {
+      child.on('message', (m: { type?: string } & PerKind<number>) => m.type === 'wall' && resolve(m))
       child.send({ type: 'wall' })
     })
-
     const workUs = await authWorkUs(quick ? 2000 : 10_000)
+
+    const seqMs = (kind: Kind): number => median(perRound.map((x) => x[kind]))
+    const seqRatio = (a: Kind, b: Kind): number => median(perRound.map((x) => x[a] / x[b]))
+    // time per call ratio = inverse ratio of calls/s, per round
+    const concRatio = (a: Kind, b: Kind): number => median(conc[b].map((x, i) => x / conc[a][i]!))
+    const authRatios = perRound.map((x) => x.auth / x.plain)
     const result = {
       calls_per_round: calls,
       rounds,
-      handshakes: authFetch.handshakes,
-      plain_ms_per_call: Math.round(median(plainMs) * 1000) / 1000,
-      authenticated_ms_per_call: Math.round(median(authMs) * 1000) / 1000,
-      added_us_per_call: Math.round((median(authMs) - median(plainMs)) * 1000 * 10) / 10,
-      ratio: Math.round(median(ratios) * 1000) / 1000,
-      overhead_percent: Math.round((median(ratios) - 1) * 1000) / 10,
-      ratio_min: Math.round(Math.min(...ratios) * 1000) / 1000,
-      ratio_max: Math.round(Math.max(...ratios) * 1000) / 1000,
-      auth_work_us_per_call: Math.round(workUs * 10) / 10,
-      concurrent_clients: 10,
-      concurrent_plain_calls_per_s: Math.round(median(conc.plain)),
-      concurrent_authenticated_calls_per_s: Math.round(median(conc.auth)),
-      concurrent_time_ratio: Math.round(median(concRatios) * 1000) / 1000,
-      concurrent_overhead_percent: Math.round((median(concRatios) - 1) * 1000) / 10,
-      server_wall_us_plain: Math.round(wall.plain * 10) / 10,
-      server_wall_us_authenticated: Math.round(wall.auth * 10) / 10,
-      auth_work_percent_of_plain_call: Math.round((workUs / 1000 / median(plainMs)) * 1000) / 10,
-      target: 'overhead under 5% once a session exists',
-      meets_target: median(ratios) < 1.05,
+      warmup_calls: warmup,
+      handshakes: clients.authFetch.handshakes,
+      sequential: {
+        plain_us_per_call: r1(seqMs('plain') * 1000),
+        jwt_us_per_call: r1(seqMs('jwt') * 1000),
+        auth_us_per_call: r1(seqMs('auth') * 1000),
+        jwt_over_plain_percent: pct(seqRatio('jwt', 'plain')),
+        auth_over_plain_percent: pct(seqRatio('auth', 'plain')),
+        auth_over_plain_percent_min: pct(Math.min(...authRatios)),
+        auth_over_plain_percent_max: pct(Math.max(...authRatios)),
+        auth_vs_jwt_percent: pct(seqRatio('auth', 'jwt')),
+      },
+      concurrent: {
+        clients: 10,
+        rounds: conc.plain.length,
+        plain_calls_per_s: Math.round(median(conc.plain)),
+        jwt_calls_per_s: Math.round(median(conc.jwt)),
+        auth_calls_per_s: Math.round(median(conc.auth)),
+        plain_us_per_call: r1(1e6 / median(conc.plain)),
+        jwt_us_per_call: r1(1e6 / median(conc.jwt)),
+        auth_us_per_call: r1(1e6 / median(conc.auth)),
+        jwt_over_plain_percent: pct(concRatio('jwt', 'plain')),
+        auth_over_plain_percent: pct(concRatio('auth', 'plain')),
+        auth_vs_jwt_percent: pct(concRatio('auth', 'jwt')),
+      },
+      server_wall_us: { plain: r1(wall.plain), jwt: r1(wall.jwt), auth: r1(wall.auth) },
+      auth_work_us_per_call: r1(workUs),
+      target: 'mcp-pki-auth within 5% of plain (sequential and 10 clients) and cheaper than the JWT peer',
+      meets_target: {
+        sequential: seqRatio('auth', 'plain') <= 1.05,
+        concurrent: concRatio('auth', 'plain') <= 1.05,
+        cheaper_than_jwt: seqRatio('auth', 'jwt') < 1 && concRatio('auth', 'jwt') < 1,
+      },
     }
-    if (json) {
-      process.stdout.write(JSON.stringify(result) + '\n')
-    } else {
-      console.log(`MCP tools/call over HTTP, SDK client and server, sequential, ${rounds} rounds × ${calls} calls (after ${warmup} warm-up calls each)`)
-      console.log(`  without authentication: ${result.plain_ms_per_call.toFixed(3)} ms per call (median)`)
-      console.log(`  with mcp-pki-auth:      ${result.authenticated_ms_per_call.toFixed(3)} ms per call (median; token + request proof on every request)`)
-      console.log(`  added per call:         ${result.added_us_per_call} µs; ratio ${result.ratio} (min ${result.ratio_min}, max ${result.ratio_max}) → ${result.overhead_percent}%`)
-      console.log(`  auth work alone:        ${result.auth_work_us_per_call} µs per call in-process (client proof + server check, hot) = ${result.auth_work_percent_of_plain_call}% of a plain call`)
-      console.log(`  server wall per request: ${result.server_wall_us_plain} µs plain, ${result.server_wall_us_authenticated} µs authenticated (request event → response finished, median)`)
-      console.log(`  10 clients at once:     ${result.concurrent_plain_calls_per_s} calls/s plain, ${result.concurrent_authenticated_calls_per_s} calls/s authenticated → ${result.concurrent_overhead_percent}% more time per call (median of per-round pairs)`)
-      console.log(`  handshakes:             ${result.handshakes}`)
-      console.log(`  target (< 5%):          ${result.meets_target ? 'met' : 'NOT met'}`)
-    }
+    if (json) process.stdout.write(JSON.stringify(result) + '\n')
+    else printResult(result)
   } finally {
     // A disconnect lets the child exit on its own (and write a --cpu-prof profile); kill if it lingers.
     const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -319,4 +381,42 @@ async function main(): Promise<void> {
   }
 }
 
-await main()
+/** The three-way table, as `npm run bench` prints it too. */
+export function toolsCallTable(r: ToolsCallResult): string {
+  const s = r.sequential
+  const c = r.concurrent
+  const sign = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}%`
+  const rows = [
+    ['plain SDK server, no authentication', s.plain_us_per_call.toFixed(0), '—', c.plain_us_per_call.toFixed(0), String(c.plain_calls_per_s), '—'],
+    ['bearer JWT (jose, EdDSA) verified per request', s.jwt_us_per_call.toFixed(0), sign(s.jwt_over_plain_percent), c.jwt_us_per_call.toFixed(0), String(c.jwt_calls_per_s), sign(c.jwt_over_plain_percent)],
+    ['mcp-pki-auth (createMcpAuth + createAuthFetch)', s.auth_us_per_call.toFixed(0), sign(s.auth_over_plain_percent), c.auth_us_per_call.toFixed(0), String(c.auth_calls_per_s), sign(c.auth_over_plain_percent)],
+  ]
+  const head = ['server', 'sequential µs/call', 'over plain', '10 clients µs/call', 'calls/s', 'over plain']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
+  const line = (cells: string[]): string => `| ${cells.map((x, i) => x.padEnd(widths[i]!)).join(' | ')} |`
+  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n')
+}
+
+export type ToolsCallResult = {
+  calls_per_round: number
+  rounds: number
+  sequential: Record<'plain_us_per_call' | 'jwt_us_per_call' | 'auth_us_per_call' | 'jwt_over_plain_percent' | 'auth_over_plain_percent' | 'auth_over_plain_percent_min' | 'auth_over_plain_percent_max' | 'auth_vs_jwt_percent', number>
+  concurrent: Record<'clients' | 'rounds' | 'plain_calls_per_s' | 'jwt_calls_per_s' | 'auth_calls_per_s' | 'plain_us_per_call' | 'jwt_us_per_call' | 'auth_us_per_call' | 'jwt_over_plain_percent' | 'auth_over_plain_percent' | 'auth_vs_jwt_percent', number>
+  server_wall_us: PerKind<number>
+  auth_work_us_per_call: number
+  handshakes: number
+  meets_target: { sequential: boolean; concurrent: boolean; cheaper_than_jwt: boolean }
+}
+
+function printResult(r: ToolsCallResult): void {
+  console.log(`MCP tools/call over HTTP, SDK 1.x client and server, ${r.rounds} rounds × ${r.calls_per_round} sequential calls per peer in rotating blocks of 10; then 10 clients per peer at once`)
+  console.log(toolsCallTable(r))
+  console.log(`  mcp-pki-auth vs JWT:       ${r.sequential.auth_vs_jwt_percent}% sequential, ${r.concurrent.auth_vs_jwt_percent}% with 10 clients (time per call)`)
+  console.log(`  auth over plain per round: ${r.sequential.auth_over_plain_percent_min}% … ${r.sequential.auth_over_plain_percent_max}%`)
+  console.log(`  auth work alone:           ${r.auth_work_us_per_call} µs per call in-process (client proof + server check, hot)`)
+  console.log(`  server wall per request:   plain ${r.server_wall_us.plain} µs, JWT ${r.server_wall_us.jwt} µs, mcp-pki-auth ${r.server_wall_us.auth} µs (request event → response finished, median)`)
+  console.log(`  handshakes:                ${r.handshakes}`)
+  console.log(`  target (≤ 5% over plain, cheaper than JWT): sequential ${r.meets_target.sequential ? 'met' : 'NOT met'}, 10 clients ${r.meets_target.concurrent ? 'met' : 'NOT met'}, cheaper than JWT ${r.meets_target.cheaper_than_jwt ? 'yes' : 'NO'}`)
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main()

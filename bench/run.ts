@@ -18,6 +18,7 @@ import { makeCerts, type CertFiles } from './certs.js'
 import { runSustained, type SustainedResult } from './sustained.js'
 import { runWorkersBench, type WorkersResult } from './workers.js'
 import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } from './lib.js'
+import { toolsCallTable, type ToolsCallResult } from './mcp-tools-call.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained', 'workers'] as const
@@ -395,6 +396,7 @@ function printMemory(r: Record<string, unknown>): void {
 
 // ---------- MCP (bench/mcp-tools-call.ts, owned by the MCP integration) ----------
 
+
 async function mcp(args: Args): Promise<Record<string, unknown> | null> {
   const script = join(HERE, 'mcp-tools-call.ts')
   if (!existsSync(script)) return null
@@ -421,17 +423,20 @@ async function mcp(args: Args): Promise<Record<string, unknown> | null> {
 }
 
 function printMcp(r: Record<string, unknown> | null): void {
+  const title = '\n### MCP tools/call: plain SDK server vs bearer JWT vs mcp-pki-auth (bench/mcp-tools-call.ts)\n'
   if (r === null) {
-    print('\n### MCP tools/call with vs without authentication\n\n(bench/mcp-tools-call.ts not present: skipped)\n')
+    print(`${title}\n(bench/mcp-tools-call.ts not present: skipped)\n`)
     return
   }
-  const res = r.result as Record<string, unknown> | null
+  const res = r.result as (ToolsCallResult & Record<string, unknown>) | null
   if (res === null) {
-    print(`\n### MCP tools/call with vs without authentication\n\n${r.ok ? '' : 'FAILED: '}${String(r.error ?? '')}\n${String(r.text ?? '')}\n`)
+    print(`${title}\n${r.ok ? '' : 'FAILED: '}${String(r.error ?? '')}\n${String(r.text ?? '')}\n`)
     return
   }
-  const rows = flatten(res).map(([k, v]) => [k, typeof v === 'number' ? fmt(v, 3) : String(v)])
-  print(table('MCP tools/call with vs without authentication (bench/mcp-tools-call.ts)', ['figure', 'value'], rows))
+  print(`${title}\n${String(res.rounds)} rounds × ${String(res.calls_per_round)} sequential calls per peer (rotating blocks of 10), then ${String(res.concurrent.clients)} clients per peer at once; % = median of per-round time ratios\n`)
+  print(toolsCallTable(res) + '\n')
+  const rows = flatten(res).map(([k, v]) => [k, typeof v === 'number' ? fmt(v, 1) : String(v)])
+  print(table('All figures', ['figure', 'value'], rows))
 }
 
 function flatten(v: Record<string, unknown>, prefix = ''): [string, unknown][] {

@@ -22,6 +22,7 @@ import type { ClientSession } from '../handshake/client-handshake.js'
 import { systemClock } from '../internal/clock.js'
 import { EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
 import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
+import { holdController, requestSignal } from './request-signal.js'
 import { authenticate, authenticateOptionsFromConfig, safeUrl, type AuthenticateOptions, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
 
 /** A `fetch` as the SDK transports call it. */
@@ -72,6 +73,30 @@ async function bodyBytes(body: unknown): Promise<BodyBytes> {
   if (body instanceof Blob) return new Uint8Array(await body.arrayBuffer())
   if (body instanceof ReadableStream) return new Uint8Array(await new Response(body).arrayBuffer())
   throw new TypeError('createAuthFetch: request body must be a string, bytes, Blob, URLSearchParams or stream (it is signed)')
+}
+
+function held(res: Response, controller: AbortController | undefined): Response {
+  if (controller !== undefined) holdController(res, controller)
+  return res
+}
+
+/**
+ * Header names and values as a plain record with lowercase names (a name given twice keeps the
+ * fetch spec's combined `a, b`; `set-cookie` is not a request header).
+ */
+function headerRecord(init: RequestInit['headers']): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (init === undefined) return out
+  if (init instanceof Headers) {
+    init.forEach((v, k) => {
+      out[k] = v
+    })
+    return out
+  }
+  new Headers(init).forEach((v, k) => {
+    out[k] = v
+  })
+  return out
 }
 
 /**
@@ -139,44 +164,63 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
 
   const proofExtras: Pick<CreateProofOptions, 'clock'> = options.clock === undefined ? {} : { clock: options.clock }
 
+  // The last URL checked, by its text: the SDK sends every request to one URL object.
+  let lastHref = ''
+  let lastTarget = ''
+
+  /** The request target of `url` (path and query), after checking that it is this session's origin. */
+  function targetOf(url: URL): string {
+    const href = url.href
+    if (href === lastHref) return lastTarget
+    if (url.origin !== origin) {
+      throw new AuthError('transport_error', `refusing to send the session for ${origin} to ${safeUrl(href)}`)
+    }
+    lastTarget = url.pathname + url.search
+    lastHref = href
+    return lastTarget
+  }
+
   const authFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     let url: URL
-    let headers: Headers
+    let headers: Record<string, string>
     let method: string
     let body: BodyBytes
-    let rest: RequestInit = { ...init }
+    let rest: RequestInit
     if (input instanceof Request) {
       url = new URL(input.url)
       method = (init?.method ?? input.method).toUpperCase()
-      headers = new Headers(input.headers)
-      if (init?.headers !== undefined) new Headers(init.headers).forEach((v, k) => headers.set(k, v))
+      headers = headerRecord(input.headers)
+      if (init?.headers !== undefined) Object.assign(headers, headerRecord(init.headers))
       body = init?.body !== undefined ? await bodyBytes(init.body) : input.body === null ? undefined : new Uint8Array(await input.arrayBuffer())
-      rest = { signal: input.signal, redirect: input.redirect, ...rest }
+      rest = { signal: input.signal, redirect: input.redirect, ...init }
     } else {
       // The SDK passes a URL object: no need to parse it again.
       url = input instanceof URL ? input : new URL(String(input))
-      method = (init?.method ?? 'GET').toUpperCase()
-      // One copy of the caller's headers (never mutate theirs).
-      headers = new Headers(init?.headers)
+      method = init?.method === undefined ? 'GET' : init.method.toUpperCase()
+      // The caller's headers as a plain record (never mutate theirs): fetch builds its own Headers
+      // from it, where a Headers copy was built, sorted and copied once more.
+      headers = headerRecord(init?.headers)
       const b = init?.body
       body = b === undefined || b === null || typeof b === 'string' ? (b ?? undefined) : await bodyBytes(b)
+      rest = { ...init }
     }
-    if (url.origin !== origin) {
-      throw new AuthError('transport_error', `refusing to send the session for ${origin} to ${safeUrl(url.href)}`)
-    }
-    const target = url.pathname + url.search
+    const target = targetOf(url)
     if (body !== undefined) rest.body = body as NonNullable<RequestInit['body']>
     rest.method = method
     rest.headers = headers
-    const mcpSessionId = headers.get('mcp-session-id')
+    // Its own AbortController per request, following the caller's (the SDK's long-lived) signal:
+    // see request-signal.ts for what one undici listener per request on that signal costs.
+    const controller = rest.signal ? requestSignal(rest.signal) : undefined
+    if (controller !== undefined) rest.signal = controller.signal
+    const mcpSessionId = headers['mcp-session-id']
     const send = (s: ClientSession): Promise<Response> => {
-      headers.set('authorization', `Bearer ${s.token}`)
-      headers.set(PROOF_HEADER, createRequestProof({ session: s, method, target, body, mcpSessionId, ...proofExtras }))
+      headers.authorization = `Bearer ${s.token}`
+      headers[PROOF_HEADER] = createRequestProof({ session: s, method, target, body, mcpSessionId, ...proofExtras })
       return baseFetch(url, rest)
     }
     const s = pending === undefined && fresh(current) ? current : await session()
     let res = await send(s)
-    if (res.status !== 401) return res
+    if (res.status !== 401) return held(res, controller)
     await res.body?.cancel().catch(() => {})
     // proof_stale: the server's replay memory restarted (new epoch). The session is still good:
     // one retry with a proof naming the new epoch, no new handshake.
@@ -184,10 +228,10 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     if (epoch !== null && /^[A-Za-z0-9_-]{11}$/.test(epoch) && epoch !== s.replayEpoch) {
       s.replayEpoch = epoch
       res = await send(s)
-      if (res.status !== 401) return res
+      if (res.status !== 401) return held(res, controller)
       await res.body?.cancel().catch(() => {})
     }
-    return send(await renew(s))
+    return held(await send(await renew(s)), controller)
   }
 
   return Object.defineProperties(authFetch, {

@@ -172,6 +172,13 @@ export class McpForbiddenError extends Error {
 }
 
 const SESSION_HEADER = 'mcp-session-id'
+/** The body of a request refused before it was read, and of GET/DELETE (never written to). */
+const NO_BODY = Buffer.alloc(0)
+/** What a check established, kept on the request (see VERIFIED in createMcpAuth). */
+interface Verified {
+  authInfo: McpAuthInfo
+  body: Buffer
+}
 /** The local port given to the audience check for a socket that has none: no URL port equals it. */
 const NO_PORT = -1
 const DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -447,8 +454,12 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   const realm = options.realm ?? 'mcp'
   const transport = options.transport ?? 'http'
   const bindings = createBindings(options.maxBoundSessions ?? 100_000)
-  /** Requests this instance has verified (and bound), with what the check established. */
-  const verified = new WeakMap<IncomingMessage, { authInfo: McpAuthInfo; body: Buffer }>()
+  /**
+   * Marks a request this instance has verified (and bound), with what the check established: a
+   * property of the request under a symbol of this instance (a WeakMap entry per request made
+   * every scavenge trace an ephemeron table).
+   */
+  const VERIFIED = Symbol('mcp-pki-auth verified')
   const audit = options.audit
 
   function ctxOf(req: IncomingMessage): RequestContext {
@@ -478,17 +489,37 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     }
   }
 
+  /**
+   * Checks token and proof of a node:http request whose body is `body`: at once when the service
+   * can (in-memory nonce store), else through its promise. The audit context is built only for a
+   * failure. (Awaiting `verifyRequest` instead cost 3 more promise hops per request; see
+   * docs/benchmarks.md, "tools/call".)
+   */
+  function verifyNode(req: IncomingMessage, body: Buffer): SessionInfo | Promise<SessionInfo> {
+    const request = {
+      authorization: headerValue(req, 'authorization'),
+      proof: headerValue(req, PROOF_HEADER),
+      method: req.method ?? 'GET',
+      target: (req as McpRequest).originalUrl ?? req.url ?? '/',
+      body,
+      mcpSessionId: headerValue(req, SESSION_HEADER),
+      // The socket it arrived on: the session's audience is checked against it on every request.
+      context: socketContext(req),
+    }
+    return service.verifyRequestNow !== undefined ? service.verifyRequestNow(request, () => ctxOf(req)) : service.verifyRequest(request, ctxOf(req))
+  }
+
+  function socketContext(req: IncomingMessage): { localPort: number; localAddress?: string } {
+    const localPort = req.socket === undefined || req.socket === null ? NO_PORT : (req.socket.localPort ?? NO_PORT)
+    const localAddress = req.socket?.localAddress
+    return localAddress === undefined ? { localPort } : { localPort, localAddress }
+  }
+
   async function authenticate(req: IncomingMessage): Promise<AuthenticatedRequest> {
-    const r = req as McpRequest
-    const authorization = headerValue(req, 'authorization')
-    const proof = headerValue(req, PROOF_HEADER)
-    const method = req.method ?? 'GET'
-    const target = r.originalUrl ?? req.url ?? '/'
     // No token, or one that is not a live session of ours: refuse (verifyRequest gives the precise
     // code and audits it) before reading a byte of the body.
-    const body = tokenLooksLive(authorization) ? await readBody(req, maxBody) : Buffer.alloc(0)
-    const mcpSessionId = headerValue(req, SESSION_HEADER)
-    const session = await service.verifyRequest({ authorization, proof, method, target, body, mcpSessionId }, ctxOf(req))
+    const body = tokenLooksLive(headerValue(req, 'authorization')) ? await readBody(req, maxBody) : NO_BODY
+    const session = await verifyNode(req, body)
     return { session, authInfo: authInfoFromSession(session, scopesOf), body }
   }
 
@@ -532,33 +563,58 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     // Already checked by this McpAuth (mountMcpAuth / middleware in front of protect or
     // protectFetch): go on with what that check established, instead of checking again (the
     // proof's nonce is spent, so a second check would refuse the request as a replay).
-    const earlier = verified.get(req)
+    const earlier = (req as unknown as Record<symbol, Verified | undefined>)[VERIFIED]
     if (earlier !== undefined) {
       req.auth = earlier.authInfo
       req.rawBody = earlier.body
       next(req)
       return
     }
-    authenticate(req).then(
-      ({ authInfo, body }) => {
-        if (req.method === 'POST') {
-          try {
-            req.body = JSON.parse(body.toString('utf8'))
-            // Tell body-parser (express.json) the body is already parsed.
-            ;(req as { _body?: boolean })._body = true
-          } catch {
-            writeJson(res, 400, {}, PARSE_ERROR)
-            return
-          }
-        }
-        req.auth = authInfo
-        req.rawBody = body
-        if (!checkBinding(req, res, authInfo.clientId)) return
-        verified.set(req, { authInfo, body })
-        next(req)
-      },
+    // No token, or one that is not a live session of ours: refused before a byte of the body is read.
+    if (!tokenLooksLive(headerValue(req, 'authorization'))) {
+      check(req, res, NO_BODY, next)
+      return
+    }
+    readBody(req, maxBody).then(
+      (body) => check(req, res, body, next),
       (err: unknown) => sendError(res, err),
     )
+  }
+
+  /** Verifies, then admits: with an in-memory nonce store all in the tick the body ended in. */
+  function check(req: McpRequest, res: ServerResponse, body: Buffer, next: (req: McpRequest) => unknown): void {
+    let session: SessionInfo | Promise<SessionInfo>
+    try {
+      session = verifyNode(req, body)
+    } catch (err) {
+      sendError(res, err)
+      return
+    }
+    if (session instanceof Promise) {
+      session.then(
+        (s) => admit(req, res, s, body, next),
+        (err: unknown) => sendError(res, err),
+      )
+    } else admit(req, res, session, body, next)
+  }
+
+  function admit(req: McpRequest, res: ServerResponse, session: SessionInfo, body: Buffer, next: (req: McpRequest) => unknown): void {
+    const authInfo = authInfoFromSession(session, scopesOf)
+    if (req.method === 'POST') {
+      try {
+        req.body = JSON.parse(body.toString('utf8'))
+        // Tell body-parser (express.json) the body is already parsed.
+        ;(req as { _body?: boolean })._body = true
+      } catch {
+        writeJson(res, 400, {}, PARSE_ERROR)
+        return
+      }
+    }
+    req.auth = authInfo
+    req.rawBody = body
+    if (!checkBinding(req, res, authInfo.clientId)) return
+    ;(req as unknown as Record<symbol, Verified>)[VERIFIED] = { authInfo, body }
+    next(req)
   }
 
   async function readWebBody(request: Request): Promise<Uint8Array> {

@@ -82,6 +82,13 @@ export interface AuthService {
   handleMessage(input: unknown, ctx?: RequestContext): Promise<AuthReply>
   /** Checks a request made with a session; audits and rethrows failures as AuthError. */
   verifyRequest(request: RequestToVerify, ctx?: RequestContext): Promise<SessionInfo>
+  /**
+   * {@link AuthService.verifyRequest} without a promise when the nonce store answers at once (in
+   * memory): the same checks and audit, returned or thrown directly. `ctx` may be a function, called
+   * only to audit a failure. Optional for services of your own; the MCP middleware falls back to
+   * `verifyRequest`.
+   */
+  verifyRequestNow?(request: RequestToVerify, ctx?: RequestContext | (() => RequestContext)): SessionInfo | Promise<SessionInfo>
 }
 
 export function createAuthService(options: AuthServiceOptions): AuthService {
@@ -194,11 +201,26 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         if (request.context === undefined) request.context = ctx
         return await verifier.verify(request)
       } catch (err) {
-        const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
-        audit?.log('session.rejected', { code: error.code, reason: error.message, method: request.method, target: request.target.slice(0, 200), remote: ctx.remote, transport: ctx.transport, at: clock() }, 'WARN')
-        throw error
+        return rejected(err, request, ctx)
       }
     },
+
+    verifyRequestNow(request, ctx) {
+      try {
+        const r = verifier.verifyNow(request)
+        return r instanceof Promise ? r.catch((err: unknown) => rejected(err, request, ctx)) : r
+      } catch (err) {
+        return rejected(err, request, ctx)
+      }
+    },
+  }
+
+  /** Audits a refused request and throws its AuthError. */
+  function rejected(err: unknown, request: RequestToVerify, context: RequestContext | (() => RequestContext) = {}): never {
+    const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
+    const ctx = typeof context === 'function' ? context() : context
+    audit?.log('session.rejected', { code: error.code, reason: error.message, method: request.method, target: request.target.slice(0, 200), remote: ctx.remote, transport: ctx.transport, at: clock() }, 'WARN')
+    throw error
   }
 }
 
