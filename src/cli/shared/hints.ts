@@ -46,7 +46,7 @@ export function hintFor(err: unknown, ctx: HintContext): string | undefined {
   if (isAuthError(err)) return hintForAuthError(err, ctx)
   const message = (err as Error | undefined)?.message ?? ''
   if (MCP_SENT_TO_AUTH.test(message)) return wrongEndpointHint(ctx, 'mcp-to-auth')
-  if (ctx.mcpUrl !== undefined && /\(HTTP 404\)/.test(message)) {
+  if (ctx.mcpUrl !== undefined && httpStatusOf(err) === 404) {
     return `the server has no MCP endpoint at ${safeUrl(ctx.mcpUrl)}: check --server-url (the MCP endpoint is often …/mcp)`
   }
   if (message === 'fetch failed' || (err as { cause?: unknown } | undefined)?.cause !== undefined) {
@@ -56,11 +56,20 @@ export function hintFor(err: unknown, ctx: HintContext): string | undefined {
   return undefined
 }
 
-/** The error's message, with the network cause spelled out when it is only `fetch failed`. */
+/** The HTTP status of an SDK transport error (`StreamableHTTPError.code`, or `(HTTP 404)` in its message). */
+function httpStatusOf(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code
+  if (typeof code === 'number' && code >= 100 && code < 600) return code
+  const m = /\(HTTP (\d{3})\)/.exec((err as Error | undefined)?.message ?? '')
+  return m === null ? undefined : Number(m[1])
+}
+
+/** The error's message, with the network cause spelled out when it is only `fetch failed`, and the HTTP status. */
 export function describeError(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err)
-  if (message !== 'fetch failed') return message
-  return `fetch failed: ${describeNetworkError(err)}`
+  if (message === 'fetch failed') return `fetch failed: ${describeNetworkError(err)}`
+  const status = httpStatusOf(err)
+  return status === undefined || message.includes(`HTTP ${status}`) ? message : `${message} (HTTP ${status})`
 }
 
 function wrongEndpointHint(ctx: HintContext, which: 'auth-to-mcp' | 'mcp-to-auth'): string {
@@ -146,7 +155,10 @@ function transportHint(err: unknown, ctx: HintContext): string {
     case 'host_not_found':
       return `the host name in ${where} does not resolve: check the URL`
     case 'reset':
-      return `the server closed the connection: if it sets transport.ssl.verify_mode: required, set transport.ssl.cert_file and key_file in ${ctx.config}; otherwise check its log`
+      // TLS 1.3 servers check the client certificate after the handshake and just close.
+      return where.startsWith('https:')
+        ? `the server closed the connection right after TLS: it probably requires a TLS client certificate (transport.ssl.verify_mode: required): set transport.ssl.cert_file and key_file in ${ctx.config} to a certificate signed by the CA in the server's transport.ssl.ca_file; otherwise check the server's log`
+        : `the server closed the connection before answering: check that ${where} is an mcp-pki-auth server and look at its log`
     case 'refused':
       return `is the server running at ${where}? check the URL and that mcp-pki-server (or your MCP server) is started`
     default:
