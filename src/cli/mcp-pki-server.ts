@@ -15,6 +15,7 @@ import { AuditLogger, type AuditLevel } from '../audit/audit-logger.js'
 import { loadConfigFile } from '../config/load-config.js'
 import { startServerFromConfig } from '../server/start-server.js'
 import { PACKAGE_VERSION } from '../transport/http-server.js'
+import { audienceLine } from './shared/audience-line.js'
 import { configureProgram, runCli, UsageError, warn } from './shared/output.js'
 
 interface ServerCliOptions {
@@ -75,11 +76,7 @@ async function main(): Promise<void> {
   const t = config.transport
   events.log('server.start', { server_fingerprint: server.fingerprint, url: server.authUrl, ws_url: server.wsUrl, transport: t.type, allowlist_entries: server.configured.allowlist.size, nonce_store: config.auth.nonce_store.type, session_binding: config.auth.session_binding })
   const aud = config.auth.audience
-  process.stderr.write(
-    aud === null
-      ? `audience: this machine's names and addresses on port ${server.address.port} (e.g. ${server.authUrl.replace(/\/auth$/, '')}); behind a proxy or under another DNS name set auth.audience to the URL clients use\n`
-      : `audience: ${(typeof aud === 'string' ? [aud] : aud).join(', ')}\n`,
-  )
+  process.stderr.write(audienceLine(aud, server.authUrl, server.address.port))
   // Signal handlers first, then the 'listening' line: a supervisor that signals as soon as it
   // reads that line must get a clean shutdown.
   const done = new Promise<void>((resolve) => {

@@ -74,7 +74,7 @@ export function describeError(err: unknown): string {
 
 function wrongEndpointHint(ctx: HintContext, which: 'auth-to-mcp' | 'mcp-to-auth'): string {
   if (which === 'auth-to-mcp') {
-    return `${safeUrl(ctx.url)} answers like an MCP endpoint, not the handshake endpoint: give the handshake endpoint (${safeUrl(authUrlOf(ctx.url))}) to mcp-auth-test, and the MCP endpoint to mcp-pki-proxy --server-url`
+    return `${safeUrl(ctx.url)} did not answer with a handshake message: this is the MCP endpoint (or another path), not the handshake endpoint; use ${safeUrl(authUrlOf(ctx.url))} here, and give the MCP endpoint (…/mcp) to mcp-pki-proxy --server-url`
   }
   const mcp = ctx.mcpUrl === undefined ? 'the MCP URL' : safeUrl(ctx.mcpUrl)
   return `${mcp} is the handshake endpoint, not the MCP endpoint: give mcp-pki-proxy --server-url the MCP endpoint (usually …/mcp) and, if the handshake is elsewhere, --auth-url`
