@@ -24,6 +24,7 @@ import { bridgeTransports, type JsonRpcMessage, type McpTransport } from '../mcp
 import { createAuthFetchFromConfig, type AuthFetch } from '../mcp/client.js'
 import { createHttpFetch, type HttpFetch } from '../mcp/http-fetch.js'
 import { answerWithError } from '../mcp/refusal.js'
+import { withStandardHeaders } from '../mcp/standard-headers.js'
 import { createToolFilter } from '../mcp/tool-filter.js'
 import { safeUrl } from '../transport/http-client.js'
 import { tlsClientSettingsFromConfig } from '../transport/tls.js'
@@ -179,7 +180,7 @@ async function main(): Promise<void> {
 }
 
 async function relay(authFetch: AuthFetch, serverUrl: URL, ctx: HintContext, out: Output, filter: ReturnType<typeof createToolFilter>, http: HttpFetch): Promise<void> {
-  const remote = new StreamableHTTPClientTransport(serverUrl, { fetch: authFetch })
+  const remote = new StreamableHTTPClientTransport(serverUrl, { fetch: withStandardHeaders(authFetch) })
   const local = new StdioServerTransport()
   const debug = out.debug
   const bridge = await bridgeTransports(local as unknown as McpTransport, remote as unknown as McpTransport, {
