@@ -322,3 +322,29 @@ test('11.3 --connect-timeout bounds a server that accepts connections and never 
     silent.close()
   }
 })
+
+test('11.4 the documented Inspector command line: the Inspector gets no --config, and what follows -- runs the proxy as written', async () => {
+  const doc = await readFile(join(import.meta.dirname, '..', '..', 'docs', 'mcp-proxy.md'), 'utf8')
+  const block = /```bash\n(npx -y @modelcontextprotocol\/inspector@[\d.]+ --cli [^`]*? -- \\\n[^`]*?)\n```/.exec(doc)?.[1]
+  assert.ok(block, 'docs/mcp-proxy.md shows the one-line Inspector form with --')
+  const line = block.replace(/\\\n\s*/g, '')
+  const [inspectorPart, proxyPart] = line.split(' -- ') as [string, string]
+  // The Inspector parses everything before `--`: the proxy's --config must not be there.
+  assert.doesNotMatch(inspectorPart, /--config/)
+  assert.match(inspectorPart, /--cli --method tools\/list$/)
+  const argv = proxyPart.trim().split(/\s+/)
+  assert.deepEqual(argv.slice(0, 2), ['node', 'dist/cli/mcp-pki-proxy.js'])
+  assert.equal(argv[2], '--config')
+  assert.equal(argv[4], '--server-url')
+  // Run exactly that argv (the Inspector spawns it as is), with this test's config and server.
+  const config = await d.writeClientConfig('inspector', { serverUrl: `${httpOrigin}/auth` })
+  const args = [PROXY_BIN, ...argv.slice(2)].map((a, i, all) => (all[i - 1] === '--config' ? config : all[i - 1] === '--server-url' ? `${httpOrigin}/mcp` : a))
+  const transport = new StdioClientTransport({ command: process.execPath, args, stderr: 'pipe' })
+  const client = new Client({ name: 'inspector-like', version: '1.0.0' })
+  await client.connect(transport)
+  try {
+    assert.equal((await client.listTools()).tools.length, 2)
+  } finally {
+    await client.close()
+  }
+})
