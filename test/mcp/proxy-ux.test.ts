@@ -20,10 +20,11 @@ import { Allowlist } from '../../src/allowlist/allowlist.js'
 import { saveAllowlistFile } from '../../src/allowlist/allowlist-file.js'
 import { loadConfig } from '../../src/config/load-config.js'
 import { generateKeyPair } from '../../src/keys/key-pair.js'
+import { createAuthFetchFromConfig } from '../../src/mcp/client.js'
 import { createMcpAuth, mountMcpAuth } from '../../src/mcp/server.js'
 import { createAuthServiceFromConfig, type ConfiguredAuthService } from '../../src/server/from-config.js'
 import { makeDeployment, PROXY_BIN, type Deployment } from './fixtures/deployment.js'
-import { closeServer, statefulMcpHandler, textOf, type ToolCalls } from './fixtures/harness.js'
+import { closeServer, connectClient, statefulMcpHandler, textOf, type ToolCalls } from './fixtures/harness.js'
 
 let d: Deployment
 let configured: ConfiguredAuthService
@@ -342,6 +343,17 @@ test('11.4 the documented Inspector command line: the Inspector gets no --config
   const transport = new StdioClientTransport({ command: process.execPath, args, stderr: 'pipe' })
   const client = new Client({ name: 'inspector-like', version: '1.0.0' })
   await client.connect(transport)
+  try {
+    assert.equal((await client.listTools()).tools.length, 2)
+  } finally {
+    await client.close()
+  }
+})
+
+test('11.1 the library too: createAuthFetchFromConfig applies ca_file and the client certificate to MCP requests', async () => {
+  const config = await d.writeClientConfig('libtls', { serverUrl: `${mtlsOrigin}/auth`, ssl: { ca_file: serverTls.cert, cert_file: clientTls.cert, key_file: clientTls.key } })
+  const authFetch = await createAuthFetchFromConfig(config, `${mtlsOrigin}/mcp`, { interactive: false })
+  const client = await connectClient(`${mtlsOrigin}/mcp`, authFetch)
   try {
     assert.equal((await client.listTools()).tools.length, 2)
   } finally {
