@@ -40,15 +40,18 @@ export async function createHttpFetch(o: HttpFetchOptions = {}): Promise<HttpFet
     bodyTimeout: 0,
   })
   const extra = Object.entries(o.headers ?? {})
-  const httpFetch = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    let next = init
+  const httpFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    // A Request (Node's own class) is taken apart: undici's fetch only knows its own Request class.
+    const fromRequest: RequestInit =
+      input instanceof Request ? { method: input.method, headers: input.headers, signal: input.signal, ...(input.body === null ? {} : { body: await input.arrayBuffer() }) } : {}
+    const merged: RequestInit = { ...fromRequest, ...init }
     if (extra.length > 0) {
-      const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined))
+      const headers = new Headers(merged.headers)
       for (const [name, value] of extra) if (!headers.has(name)) headers.set(name, value)
-      next = { ...init, headers }
+      merged.headers = headers
     }
     const url = input instanceof Request ? input.url : input
-    return undiciFetch(url, { ...(next as object), dispatcher } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>
+    return undiciFetch(url, { ...(merged as object), dispatcher } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>
   }
   return Object.assign(httpFetch, { close: () => dispatcher.close() })
 }

@@ -21,6 +21,7 @@ export type NetworkProblem =
   | 'refused'
   | 'host_not_found'
   | 'reset'
+  | 'no_reply'
   | 'other'
 
 export interface NetworkErrorInfo {
@@ -98,6 +99,9 @@ export function classifyNetworkError(err: unknown): NetworkErrorInfo {
   if (c === 'ENOTFOUND' || c === 'EAI_AGAIN') return { code: c, problem: 'host_not_found', explanation: 'the host name does not resolve' }
   if (c === 'ECONNRESET' || c === 'UND_ERR_SOCKET' || c === 'EPIPE') {
     return { code: c, problem: 'reset', explanation: 'the server closed the connection before answering (a server with transport.ssl.verify_mode: required does this to clients without a certificate)' }
+  }
+  if (c === 'UND_ERR_HEADERS_TIMEOUT' || c === 'UND_ERR_CONNECT_TIMEOUT') {
+    return { code: c, problem: 'no_reply', explanation: c === 'UND_ERR_CONNECT_TIMEOUT' ? 'no connection within the connect timeout' : 'the server did not start answering within the request timeout' }
   }
   return { code: c, problem: 'other', explanation: '' }
 }

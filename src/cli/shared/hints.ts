@@ -159,6 +159,8 @@ function transportHint(err: unknown, ctx: HintContext): string {
       return where.startsWith('https:')
         ? `the server closed the connection right after TLS: it probably requires a TLS client certificate (transport.ssl.verify_mode: required): set transport.ssl.cert_file and key_file in ${ctx.config} to a certificate signed by the CA in the server's transport.ssl.ca_file; otherwise check the server's log`
         : `the server closed the connection before answering: check that ${where} is an mcp-pki-auth server and look at its log`
+    case 'no_reply':
+      return `no answer in time from ${where}: is the server reachable and not overloaded? raise --connect-timeout / --request-timeout if it is just slow`
     case 'refused':
       return `is the server running at ${where}? check the URL and that mcp-pki-server (or your MCP server) is started`
     default:
