@@ -151,7 +151,7 @@ async function authWorkUs(n: number): Promise<number> {
   const run = async (k: number): Promise<number> => {
     const t0 = performance.now()
     for (let i = 0; i < k; i++) {
-      const proof = createRequestProof({ sessionKey: s.sessionKey, method: 'POST', target: '/mcp', body })
+      const proof = createRequestProof({ session: s, method: 'POST', target: '/mcp', body })
       await service.verifyRequest({ authorization: `Bearer ${s.token}`, proof, method: 'POST', target: '/mcp', body })
     }
     return ((performance.now() - t0) * 1000) / k

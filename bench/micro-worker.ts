@@ -26,7 +26,7 @@ import { createServerHandshake } from '../src/handshake/server-handshake.js'
 import { generateKeyPair, type Ed25519KeyPair } from '../src/keys/key-pair.js'
 import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
 import { hmacPads } from '../src/internal/hmac-sha256.js'
-import { bodyDigest, computeProofMac, createRequestProof, decodeSessionTicket, matchRequestProof, parseRequestProof, proofMacMatches } from '../src/session/session-token.js'
+import { bodyDigest, computeProofMac, createRequestProof, decodeSessionTicket, matchRequestProof, parseRequestProof, proofMacMatches, tokenDigest } from '../src/session/session-token.js'
 import { createSessionVerifier } from '../src/session/session-verifier.js'
 import { cpuMicros, keep, serve, statOf, timeAsync, timeSync, type Stat } from './lib.js'
 
@@ -64,7 +64,7 @@ function floor(o: Opts): Record<string, Stat> {
   const bRaw = b.raw
   const shared = diffieHellman({ privateKey: a.privateKey, publicKey: b.publicKey })
   const salt = randomBytes(32)
-  const info = Buffer.from('mcp-pki/1 session-key')
+  const info = Buffer.from('mcp-pki/2 session-keys')
   const macKey = randomBytes(32)
   const mac64 = randomBytes(64)
   const aesKey = randomBytes(32)
@@ -137,7 +137,7 @@ function serverCrypto(iterations: number): { core: number; all: number; parts: R
   const peerRaw = peer.raw
   const own = x25519Pair()
   const salt = randomBytes(32)
-  const info = Buffer.from('mcp-pki/1 session-key')
+  const info = Buffer.from('mcp-pki/2 session-keys')
   const shared = randomBytes(32)
   const key = randomBytes(32)
   const plain = randomBytes(96)
@@ -147,7 +147,8 @@ function serverCrypto(iterations: number): { core: number; all: number; parts: R
     verify: one(() => verify(null, MESSAGE, publicKey, sig)),
     x25519_keygen: one(() => generateKeyPairSync('x25519')),
     x25519_shared_secret: one(() => diffieHellman({ privateKey: own.privateKey, publicKey: peer.publicKey })),
-    hkdf: one(() => hkdfSync('sha256', shared, salt, info, 32), 2),
+    hkdf: one(() => hkdfSync('sha256', shared, salt, info, 64), 2),
+    hmac: one(() => createHmac('sha256', key).update(MESSAGE).digest(), 2),
     x25519_import_and_export: one(() => {
       x25519PublicFromRaw(peerRaw)
       return own.publicKey.export({ format: 'jwk' })
@@ -160,7 +161,8 @@ function serverCrypto(iterations: number): { core: number; all: number; parts: R
     }, 2),
     sha256: one(() => createHash('sha256').update(MESSAGE).digest(), 4),
   }
-  const core = 2 * p.sign + p.verify + p.x25519_keygen + p.x25519_shared_secret + p.hkdf
+  // mcp-pki/2: one signature (message 2) and one verification (message 3); message 4 is a MAC.
+  const core = p.sign + p.verify + p.x25519_keygen + p.x25519_shared_secret + p.hkdf + p.hmac
   // everything cryptographic the engine does: + peer key import/export, 2 seals + 1 open, ~6 hashes
   const all = core + p.x25519_import_and_export + 3 * p.aes_gcm + 6 * p.sha256
   return { core, all, parts: p }
@@ -261,11 +263,11 @@ async function session(o: Opts): Promise<Record<string, unknown>> {
   const perLoop = n * o.runs + Math.min(n, 200)
   const makeProofs = (): string[] => {
     const out = new Array<string>(perLoop)
-    for (let i = 0; i < perLoop; i++) out[i] = createRequestProof({ sessionKey: sess.sessionKey, method: 'POST', target: '/mcp', body })
+    for (let i = 0; i < perLoop; i++) out[i] = createRequestProof({ session: sess, method: 'POST', target: '/mcp', body })
     return out
   }
   // client side: the proof header made for every MCP request
-  const createProofStat = timeSync(() => createRequestProof({ sessionKey: sess.sessionKey, method: 'POST', target: '/mcp', body }), n, o.runs)
+  const createProofStat = timeSync(() => createRequestProof({ session: sess, method: 'POST', target: '/mcp', body }), n, o.runs)
   const proofsA = makeProofs()
   // verify (promise, as the HTTP transport awaits it) and verifyNow (synchronous with an in-memory nonce store)
   const verifyStat = await timeAsync((i) => verifier.verify({ authorization, proof: proofsA[i], method: 'POST', target: '/mcp', body }), n, o.runs)
@@ -292,18 +294,30 @@ async function session(o: Opts): Promise<Record<string, unknown>> {
   const pads = hmacPads(ticket.sessionKey)
   const macText = parsed.mac.toString('base64url')
   const req = { method: 'POST', target: '/mcp', bodyDigest: digest }
-  const hmacCached = timeSync(() => proofMacMatches(pads, req, parsed.timestamp, parsed.nonceText, macText), n, o.runs)
-  const hmacWithBody = timeSync(() => proofMacMatches(pads, { method: 'POST', target: '/mcp', body }, parsed.timestamp, parsed.nonceText, macText), n, o.runs)
+  const tokenHash = tokenDigest(sess.token)
+  const hmacCached = timeSync(() => proofMacMatches(pads, tokenHash, parsed.epochText, req, parsed.timestamp, parsed.sequence, macText), n, o.runs)
+  const hmacWithBody = timeSync(() => proofMacMatches(pads, tokenHash, parsed.epochText, { method: 'POST', target: '/mcp', body }, parsed.timestamp, parsed.sequence, macText), n, o.runs)
   const hmacOld = timeSync(
-    () => computeProofMac(ticket.sessionKey, { method: 'POST', target: '/mcp', bodyDigest: digest, timestamp: parsed.timestamp, nonce: parsed.nonce }),
+    () =>
+      computeProofMac(ticket.sessionKey, {
+        tokenDigest: tokenHash,
+        epoch: parsed.epoch,
+        method: 'POST',
+        target: '/mcp',
+        mcpSessionId: '',
+        bodyDigest: digest,
+        timestamp: parsed.timestamp,
+        sequence: parsed.sequence,
+      }),
     n,
     o.runs,
   )
-  const store = new InMemoryNonceStore({ maxEntries: 10_000_000, sweepIntervalMs: 0 })
-  const keys: string[] = new Array<string>(n * (o.runs + 1))
-  for (let i = 0; i < keys.length; i++) keys[i] = `p:AAAAAAAAAAAAAAAAAAAAAA:${randomBytes(16).toString('base64url')}`
+  // the replay check of a request: one sequence number in its session's window
+  const store = new InMemoryNonceStore({ maxEntries: 1000, sweepIntervalMs: 0 })
+  const epoch = store.epoch()
   const exp = Date.now() + 60_000
-  const nonceInsert = timeSync((i) => store.checkAndInsert(keys[i]!, exp), n, o.runs, 0)
+  let sequence = 0
+  const nonceInsert = timeSync(() => store.checkSequence('AAAAAAAAAAAAAAAAAAAAAA', ++sequence, exp, epoch), n, o.runs, 0)
   const allowlistLookup = timeSync(() => s.serverAllowlist.lookup(s.client.fingerprint, Date.now()), n * 5, o.runs)
   store.close()
   nonces.close()

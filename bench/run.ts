@@ -15,10 +15,11 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { makeCerts, type CertFiles } from './certs.js'
+import { runSustained, type SustainedResult } from './sustained.js'
 import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } from './lib.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp'] as const
+const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained'] as const
 type Group = (typeof GROUPS)[number]
 
 interface Args {
@@ -445,6 +446,20 @@ function flatten(v: Record<string, unknown>, prefix = ''): [string, unknown][] {
   return out
 }
 
+function printSustained(r: SustainedResult): void {
+  const rows = [
+    ['duration', `${r.seconds} s`],
+    ['clients (one session each)', String(r.clients)],
+    ['authenticated requests', String(r.requests)],
+    ['requests/s (whole run)', String(r.requestsPerSecond)],
+    ['answers', Object.entries(r.statuses).map(([k, n]) => `${k}: ${n}`).join(', ')],
+    ['server_busy (target: 0)', String(r.serverBusy)],
+    ['server RSS start → end', `${r.rssMiBStart} → ${r.rssMiBEnd} MiB`],
+    ['live request windows (last slice)', String(r.slices.at(-1)?.windows ?? '—')],
+  ]
+  print(table('Sustained load, default configuration (in-memory replay memory), /whoami with a proof per request', ['figure', 'value'], rows))
+}
+
 // ---------- main ----------
 
 async function main(): Promise<void> {
@@ -498,6 +513,13 @@ async function main(): Promise<void> {
     const r = await mcp(args)
     results.mcp = r
     printMcp(r)
+  }
+  if (args.only.has('sustained')) {
+    const seconds = args.quick ? 20 : 600
+    progress(`sustained default-config load: ${seconds} s`)
+    const r = await runSustained(seconds, 8, progress)
+    results.sustained = r
+    printSustained(r)
   }
   const meta = results.meta as Record<string, unknown>
   meta.loadavg_end = loadavg().map((x) => round(x, 2))

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { printable } from './internal/text.js'
 
 /** Protocol error codes (docs/PROTOCOL.md §Errors). */
 export const PROTOCOL_ERROR_CODES = [
@@ -31,6 +32,7 @@ export const PROTOCOL_ERROR_CODES = [
   'session_revoked',
   'proof_missing',
   'proof_invalid',
+  'proof_stale',
   'internal_error',
 ] as const
 
@@ -60,6 +62,8 @@ export interface AuthErrorOptions {
   retryAfter?: number
   /** For config/file errors: the config path or file path the problem is at. */
   path?: string
+  /** For proof_stale: the server's current replay epoch (sent back in the MCP-PKI-Epoch header). */
+  epoch?: string
 }
 
 /** Base class of every error this package throws for bad input, peers or files. */
@@ -67,6 +71,7 @@ export class AuthError extends Error {
   readonly code: AuthErrorCode
   readonly retryAfter: number | undefined
   readonly path: string | undefined
+  readonly epoch: string | undefined
 
   constructor(code: AuthErrorCode, message: string, options: AuthErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -74,6 +79,7 @@ export class AuthError extends Error {
     this.code = code
     this.retryAfter = options.retryAfter
     this.path = options.path
+    this.epoch = options.epoch
   }
 }
 
@@ -109,6 +115,7 @@ const STATUS: Record<AuthErrorCode, number> = {
   session_revoked: 401,
   proof_missing: 401,
   proof_invalid: 401,
+  proof_stale: 401,
   internal_error: 500,
   key_file_invalid: 500,
   key_file_permissions: 500,
@@ -150,7 +157,8 @@ export function toWireError(err: unknown): WireError {
     if (FOLDED.has(err.code)) {
       return { code: 'authentication_failed', message: WIRE_MESSAGES.authentication_failed! }
     }
-    return { code: err.code as ProtocolErrorCode, message: err.message }
+    // The message may quote the peer's text (an audience, a field name): nothing in it may act on a terminal.
+    return { code: err.code as ProtocolErrorCode, message: printable(err.message) }
   }
   return { code: 'internal_error', message: WIRE_MESSAGES.internal_error! }
 }

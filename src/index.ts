@@ -33,6 +33,8 @@ export {
   formatOpenSshPublicKey,
 } from './keys/key-file.js'
 export type { LoadedPrivateKey, LoadedPublicKey } from './keys/key-file.js'
+export { assertUsableEd25519PublicKey, isUsableEd25519PublicKey, ed25519PublicKeyProblem } from './keys/point-check.js'
+export type { Ed25519KeyProblem, AssertUsableKeyOptions } from './keys/point-check.js'
 
 // Allowlists
 export { Allowlist } from './allowlist/allowlist.js'

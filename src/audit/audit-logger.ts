@@ -21,6 +21,7 @@
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { formatTimestamp, systemClock, type Clock } from '../internal/clock.js'
+import { printable, terminalSafeJson } from '../internal/text.js'
 import { canonicalEventName } from './audit-event.js'
 
 export type AuditLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR'
@@ -236,7 +237,8 @@ export class AuditLogger implements AuditSink {
     } catch {
       line = JSON.stringify({ ts: record.ts, level, event, error: 'unserializable fields' })
     }
-    this.enqueue(line + '\n')
+    // Peer text (an audience, a field name) may hold C1 controls or bidi marks that JSON leaves raw.
+    this.enqueue(terminalSafeJson(line) + '\n')
   }
 
   /** A completed or failed handshake: `handshake.success` (INFO) or `handshake.failure` (WARN). Records metrics. */
@@ -405,6 +407,6 @@ export class AuditLogger implements AuditSink {
     if (this.reportedErrors.has(code)) return
     this.reportedErrors.add(code)
     const where = this.settings.log_file ?? 'stdout'
-    process.stderr.write(`audit: cannot write ${where}: ${err.message}\n`)
+    process.stderr.write(`audit: cannot write ${printable(where)}: ${printable(err.message)}\n`)
   }
 }

@@ -22,6 +22,7 @@ import { createNodeFetch, tlsClientOptions, tlsClientSettingsFromConfig, type Tl
 import { authenticateWebSocket } from '../transport/ws-client.js'
 import { hintFor } from './shared/hints.js'
 import { configureProgram, printJson, printLine, runCli, UsageError } from './shared/output.js'
+import { printableLines } from '../internal/text.js'
 
 type Transport = 'http' | 'websocket'
 
@@ -233,8 +234,8 @@ async function main(): Promise<void> {
         printJson({ success: false, transport, url: safeUrl(url), error: { code, message: (err as Error).message }, hint: hint ?? null })
       } else {
         printLine(`✗ mutual authentication failed over ${transport}: ${code}`)
-        process.stderr.write(`error: ${(err as Error).message}\n`)
-        if (hint) process.stderr.write(`hint: ${hint}\n`)
+        process.stderr.write(`error: ${printableLines((err as Error).message)}\n`)
+        if (hint) process.stderr.write(`hint: ${printableLines(hint)}\n`)
       }
       process.exitCode = 1
       return

@@ -22,6 +22,7 @@ import { createMcpAuth } from '../mcp/server.js'
 import { createAuthServiceFromConfig } from '../server/from-config.js'
 import { tlsServerOptions } from '../transport/tls.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
+import { printableLines } from '../internal/text.js'
 
 interface GatewayCliOptions {
   config: string
@@ -94,7 +95,7 @@ async function main(): Promise<void> {
   const maxSessions = positiveInt(opts.maxSessions, '--max-sessions')
   const idleTimeoutMs = positiveInt(opts.idleTimeout, '--idle-timeout') * 1000
   const info = (line: string): void => {
-    if (!opts.quiet) process.stderr.write(`mcp-pki-gateway: ${line}\n`)
+    if (!opts.quiet) process.stderr.write(`mcp-pki-gateway: ${printableLines(line)}\n`)
   }
 
   const config = await loadConfig(opts.config)
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
     authPath: opts.authPath,
     maxSessions,
     idleTimeoutMs,
-    log: (line) => process.stderr.write(`mcp-pki-gateway: ${line}\n`),
+    log: (line) => process.stderr.write(`mcp-pki-gateway: ${printableLines(line)}\n`),
   })
   const tls = config.transport.type === 'https'
   const server = tls ? https.createServer(await tlsServerOptions(config.transport.ssl), gateway.handler) : http.createServer(gateway.handler)

@@ -20,6 +20,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { loadConfig } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
 import { isAuthError } from '../errors.js'
+import { printableLines } from '../internal/text.js'
 import { bridgeTransports, type JsonRpcMessage, type McpTransport } from '../mcp/bridge.js'
 import { createAuthFetchFromConfig, type AuthFetch } from '../mcp/client.js'
 import { createHttpFetch, type HttpFetch } from '../mcp/http-fetch.js'
@@ -30,7 +31,7 @@ import { safeUrl } from '../transport/http-client.js'
 import { tlsClientSettingsFromConfig } from '../transport/tls.js'
 import { defaultDebugLogPath, openDebugLog, summarize, type DebugLog } from './shared/debug-log.js'
 import { describeError, hintFor, type HintContext } from './shared/hints.js'
-import { configureProgram, runCli, UsageError } from './shared/output.js'
+import { configureProgram, fail, runCli, UsageError } from './shared/output.js'
 import { extraHeaders } from './shared/proxy-headers.js'
 
 interface ProxyOptions {
@@ -106,11 +107,11 @@ function makeOutput(opts: ProxyOptions, serverUrl: URL): Output {
     debug,
     info(line) {
       debug?.write(line)
-      if (!opts.quiet) process.stderr.write(`mcp-pki-proxy: ${line}\n`)
+      if (!opts.quiet) process.stderr.write(`mcp-pki-proxy: ${printableLines(line)}\n`)
     },
     problem(line) {
       debug?.write(line)
-      process.stderr.write(`mcp-pki-proxy: ${line}\n`)
+      process.stderr.write(`mcp-pki-proxy: ${printableLines(line)}\n`)
     },
   }
 }
@@ -134,9 +135,7 @@ async function refuse(err: unknown, ctx: HintContext, out: Output): Promise<void
   const message = describeError(err)
   const hint = hintFor(err, ctx)
   out.debug?.write(`could not connect: ${message}${hint === undefined ? '' : ` (hint: ${hint})`}`)
-  process.stderr.write(`error: ${message}\n`)
-  if (hint !== undefined) process.stderr.write(`hint: ${hint}\n`)
-  process.exitCode = 1
+  fail(message, hint)
   const code = isAuthError(err) ? err.code : 'connect_failed'
   await answerWithError(new StdioServerTransport() as unknown as McpTransport, {
     message: `mcp-pki-proxy could not connect to ${safeUrl(ctx.mcpUrl ?? ctx.url)}: ${message}${hint === undefined ? '' : `. Fix: ${hint}`}`,

@@ -14,6 +14,7 @@ import { Command } from 'commander'
 import { AuditLogger, type AuditLevel } from '../audit/audit-logger.js'
 import { loadConfigFile } from '../config/load-config.js'
 import { startServerFromConfig } from '../server/start-server.js'
+import { printable, terminalSafeJson } from '../internal/text.js'
 import { PACKAGE_VERSION } from '../transport/http-server.js'
 import { audienceLine } from './shared/audience-line.js'
 import { configureProgram, runCli, UsageError, warn } from './shared/output.js'
@@ -41,8 +42,9 @@ function summaryLine(event: string, fields: Readonly<Record<string, unknown>>, l
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined || v === null || SKIP.has(k)) continue
     if (/token|secret|key$|signature|proof|mac/i.test(k) && !/fingerprint/i.test(k)) continue
-    const text = typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)
-    parts.push(`${k}=${text}`)
+    // Strings with spaces or anything a terminal acts on are quoted; escapes keep C1 controls and the like inert.
+    const text = typeof v === 'string' && !/\s/.test(v) && printable(v) === v ? v : terminalSafeJson(JSON.stringify(v) ?? 'null')
+    parts.push(`${printable(k)}=${text}`)
   }
   return parts.join(' ')
 }

@@ -24,6 +24,8 @@
  * | auth.session_ttl                   | 900                        | seconds                                          |
  * | auth.session_binding               | proof                      | proof / bearer (bearer over http/ws = warning)   |
  * | auth.proof_window                  | 30                         | seconds                                          |
+ * | auth.replay_window_sessions        | 100000                     | sessions with a live request window (in memory)  |
+ * | auth.fleet_clock_skew              | 5                          | seconds members' clocks may differ (Redis TTLs)  |
  * | auth.audience                      | null                       | URL or list; null = this machine's names + port  |
  * | auth.nonce_store.type              | memory                     | memory / redis                                   |
  * | auth.nonce_store.url               | redis://127.0.0.1:6379     |                                                  |
@@ -59,6 +61,7 @@
  */
 import { z } from 'zod'
 import { fromB64u } from '../internal/bytes.js'
+import { isBlockedFingerprint } from '../keys/point-check.js'
 import type { Config } from './types.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -195,6 +198,9 @@ const fingerprintSchema = z
   .string({ error: 'expected a 64-character hex SHA-256 fingerprint or null' })
   .regex(FINGERPRINT, { error: 'expected a 64-character hex SHA-256 fingerprint or null' })
   .transform((v) => v.toLowerCase())
+  .refine((v) => !isBlockedFingerprint(v), {
+    error: 'this is the fingerprint of a small-order or non-canonical ed25519 key, not a usable server key; pin the fingerprint of the server key made with mcp-keygen',
+  })
   .nullable()
 
 // ---------------------------------------------------------------------------------------------
@@ -260,6 +266,8 @@ const authSchema = z.strictObject(
     session_ttl: positiveInt().default(900),
     session_binding: oneOf(['proof', 'bearer'] as const).default('proof'),
     proof_window: positiveInt().default(30),
+    replay_window_sessions: positiveInt().default(100_000),
+    fleet_clock_skew: z.number({ error: 'expected a number of seconds' }).int({ error: 'expected a whole number of seconds' }).min(0, { error: 'expected 0 or more seconds' }).default(5),
     audience: z
       .union([nonEmptyString('a URL, a list of URLs or null'), z.array(nonEmptyString('a non-empty string'), { error: 'expected a URL, a list of URLs or null' }).min(1, { error: 'expected at least one audience (or null)' })], {
         error: 'expected a URL, a list of URLs or null',

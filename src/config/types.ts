@@ -47,8 +47,12 @@ export interface Config {
     session_ttl: number
     /** `proof` (default): every request carries an HMAC proof. `bearer`: token alone (TLS only). */
     session_binding: SessionBinding
-    /** Seconds either side of now a request proof's timestamp may be. */
+    /** Seconds either side of now a request proof's timestamp may be (in the server's clock). */
     proof_window: number
+    /** Most sessions with a live request-sequence window in the in-memory store; full = server_busy. */
+    replay_window_sessions: number
+    /** Seconds fleet members' clocks may differ: shared (Redis) replay entries live this much longer, twice. */
+    fleet_clock_skew: number
     /** Audience this server answers to (its URL or name); null = accept the Host the client used. */
     audience: string | string[] | null
     nonce_store: {

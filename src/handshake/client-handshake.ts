@@ -10,6 +10,7 @@ import type { KeyLookup } from '../allowlist/types.js'
 import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../errors.js'
 import { b64u, constantTimeEqual } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
+import { assertUsableEd25519PublicKey } from '../keys/point-check.js'
 import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { CONTEXT, MAX_AUDIENCE_LENGTH, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import {
@@ -20,14 +21,21 @@ import {
   type AuthRequestWire,
   type AuthResponseWire,
 } from '../protocol/messages.js'
-import { challengeFieldsOf, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
-import { checkWindow, deriveSessionKey, takeEphemeral, type Ephemeral, type EphemeralSource } from './common.js'
+import { challengeFieldsOf, finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
+import type { ProofSession } from '../session/session-token.js'
+import { checkWindow, deriveSessionKeys, takeEphemeral, type Ephemeral, type EphemeralSource, type SessionKeys } from './common.js'
 
-/** What the client learned and holds after a successful handshake. */
-export interface ClientSession {
+/** What the client learned and holds after a successful handshake (a {@link ProofSession}). */
+export interface ClientSession extends ProofSession {
   token: string
   /** Secret: signs every later request (createRequestProof). Never log it. */
   sessionKey: Buffer
+  /** The server's replay epoch (base64url); replaced when the server answers `proof_stale`. */
+  replayEpoch: string
+  /** Server clock minus this clock (ms), from message 4: proofs are stamped in the server's clock. */
+  clockOffsetMs: number
+  /** The last request sequence number used. */
+  lastSequence: number
   expiresAt: number
   clientFingerprint: string
   serverFingerprint: string
@@ -57,6 +65,7 @@ export function createServerTrust(o: ServerTrustOptions): ServerTrust {
   const clock = o.clock ?? systemClock
   const pinned = o.pinnedFingerprint?.toLowerCase() ?? null
   return async (fingerprint, publicKeyRaw) => {
+    assertUsableEd25519PublicKey(publicKeyRaw, `server key ${fingerprint}`, { fast: true, code: 'server_key_rejected', fix: "refusing to talk; the server's operator must generate a new key with mcp-keygen" })
     if (pinned !== null && !constantTimeEqual(Buffer.from(pinned), Buffer.from(fingerprint))) {
       throw new AuthError('server_key_mismatch', `server key ${fingerprint} does not match the fingerprint pinned for this server (${pinned}); refusing to talk`)
     }
@@ -118,7 +127,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
   let fields: RequestFields | undefined
   let t3: Buffer | undefined
   let sig3: Buffer | undefined
-  let sessionKey: Buffer | undefined
+  let keys: SessionKeys | undefined
   let server: { fingerprint: string; publicKey: KeyObject; metadata: Readonly<Record<string, unknown>> | undefined } | undefined
 
   function expect(s: typeof step, what: string): void {
@@ -127,7 +136,8 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
 
   function fail(err: unknown): never {
     step = 'failed'
-    sessionKey?.fill(0)
+    keys?.sessionKey.fill(0)
+    keys?.finishedKey.fill(0)
     throw err
   }
 
@@ -169,7 +179,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
           throw new AuthError('invalid_signature', `the server's challenge signature does not verify for key ${fingerprint.slice(0, 16)}…`)
         }
         server = { fingerprint, publicKey, metadata }
-        sessionKey = deriveSessionKey(eph!.privateKey, challenge.serverEphemeral, sha256(t2pre))
+        keys = deriveSessionKeys(eph!.privateKey, challenge.serverEphemeral, sha256(t2pre))
         const timestamp = formatTimestamp(clock())
         t3 = transcript3(t2, challenge.signature, timestamp)
         sig3 = signBytes(o.keyPair.privateKey, signingInput(CONTEXT.clientResponse, t3))
@@ -211,15 +221,23 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
           clientFingerprint: complete.clientFingerprint,
           serverFingerprint: complete.serverFingerprint,
           timestamp: complete.wire.timestamp,
+          replayEpoch: complete.replayEpoch,
         })
-        if (!verifyBytes(srv.publicKey, signingInput(CONTEXT.serverComplete, t4), complete.signature)) {
-          throw new AuthError('invalid_signature', `the server's completion signature does not verify for key ${srv.fingerprint.slice(0, 16)}…`)
+        // Key confirmation: only the holder of this exchange's ephemeral key (the server that signed
+        // message 2) can derive the finished key.
+        if (!constantTimeEqual(finishedMac(keys!.finishedKey, t4), complete.finished)) {
+          throw new AuthError('invalid_signature', `the server's completion (finished MAC) does not verify for key ${srv.fingerprint.slice(0, 16)}…`)
         }
-        checkWindow(complete.timestamp, clock(), toleranceMs, 'auth_complete')
+        keys!.finishedKey.fill(0)
+        const receivedAt = clock()
+        checkWindow(complete.timestamp, receivedAt, toleranceMs, 'auth_complete')
         step = 'done'
         return {
           token: complete.sessionToken,
-          sessionKey: sessionKey!,
+          sessionKey: keys!.sessionKey,
+          replayEpoch: complete.wire.replay_epoch,
+          clockOffsetMs: complete.timestamp - receivedAt,
+          lastSequence: 0,
           expiresAt: complete.expiresAt,
           clientFingerprint: complete.clientFingerprint,
           serverFingerprint: srv.fingerprint,

@@ -77,13 +77,25 @@ export function x25519PublicFromRaw(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64u(raw) }, format: 'jwk' })
 }
 
-const SESSION_KEY_INFO = Buffer.from(CONTEXT.sessionKey)
+const SESSION_KEYS_INFO = Buffer.from(CONTEXT.sessionKeys)
+
+/** The two keys of one X25519 exchange: requests are MAC'd under the first, message 4 under the second. */
+export interface SessionKeys {
+  sessionKey: Buffer
+  finishedKey: Buffer
+}
 
 /**
- * session_key = HKDF-SHA256(ikm = X25519(own, peer), salt = SHA-256(T2pre), info = "mcp-pki/1 session-key").
- * A low-order peer key (all-zero shared secret) is refused as invalid_message.
+ * session_key || finished_key = HKDF-SHA256(ikm = X25519(own, peer), salt = SHA-256(T2pre),
+ * info = "mcp-pki/2 session-keys", L = 64). A low-order peer key (all-zero shared secret) is
+ * refused as invalid_message. Both halves are views of one 64-byte buffer (zero it to forget both).
  */
-export function deriveSessionKey(own: KeyObject, peerRaw: Uint8Array, t2preHash: Uint8Array): Buffer {
+export function deriveSessionKeys(own: KeyObject, peerRaw: Uint8Array, t2preHash: Uint8Array): SessionKeys {
+  const okm = deriveKeyMaterial(own, peerRaw, t2preHash)
+  return { sessionKey: okm.subarray(0, SESSION_KEY_SIZE), finishedKey: okm.subarray(SESSION_KEY_SIZE) }
+}
+
+function deriveKeyMaterial(own: KeyObject, peerRaw: Uint8Array, t2preHash: Uint8Array): Buffer {
   let shared: Buffer
   try {
     shared = diffieHellman({ privateKey: own, publicKey: x25519PublicFromRaw(peerRaw) })
@@ -91,7 +103,9 @@ export function deriveSessionKey(own: KeyObject, peerRaw: Uint8Array, t2preHash:
     throw new AuthError('invalid_message', 'ephemeral key is not a usable X25519 public key')
   }
   if (shared.every((b) => b === 0)) throw new AuthError('invalid_message', 'ephemeral key is not a usable X25519 public key')
-  return Buffer.from(hkdfSync('sha256', shared, t2preHash, SESSION_KEY_INFO, SESSION_KEY_SIZE))
+  const okm = Buffer.from(hkdfSync('sha256', shared, t2preHash, SESSION_KEYS_INFO, 2 * SESSION_KEY_SIZE))
+  shared.fill(0)
+  return okm
 }
 
 export function checkWindow(ts: number, now: number, toleranceMs: number, what: string): void {

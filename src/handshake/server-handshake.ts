@@ -1,8 +1,10 @@
 /**
  * The server side of the handshake: a pure object with no I/O and no per-client state between
- * message 2 and message 3. Checks run cheapest first (docs/PROTOCOL.md §Order of checks):
- * size/schema → version → timestamp window → allowlist → MAC (challenge token) → expiry →
- * signature → nonce insert.
+ * message 2 and message 3. Checks run cheapest first (docs/PROTOCOL.md §Order of checks).
+ * Message 1 is answered the same way whether or not its key is listed (no allowlist oracle for
+ * strangers): the allowlist decides at message 3, before any signature is verified.
+ * M3: size/schema → version → timestamp window → audience → allowlist → MAC (challenge token) →
+ * expiry → signature → nonce insert (under the replay epoch sealed in the challenge).
  * @module
  */
 import type { KeyObject } from 'node:crypto'
@@ -10,9 +12,10 @@ import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
 import { AuthError } from '../errors.js'
 import { b64u, constantTimeEqual, readU64, writeU64 } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
+import { ed25519PublicKeyProblemFast } from '../keys/point-check.js'
 import { fingerprintOf, privateKeySeed, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
-import { CONTEXT, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
+import { CONTEXT, EPOCH_SIZE, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
 import {
   parseAuthRequest,
   parseAuthResponse,
@@ -22,6 +25,7 @@ import {
 } from '../protocol/messages.js'
 import {
   challengeFieldsOf,
+  finishedMac,
   requestFieldsOf,
   sha256,
   signingInput,
@@ -35,7 +39,7 @@ import { deriveTicketKey, isTicketKeyRing, openTicket, sealTicket, staticTicketK
 import { encodeSessionTicket } from '../session/session-token.js'
 import type { RevocationCheck } from '../session/session-verifier.js'
 import { localHostNames, namesThisServer } from './local-audience.js'
-import { checkWindow, deriveSessionKey, takeEphemeral, type EphemeralSource } from './common.js'
+import { checkWindow, deriveSessionKeys, takeEphemeral, type EphemeralSource } from './common.js'
 
 export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
@@ -84,6 +88,8 @@ export interface ServerHandshake {
   handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire
   /** Message 3 → message 4. Throws AuthError. */
   handleResponse(message: unknown, ctx?: HandshakeContext): Promise<HandshakeResult>
+  /** The audience check of messages 1 and 3, for the session verifier to repeat on each request. */
+  acceptsAudience(audience: string, ctx: HandshakeContext | undefined): boolean
 }
 
 /** Where a message arrived (set by the transports). */
@@ -94,7 +100,10 @@ export interface HandshakeContext {
   localAddress?: string
 }
 
-const CHALLENGE_PLAINTEXT = 8 + 32 + SESSION_KEY_SIZE
+/** Challenge token plaintext: expires_at(8) || H(T2pre)(32) || session_key(32) || finished_key(32) || replay epoch(8). */
+const CHALLENGE_PLAINTEXT = 8 + 32 + 2 * SESSION_KEY_SIZE + EPOCH_SIZE
+const KEYS_AT = 40
+const EPOCH_AT = KEYS_AT + 2 * SESSION_KEY_SIZE
 
 export function createServerHandshake(options: ServerHandshakeOptions): ServerHandshake {
   const { keyPair, allowlist, nonceStore, revocation } = options
@@ -117,6 +126,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
 
   function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
     const fingerprint = fingerprintOf(request.clientPublicKey)
+    // Whatever the KeyLookup holds: a small-order key would accept a forged signature (point-check.ts).
+    if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not a usable ed25519 public key (small-order or non-canonical)`)
     const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
@@ -144,6 +155,11 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     return v
   }
 
+  function acceptsAudience(audience: string, ctx: HandshakeContext | undefined): boolean {
+    if (audiences.length > 0) return audiences.includes(audience)
+    return ctx?.localPort === undefined || audienceVerdict(audience, ctx.localPort, ctx.localAddress)
+  }
+
   function checkAudience(audience: string, ctx: HandshakeContext | undefined): void {
     if (audiences.length > 0) {
       if (!audiences.includes(audience)) throw new AuthError('invalid_message', 'audience does not name this server')
@@ -163,13 +179,19 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       return ring.all()
     },
     ticketKeyRing: ring,
+    acceptsAudience,
 
     handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire {
       const request = parseAuthRequest(message)
+      // A malformed key (small-order or non-canonical point) is refused like any malformed field: it
+      // depends on the bytes alone, never on the allowlist (point-check.ts).
+      if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) {
+        throw new AuthError('invalid_message', 'auth_request.client_public_key is not a usable ed25519 public key (small-order or non-canonical point)')
+      }
       const now = clock()
       checkWindow(request.timestamp, now, toleranceMs, 'auth_request')
       checkAudience(request.audience, ctx)
-      lookupClient(request, now)
+      // No allowlist lookup here: a listed and an unlisted key get the same answer (message 3 decides).
 
       const serverNonce = random(NONCE_SIZE)
       const eph = newEphemeral()
@@ -184,13 +206,17 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         expiresAt,
       })
       const h = sha256(t2pre)
-      const sessionKey = deriveSessionKey(eph.privateKey, request.clientEphemeral, h)
+      const keys = deriveSessionKeys(eph.privateKey, request.clientEphemeral, h)
       const plain = Buffer.allocUnsafe(CHALLENGE_PLAINTEXT)
       writeU64(plain, expiresAtMs, 0)
       h.copy(plain, 8)
-      sessionKey.copy(plain, 40)
-      const token = sealTicket(ring.current(), TICKET_KIND.challenge, plain, random)
-      sessionKey.fill(0)
+      keys.sessionKey.copy(plain, KEYS_AT)
+      keys.finishedKey.copy(plain, KEYS_AT + SESSION_KEY_SIZE)
+      if (plain.write(nonceStore.epoch(), EPOCH_AT, 'base64url') !== EPOCH_SIZE) throw new Error('nonce store epoch must be 8 bytes')
+      const token = sealTicket(ring.current(), TICKET_KIND.challenge, plain, random, now)
+      keys.sessionKey.fill(0)
+      keys.finishedKey.fill(0)
+      plain.fill(0)
       const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token)))
       return {
         type: 'auth_challenge',
@@ -234,7 +260,12 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         throw new AuthError('invalid_signature', `signature by client ${client.fingerprint.slice(0, 16)}… does not verify`)
       }
 
-      const inserted = await nonceStore.checkAndInsert(challenge.wire.server_nonce, expiresAtMs)
+      const epochText = plain.toString('base64url', EPOCH_AT, EPOCH_AT + EPOCH_SIZE)
+      const inserted = await nonceStore.checkAndInsert(challenge.wire.server_nonce, expiresAtMs, epochText)
+      if (inserted === 'stale') {
+        plain.fill(0)
+        throw new AuthError('challenge_expired', "the server's replay memory restarted after this challenge was issued; start a new handshake")
+      }
       if (inserted === 'replay') throw new AuthError('replay_detected', 'this challenge was already used; start a new handshake')
       if (inserted === 'full') {
         throw new AuthError('server_busy', 'the server is handling too many handshakes; try again shortly', {
@@ -252,14 +283,20 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was revoked during the handshake`)
       }
       const issuedAt = removedBefore !== undefined && removedBefore >= now ? removedBefore + 1 : now
-      const sessionKey = plain.subarray(40, 72)
+      const sessionKey = plain.subarray(KEYS_AT, KEYS_AT + SESSION_KEY_SIZE)
+      const finishedKey = plain.subarray(KEYS_AT + SESSION_KEY_SIZE, EPOCH_AT)
+      const replayEpoch = plain.subarray(EPOCH_AT)
       let sessionExpires = now + sessionTtlMs
       if (client.entry.notAfter !== undefined && client.entry.notAfter < sessionExpires) sessionExpires = client.entry.notAfter
       const sessionId = random(16)
       const token = b64u(
-        encodeSessionTicket(ring.current(), { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt, expiresAt: sessionExpires }, random),
+        encodeSessionTicket(
+          ring.current(),
+          { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt, expiresAt: sessionExpires, audience: request.audience },
+          random,
+          now,
+        ),
       )
-      plain.fill(0)
       const timestamp = formatTimestamp(now)
       const expiresAt = formatTimestamp(sessionExpires)
       const t4 = transcript4(t3, response.signature, {
@@ -268,8 +305,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         clientFingerprint: client.fingerprint,
         serverFingerprint: serverFp,
         timestamp,
+        replayEpoch,
       })
-      const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverComplete, t4))
+      const finished = finishedMac(finishedKey, t4)
+      plain.fill(0)
       return {
         message: {
           type: 'auth_complete',
@@ -280,7 +319,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
           client_fingerprint: client.fingerprint,
           server_fingerprint: serverFp,
           timestamp,
-          signature: b64u(signature),
+          replay_epoch: epochText,
+          finished: b64u(finished),
         },
         clientFingerprint: client.fingerprint,
         entry: client.entry,

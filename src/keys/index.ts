@@ -4,3 +4,4 @@
  */
 export * from './key-pair.js'
 export * from './key-file.js'
+export * from './point-check.js'

@@ -25,6 +25,7 @@ import {
   rawPublicKey,
   type Ed25519KeyPair,
 } from './key-pair.js'
+import { ed25519PublicKeyProblem, unusableKeyError } from './point-check.js'
 
 /** Largest key file read (a key file is a few hundred bytes). */
 export const MAX_KEY_FILE_SIZE = 64 * 1024
@@ -453,7 +454,9 @@ function parseOpenSshPublicLine(line: string, label: string): LoadedPublicKey {
 
 function fromRaw(raw: Buffer, format: PublicKeyFormat, label: string): LoadedPublicKey {
   if (raw.length !== 32) throw invalid(label, `an ed25519 public key is 32 bytes, found ${raw.length}`)
-  return { publicKey: publicKeyFromRaw(raw), publicKeyRaw: Buffer.from(raw), fingerprint: fingerprintOf(raw), format }
+  const problem = ed25519PublicKeyProblem(raw)
+  if (problem !== undefined) throw unusableKeyError(problem, label, { path: label })
+  return { publicKey: publicKeyFromRaw(raw, label), publicKeyRaw: Buffer.from(raw), fingerprint: fingerprintOf(raw), format }
 }
 
 function looksLikeOpenSshPublicLine(text: string): boolean {

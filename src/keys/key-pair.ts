@@ -5,6 +5,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto'
 import { AuthError } from '../errors.js'
+import { assertUsableEd25519PublicKey } from './point-check.js'
 
 export const ED25519_PUBLIC_KEY_SIZE = 32
 export const ED25519_SIGNATURE_SIZE = 64
@@ -41,11 +42,16 @@ export function keyPairFromPrivateKey(privateKey: KeyObject): Ed25519KeyPair {
   return { privateKey, publicKey, publicKeyRaw, fingerprint: fingerprintOf(publicKeyRaw) }
 }
 
-/** Imports a raw 32-byte ed25519 public key (via JWK: fast). */
-export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
+/**
+ * Imports a raw 32-byte ed25519 public key (via JWK: fast). Refuses small-order points and
+ * non-canonical encodings (the fast check of point-check.ts: byte compares only) with an
+ * AuthError(key_file_invalid) naming `label`.
+ */
+export function publicKeyFromRaw(raw: Uint8Array, label = 'ed25519 public key'): KeyObject {
   if (raw.byteLength !== ED25519_PUBLIC_KEY_SIZE) {
     throw new AuthError('key_file_invalid', `an ed25519 public key is 32 bytes, got ${raw.byteLength}`)
   }
+  assertUsableEd25519PublicKey(raw, label, { fast: true })
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
 }
 

@@ -20,7 +20,7 @@ import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
 import type { ClientSession } from '../handshake/client-handshake.js'
 import { systemClock } from '../internal/clock.js'
-import { PROOF_HEADER } from '../protocol/constants.js'
+import { EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
 import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
 import { authenticate, authenticateOptionsFromConfig, safeUrl, type AuthenticateOptions, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
 import { tlsClientSettingsFromConfig } from '../transport/tls.js'
@@ -138,10 +138,7 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     return handshake()
   }
 
-  const proofExtras: Pick<CreateProofOptions, 'clock' | 'random'> = {
-    ...(options.clock === undefined ? {} : { clock: options.clock }),
-    ...(options.random === undefined ? {} : { random: options.random }),
-  }
+  const proofExtras: Pick<CreateProofOptions, 'clock'> = options.clock === undefined ? {} : { clock: options.clock }
 
   const authFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     let url: URL
@@ -172,15 +169,25 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     if (body !== undefined) rest.body = body as NonNullable<RequestInit['body']>
     rest.method = method
     rest.headers = headers
+    const mcpSessionId = headers.get('mcp-session-id')
     const send = (s: ClientSession): Promise<Response> => {
       headers.set('authorization', `Bearer ${s.token}`)
-      headers.set(PROOF_HEADER, createRequestProof({ sessionKey: s.sessionKey, method, target, body, ...proofExtras }))
+      headers.set(PROOF_HEADER, createRequestProof({ session: s, method, target, body, mcpSessionId, ...proofExtras }))
       return baseFetch(url, rest)
     }
     const s = pending === undefined && fresh(current) ? current : await session()
-    const res = await send(s)
+    let res = await send(s)
     if (res.status !== 401) return res
     await res.body?.cancel().catch(() => {})
+    // proof_stale: the server's replay memory restarted (new epoch). The session is still good:
+    // one retry with a proof naming the new epoch, no new handshake.
+    const epoch = res.headers.get(EPOCH_HEADER)
+    if (epoch !== null && /^[A-Za-z0-9_-]{11}$/.test(epoch) && epoch !== s.replayEpoch) {
+      s.replayEpoch = epoch
+      res = await send(s)
+      if (res.status !== 401) return res
+      await res.body?.cancel().catch(() => {})
+    }
     return send(await renew(s))
   }
 

@@ -26,7 +26,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import type { AuditSink, AuthService, RequestContext } from '../transport/auth-service.js'
 import type { SessionInfo } from '../session/session-verifier.js'
-import { DEFAULT_MAX_MESSAGE_SIZE, PROOF_HEADER } from '../protocol/constants.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
 
 /** The SDK's `AuthInfo` (`@modelcontextprotocol/sdk/server/auth/types.js`), structurally. */
 export interface McpAuthInfo {
@@ -310,6 +310,7 @@ function errorAnswer(err: unknown, realm: string): ErrorAnswer {
     headers['www-authenticate'] = `Bearer realm="${quoted(realm)}", error="invalid_token", error_description="${quoted(wire.message)}"`
   }
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter)
+  if (error.epoch !== undefined) headers[EPOCH_HEADER] = error.epoch
   return { status, headers, body: { error: wire.code, error_description: wire.message } }
 }
 
@@ -484,7 +485,8 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     // No token, or one that is not a live session of ours: refuse (verifyRequest gives the precise
     // code and audits it) before reading a byte of the body.
     const body = tokenLooksLive(authorization) ? await readBody(req, maxBody) : Buffer.alloc(0)
-    const session = await service.verifyRequest({ authorization, proof, method, target, body }, ctxOf(req))
+    const mcpSessionId = headerValue(req, SESSION_HEADER)
+    const session = await service.verifyRequest({ authorization, proof, method, target, body, mcpSessionId }, ctxOf(req))
     return { session, authInfo: authInfoFromSession(session, scopesOf), body }
   }
 
@@ -571,8 +573,16 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     const authorization = request.headers.get('authorization') ?? undefined
     const body = tokenLooksLive(authorization) ? await readWebBody(request) : new Uint8Array(0)
     const session = await service.verifyRequest(
-      { authorization, proof: request.headers.get(PROOF_HEADER) ?? undefined, method: request.method, target: url.pathname + url.search, body },
-      { transport },
+      {
+        authorization,
+        proof: request.headers.get(PROOF_HEADER) ?? undefined,
+        method: request.method,
+        target: url.pathname + url.search,
+        body,
+        mcpSessionId: request.headers.get(SESSION_HEADER) ?? undefined,
+      },
+      // No socket: the default audience check fails closed (NO_PORT), as for the handshake.
+      { transport, localPort: NO_PORT },
     )
     return authInfoFromSession(session, scopesOf)
   }

@@ -10,8 +10,11 @@
  * @module
  */
 
+import { randomBytes } from 'node:crypto'
 import { systemClock, type Clock } from '../internal/clock.js'
+import { EPOCH_SIZE } from '../protocol/constants.js'
 import type { NonceResult, NonceStore } from './nonce-store.js'
+import { SequenceWindows } from './sequence-windows.js'
 
 export interface InMemoryNonceStoreOptions {
   /** Maximum live entries; at this size new nonces get `full` until some expire. */
@@ -20,6 +23,10 @@ export interface InMemoryNonceStoreOptions {
   clock?: Clock
   /** Background sweep period in ms (timer is unref'd); 0 = sweep only lazily on insert. Default 5000. */
   sweepIntervalMs?: number
+  /** Most sessions with a live request window (default 100,000; see sequence-windows.ts). */
+  maxSessions?: number
+  /** The replay epoch (base64url of 8 bytes); default random. Inject only for reproducible vectors. */
+  epoch?: string
 }
 
 /** Min-heap of bucket seconds (few distinct values: one per second of the TTL span). */
@@ -78,6 +85,9 @@ class SecondHeap {
  */
 export class InMemoryNonceStore implements NonceStore {
   readonly maxEntries: number
+  /** This memory's replay epoch: new in every process (docs/PROTOCOL.md §9). */
+  private readonly epochText: string
+  private readonly windows: SequenceWindows
   private readonly clock: Clock
   /** nonce → expiresAt - base: small integers stay V8 Smis (no boxed number per entry). */
   private readonly entries = new Map<string, number>()
@@ -102,6 +112,8 @@ export class InMemoryNonceStore implements NonceStore {
     }
     this.maxEntries = maxEntries
     this.clock = clock
+    this.epochText = options.epoch ?? randomBytes(EPOCH_SIZE).toString('base64url')
+    this.windows = new SequenceWindows(options.maxSessions ?? 100_000)
     this.base = clock()
     if (sweepIntervalMs > 0) {
       this.timer = setInterval(() => this.sweep(), sweepIntervalMs)
@@ -115,7 +127,23 @@ export class InMemoryNonceStore implements NonceStore {
    * so a caller bug can never turn the store into a no-op.
    * @throws TypeError on a non-string/empty nonce or a non-finite expiresAt.
    */
-  checkAndInsert(nonce: string, expiresAt: number): NonceResult {
+  epoch(): string {
+    return this.epochText
+  }
+
+  /** Request sequence numbers: per-session windows (sequence-windows.ts), not one entry per request. */
+  checkSequence(sessionId: string, sequence: number, forgetAt: number, epoch: string): NonceResult {
+    if (epoch !== this.epochText) return 'stale'
+    return this.windows.check(sessionId, sequence, forgetAt, this.clock())
+  }
+
+  /** Sessions with a live request window. */
+  sessionWindows(): number {
+    return this.windows.size
+  }
+
+  checkAndInsert(nonce: string, expiresAt: number, epoch?: string): NonceResult {
+    if (epoch !== undefined && epoch !== this.epochText) return 'stale'
     if (typeof nonce !== 'string' || nonce.length === 0) throw new TypeError('nonce must be a non-empty string')
     if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt)) {
       throw new TypeError('expiresAt must be a finite number of ms since the epoch')
@@ -147,6 +175,7 @@ export class InMemoryNonceStore implements NonceStore {
   /** Removes every entry whose expiry has passed (exact). Called by the timer; safe to call anytime. */
   sweep(): void {
     const now = this.clock()
+    this.windows.sweep(now)
     this.sweepExpired(now)
     this.lastFineSweep = Number.NaN
     this.sweepHeadBucket(now)
@@ -157,6 +186,7 @@ export class InMemoryNonceStore implements NonceStore {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
     this.entries.clear()
+    this.windows.clear()
     this.buckets.clear()
     this.lastBucket = undefined
     while (this.heap.length > 0) this.heap.pop()

@@ -1,8 +1,15 @@
 /**
  * Nonce store shared by several server processes through Redis.
  *
- * One round trip per check: `SET <prefix>n:<nonce> 1 PX <ttl> NX` — Redis makes check-and-insert
- * atomic across every process using the same Redis and key prefix.
+ * One round trip per check: a script that reads the replay epoch `<prefix>epoch` (creating it from
+ * a fresh random value when Redis has lost it: restarted without persistence, flushed), answers
+ * `stale` when the caller's epoch is another, and else runs `SET <prefix>n:<nonce> 1 PX <ttl> NX`
+ * (handshake nonces) or `SET <prefix>q:<session>:<sequence> …` (request sequence numbers). Redis
+ * makes it atomic across every process using the same Redis and key prefix.
+ *
+ * Clock skew: TTLs are computed on the inserting member's clock but windows are judged on the
+ * accepting member's, so every TTL gets twice the fleet's allowed skew (`clockSkewMs`, default
+ * 5 s) on top: an entry outlives the last instant any member within that skew could accept it.
  *
  * Fails closed: when Redis errors, is unreachable, or does not answer within the command timeout
  * (500 ms by default), `checkAndInsert` throws `AuthError('server_busy')` (HTTP 503, Retry-After 1)
@@ -22,7 +29,8 @@
 
 import { Redis, type RedisOptions } from 'ioredis'
 import { AuthError } from '../errors.js'
-import { systemClock, type Clock } from '../internal/clock.js'
+import { systemClock, systemRandom, type Clock } from '../internal/clock.js'
+import { EPOCH_SIZE } from '../protocol/constants.js'
 import type { NonceResult, NonceStore } from './nonce-store.js'
 
 /** Default per-command timeout for connections this package creates. */
@@ -95,7 +103,33 @@ export interface RedisNonceStoreOptions {
   /** Connection errors (for logging; never contains a password). */
   onError?: (err: Error) => void
   clock?: Clock
+  /** The largest clock difference allowed between fleet members, ms (default 5,000). */
+  clockSkewMs?: number
 }
+
+/** KEYS[1] epoch, KEYS[2] entry; ARGV[1] claimed epoch ('' = current), ARGV[2] ttl ms, ARGV[3] fresh epoch. */
+const USE_ONCE = `
+local e = redis.call('GET', KEYS[1])
+if not e then
+  redis.call('SET', KEYS[1], ARGV[3])
+  e = ARGV[3]
+end
+if ARGV[1] ~= '' and e ~= ARGV[1] then return {0, e} end
+if redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return {1, e} end
+return {2, e}
+`
+/** KEYS[1] epoch; ARGV[1] fresh epoch: the current epoch, created when Redis has none. */
+const READ_EPOCH = `
+local e = redis.call('GET', KEYS[1])
+if not e then
+  redis.call('SET', KEYS[1], ARGV[1])
+  e = ARGV[1]
+end
+return e
+`
+const RESULTS: readonly NonceResult[] = ['stale', 'ok', 'replay']
+
+type UseOnce = (epochKey: string, entryKey: string, epoch: string, ttl: number, fresh: string) => Promise<[number, string]>
 
 /**
  * @example
@@ -113,6 +147,9 @@ export class RedisNonceStore implements NonceStore {
   /** Expiry second → entries this process inserted (for the approximate size). */
   private readonly localExpiries = new Map<number, number>()
   private localCount = 0
+  private readonly skewMarginMs: number
+  /** The replay epoch as last seen in Redis (every reply carries it). */
+  private currentEpoch: string
 
   constructor(options: RedisNonceStoreOptions) {
     const { redis, keyPrefix = 'mcp-pki:', clock = systemClock, commandTimeoutMs } = options
@@ -123,6 +160,10 @@ export class RedisNonceStore implements NonceStore {
     }
     this.keyPrefix = keyPrefix
     this.clock = clock
+    const skew = options.clockSkewMs ?? 5_000
+    if (!Number.isFinite(skew) || skew < 0) throw new RangeError('clockSkewMs must be a non-negative number')
+    this.skewMarginMs = 2 * skew
+    this.currentEpoch = freshEpoch()
     if (typeof redis === 'string') {
       this.client = createRedisClient(redis, { commandTimeoutMs, onError: options.onError })
       this.ownsClient = true
@@ -141,23 +182,51 @@ export class RedisNonceStore implements NonceStore {
   /** Resolves once connected; throws AuthError('server_busy') after `timeoutMs` (default 2000). */
   async ready(timeoutMs = 2000): Promise<void> {
     await waitForRedis(this.client, timeoutMs, 'replay protection store')
+    // Learn (or create) the fleet's replay epoch before the first challenge is sealed with it.
+    try {
+      const client = this.client as Redis & { mcpPkiEpoch?: (key: string, fresh: string) => Promise<string> }
+      if (typeof client.mcpPkiEpoch !== 'function') client.defineCommand('mcpPkiEpoch', { numberOfKeys: 1, lua: READ_EPOCH })
+      this.currentEpoch = await client.mcpPkiEpoch!(this.keyPrefix + 'epoch', freshEpoch())
+    } catch (err) {
+      throw new AuthError('server_busy', 'replay protection store unavailable; try again shortly', { retryAfter: 1, cause: err })
+    }
+  }
+
+  epoch(): string {
+    return this.currentEpoch
   }
 
   /**
    * Records `nonce` until `expiresAt` (ms since epoch) unless already present.
    * @throws AuthError `server_busy` (retryAfter 1) when Redis is unreachable, slow or erroring.
    */
-  async checkAndInsert(nonce: string, expiresAt: number): Promise<NonceResult> {
+  async checkAndInsert(nonce: string, expiresAt: number, epoch?: string): Promise<NonceResult> {
     if (typeof nonce !== 'string' || nonce.length === 0) throw new TypeError('nonce must be a non-empty string')
     if (nonce.length > MAX_NONCE_LENGTH) throw new RangeError(`nonce longer than ${MAX_NONCE_LENGTH} characters`)
+    return this.use(this.keyPrefix + 'n:' + nonce, expiresAt, epoch ?? '')
+  }
+
+  async checkSequence(sessionId: string, sequence: number, forgetAt: number, epoch: string): Promise<NonceResult> {
+    if (typeof sessionId !== 'string' || sessionId.length === 0 || sessionId.length > MAX_NONCE_LENGTH) throw new TypeError('sessionId must be a short non-empty string')
+    if (!Number.isSafeInteger(sequence) || sequence < 1) throw new RangeError('sequence must be a positive integer')
+    return this.use(`${this.keyPrefix}q:${sessionId}:${sequence}`, forgetAt, epoch)
+  }
+
+  private async use(key: string, expiresAt: number, epoch: string): Promise<NonceResult> {
     if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt)) {
       throw new TypeError('expiresAt must be a finite number of ms since the epoch')
     }
     const now = this.clock()
-    const ttl = Math.max(1, Math.ceil(expiresAt - now))
-    let reply: string | null
+    const ttl = Math.max(1, Math.ceil(expiresAt - now)) + this.skewMarginMs
+    const result = await this.useOnce(key, ttl, epoch)
+    if (result === 'ok') this.countLocal(now + ttl, now)
+    return result
+  }
+
+  private async useOnce(key: string, ttl: number, epoch: string): Promise<NonceResult> {
+    let reply: [number, string]
     try {
-      const pending = this.client.set(this.keyPrefix + 'n:' + nonce, '1', 'PX', ttl, 'NX')
+      const pending = this.script()(this.keyPrefix + 'epoch', key, epoch, ttl, freshEpoch())
       reply = this.guardTimeoutMs === undefined ? await pending : await withTimeout(pending, this.guardTimeoutMs)
     } catch (err) {
       if (err instanceof Error && err.message.startsWith('OOM')) return 'full'
@@ -166,12 +235,19 @@ export class RedisNonceStore implements NonceStore {
         cause: err,
       })
     }
-    if (reply === 'OK') {
-      this.countLocal(now + ttl, now)
-      return 'ok'
+    const result = Array.isArray(reply) ? RESULTS[reply[0]] : undefined
+    if (result === undefined || typeof reply[1] !== 'string') {
+      throw new AuthError('server_busy', 'replay protection store gave an unexpected reply', { retryAfter: 1 })
     }
-    if (reply === null) return 'replay'
-    throw new AuthError('server_busy', 'replay protection store gave an unexpected reply', { retryAfter: 1 })
+    this.currentEpoch = reply[1]
+    return result
+  }
+
+  /** The use-once script as an ioredis command (EVALSHA, loaded on first use). */
+  private script(): UseOnce {
+    const client = this.client as Redis & { mcpPkiUseOnce?: UseOnce }
+    if (typeof client.mcpPkiUseOnce !== 'function') client.defineCommand('mcpPkiUseOnce', { numberOfKeys: 2, lua: USE_ONCE })
+    return client.mcpPkiUseOnce!.bind(client)
   }
 
   /** Live entries this process inserted (lower bound of the shared total; see module doc). */
@@ -226,6 +302,10 @@ export class RedisNonceStore implements NonceStore {
       }
     }
   }
+}
+
+function freshEpoch(): string {
+  return Buffer.from(systemRandom(EPOCH_SIZE)).toString('base64url')
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

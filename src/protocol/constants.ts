@@ -1,28 +1,38 @@
 /** Protocol constants (docs/PROTOCOL.md). @module */
 
-export const PROTOCOL_VERSION = 'mcp-pki/1'
+export const PROTOCOL_VERSION = 'mcp-pki/2'
 
 /** Domain-separation contexts: a signature or MAC made for one step is never valid at another. */
 export const CONTEXT = {
-  serverChallenge: 'mcp-pki/1 server-challenge',
-  clientResponse: 'mcp-pki/1 client-response',
-  serverComplete: 'mcp-pki/1 server-complete',
-  requestProof: 'mcp-pki/1 request-proof',
-  sessionKey: 'mcp-pki/1 session-key',
-  ticketKey: 'mcp-pki/1 ticket-key',
+  serverChallenge: 'mcp-pki/2 server-challenge',
+  clientResponse: 'mcp-pki/2 client-response',
+  serverFinished: 'mcp-pki/2 server-finished',
+  requestProof: 'mcp-pki/2 request-proof',
+  sessionKeys: 'mcp-pki/2 session-keys',
+  ticketKey: 'mcp-pki/2 ticket-key',
+  ticketKeyId: 'mcp-pki/2 ticket-key-id',
+  sealKey: 'mcp-pki/2 seal-key',
 } as const
 
 export const NONCE_SIZE = 32
 export const X25519_KEY_SIZE = 32
 export const SESSION_KEY_SIZE = 32
-export const MAX_AUDIENCE_LENGTH = 512
+/** The replay epoch: 8 random bytes naming one life of a replay memory (docs/PROTOCOL.md §9). */
+export const EPOCH_SIZE = 8
+/** Audience: 1 to this many bytes of UTF-8. */
+export const MAX_AUDIENCE_BYTES = 512
+/** Kept for callers of v1: the audience limit (now in UTF-8 bytes). */
+export const MAX_AUDIENCE_LENGTH = MAX_AUDIENCE_BYTES
 export const MAX_TOKEN_LENGTH = 1024
 /** Largest handshake message body accepted by default (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 
 /** HTTP header carrying the per-request proof. */
 export const PROOF_HEADER = 'mcp-pki-proof'
-export const PROOF_NONCE_SIZE = 16
+/** HTTP header on a `proof_stale` answer: the server's current replay epoch. */
+export const EPOCH_HEADER = 'mcp-pki-epoch'
+/** Largest request sequence number (2^53 − 1). */
+export const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER
 
 export const MESSAGE_TYPES = ['auth_request', 'auth_challenge', 'auth_response', 'auth_complete', 'auth_error'] as const
 export type MessageType = (typeof MESSAGE_TYPES)[number]

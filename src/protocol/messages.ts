@@ -8,8 +8,8 @@
 import { AuthError, type WireError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import { parseTimestamp } from '../internal/clock.js'
-import { hasControlCharacter, printable } from '../internal/text.js'
-import { MAX_AUDIENCE_LENGTH, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
+import { printable } from '../internal/text.js'
+import { EPOCH_SIZE, MAX_AUDIENCE_BYTES, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
 
 /** Message 1, client → server. */
 export interface AuthRequestWire {
@@ -45,7 +45,7 @@ export interface AuthResponseWire {
   signature: string
 }
 
-/** Message 4, server → client. */
+/** Message 4, server → client. Authenticated by `finished`, a MAC under the session's finished key. */
 export interface AuthCompleteWire {
   type: 'auth_complete'
   version: string
@@ -55,7 +55,9 @@ export interface AuthCompleteWire {
   client_fingerprint: string
   server_fingerprint: string
   timestamp: string
-  signature: string
+  /** The server's replay epoch: every request proof of this session names it. */
+  replay_epoch: string
+  finished: string
 }
 
 /** Any failure, at any step. */
@@ -102,7 +104,8 @@ export interface AuthComplete {
   clientFingerprint: string
   serverFingerprint: string
   timestamp: number
-  signature: Buffer
+  replayEpoch: Buffer
+  finished: Buffer
 }
 
 function malformed(message: string): never {
@@ -121,7 +124,7 @@ function snapshot<K extends string>(value: unknown, label: string, fields: reado
   const keys = Object.keys(value)
   if (keys.length !== fields.length) {
     const extra = keys.find((k) => !(fields as readonly string[]).includes(k))
-    if (extra !== undefined) malformed(`${label} has an unknown field "${extra.slice(0, 40)}"`)
+    if (extra !== undefined) malformed(`${label} has an unknown field "${printable(extra.slice(0, 40))}"`)
   }
   const out = {} as Record<K, unknown>
   for (const f of fields) {
@@ -195,16 +198,37 @@ const COMPLETE_FIELDS = [
   'client_fingerprint',
   'server_fingerprint',
   'timestamp',
-  'signature',
+  'replay_epoch',
+  'finished',
 ] as const
+
+/**
+ * A protocol string (the audience): 1 to `maxBytes` bytes of UTF-8, well-formed UTF-16 (no lone
+ * surrogate: two different lone surrogates encode to the same U+FFFD bytes, so the signed bytes would
+ * not pin the text), and no C0 control, DEL or C1 control (U+0080–U+009F, e.g. CSI U+009B).
+ */
+export function protocolString(value: unknown, label: string, maxBytes: number): string {
+  if (typeof value !== 'string') malformed(`${label} must be a string`)
+  if (value.length === 0 || value.length > maxBytes) malformed(`${label} must be 1 to ${maxBytes} bytes of UTF-8`)
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) malformed(`${label} must not contain control characters`)
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const next = value.charCodeAt(i + 1)
+      if (c > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) malformed(`${label} must be well-formed Unicode (it has a lone surrogate)`)
+      i++
+    }
+  }
+  if (Buffer.byteLength(value, 'utf8') > maxBytes) malformed(`${label} must be 1 to ${maxBytes} bytes of UTF-8`)
+  return value
+}
 
 /** Parses message 1. */
 export function parseAuthRequest(value: unknown, label = 'auth_request'): AuthRequest {
   const v = snapshot(value, label, REQUEST_FIELDS)
   checkType(v.type, 'auth_request', label)
   const version = checkVersion(v.version)
-  const audience = str(v.audience, `${label}.audience`, MAX_AUDIENCE_LENGTH)
-  if (hasControlCharacter(audience)) malformed(`${label}.audience must not contain control characters`)
+  const audience = protocolString(v.audience, `${label}.audience`, MAX_AUDIENCE_BYTES)
   const r: AuthRequest = {
     clientPublicKey: bytes(v.client_public_key, `${label}.client_public_key`, 32),
     clientNonce: bytes(v.client_nonce, `${label}.client_nonce`, NONCE_SIZE),
@@ -289,7 +313,8 @@ export function parseAuthComplete(value: unknown, label = 'auth_complete'): Auth
     clientFingerprint,
     serverFingerprint,
     timestamp: time(v.timestamp, `${label}.timestamp`),
-    signature: bytes(v.signature, `${label}.signature`, 64),
+    replayEpoch: bytes(v.replay_epoch, `${label}.replay_epoch`, EPOCH_SIZE),
+    finished: bytes(v.finished, `${label}.finished`, 32),
     wire: undefined as unknown as AuthCompleteWire,
   }
   c.wire = {
@@ -301,7 +326,8 @@ export function parseAuthComplete(value: unknown, label = 'auth_complete'): Auth
     client_fingerprint: clientFingerprint,
     server_fingerprint: serverFingerprint,
     timestamp: v.timestamp as string,
-    signature: v.signature as string,
+    replay_epoch: v.replay_epoch as string,
+    finished: v.finished as string,
   }
   return c
 }

@@ -6,16 +6,18 @@
  *   T2pre  = T1 lp(server_pk) lp(server_nonce) lp(server_eph) lp(ts2) lp(expires_at)
  *   T2     = T2pre lp(challenge_token)
  *   T3     = T2 lp(sig2) lp(ts3)
- *   T4     = T3 lp(sig3) lp(SHA-256(session_token)) lp(expires_at4) lp(client_fp) lp(server_fp) lp(ts4)
- *   signed = lp(context) || SHA-256(Tn)
+ *   T4     = T3 lp(sig3) lp(SHA-256(session_token)) lp(expires_at4) lp(client_fp) lp(server_fp) lp(ts4) lp(replay_epoch)
+ *   signed = lp(context) || SHA-256(Tn)                       (messages 2 and 3, ed25519)
+ *   finished = HMAC-SHA256(finished_key, lp(context) || SHA-256(T4))   (message 4)
  * @module
  */
 import * as nodeCrypto from 'node:crypto'
-import { createHash } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import { utf8 } from '../internal/bytes.js'
-import type { CONTEXT} from './constants.js';
-import { PROTOCOL_VERSION } from './constants.js'
+import { CONTEXT, PROTOCOL_VERSION } from './constants.js'
 import type { AuthChallengeWire, AuthRequestWire } from './messages.js'
+
+const CONTEXT_FINISHED = CONTEXT.serverFinished
 
 export interface RequestFields {
   clientPublicKey: Uint8Array
@@ -88,10 +90,19 @@ export interface CompleteFields {
   clientFingerprint: string
   serverFingerprint: string
   timestamp: string
+  replayEpoch: Uint8Array
 }
 
 export function transcript4(t3: Buffer, clientSignature: Uint8Array, c: CompleteFields): Buffer {
-  return withLp(t3, [clientSignature, sha256(utf8(c.sessionToken)), c.expiresAt, c.clientFingerprint, c.serverFingerprint, c.timestamp])
+  return withLp(t3, [clientSignature, sha256(utf8(c.sessionToken)), c.expiresAt, c.clientFingerprint, c.serverFingerprint, c.timestamp, c.replayEpoch])
+}
+
+/**
+ * Message 4's key confirmation (as TLS 1.3's Finished): HMAC-SHA256 under the finished key, which
+ * only the two ends of this X25519 exchange can derive, over lp(context) || SHA-256(T4).
+ */
+export function finishedMac(finishedKey: Uint8Array, t4: Uint8Array): Buffer {
+  return createHmac('sha256', finishedKey).update(signingInput(CONTEXT_FINISHED, t4)).digest()
 }
 
 /** One-shot `crypto.hash` where the runtime has it (Node ≥ 20.12; ~40% cheaper for small inputs). */

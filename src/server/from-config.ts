@@ -108,12 +108,17 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
 
     const ns = config.auth.nonce_store
     let nonceStore: NonceStore
-    let proofNonceStore: NonceStore | undefined
     let revocation: RedisRevocationList | undefined
     if (ns.type === 'redis') {
       // Redis may quote AUTH arguments back in an error: never let the password reach the audit log.
       const onError = (err: Error): void => events.log('server.error', { component: 'redis', reason: scrubCredentials(err.message, ns.url) }, 'ERROR')
-      const redisStore = new RedisNonceStore({ redis: ns.url, keyPrefix: ns.key_prefix, onError, ...(clock ? { clock } : {}) })
+      const redisStore = new RedisNonceStore({
+        redis: ns.url,
+        keyPrefix: ns.key_prefix,
+        onError,
+        clockSkewMs: config.auth.fleet_clock_skew * 1000,
+        ...(clock ? { clock } : {}),
+      })
       closers.push(() => redisStore.close())
       await redisStore.ready()
       nonceStore = redisStore
@@ -122,14 +127,15 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       await rl.ready()
       revocation = rl
     } else {
-      const mem = new InMemoryNonceStore({ maxEntries: config.auth.nonce_cache_size, ...(clock ? { clock } : {}) })
+      // Handshake nonces (nonce_cache_size) and request windows (replay_window_sessions) are kept
+      // apart inside the store, so a flood of requests can never fill what handshakes need.
+      const mem = new InMemoryNonceStore({
+        maxEntries: config.auth.nonce_cache_size,
+        maxSessions: config.auth.replay_window_sessions,
+        ...(clock ? { clock } : {}),
+      })
       closers.push(() => mem.close())
       nonceStore = mem
-      // Request-proof nonces get their own store of the same size, so a flood of requests on one
-      // session can never fill the store that handshakes need.
-      const proofs = new InMemoryNonceStore({ maxEntries: config.auth.nonce_cache_size, ...(clock ? { clock } : {}) })
-      closers.push(() => proofs.close())
-      proofNonceStore = proofs
     }
 
     const rl = config.auth.rate_limit
@@ -150,7 +156,6 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       keyPair,
       allowlist: holder,
       nonceStore,
-      ...(proofNonceStore ? { proofNonceStore } : {}),
       timestampTolerance: config.auth.timestamp_tolerance,
       challengeTtl: config.auth.challenge_ttl,
       sessionTtl: config.auth.session_ttl,

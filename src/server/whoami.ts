@@ -55,7 +55,7 @@ export function createWhoamiHandler(service: AuthService, path = '/whoami'): (re
       try {
         const info = await service.verifyRequest(
           { authorization: req.headers.authorization, proof: headerText(req.headers[PROOF_HEADER]), method: req.method ?? 'GET', target, body },
-          { remote: req.socket.remoteAddress, transport: 'http' },
+          { remote: req.socket.remoteAddress, transport: 'http', localPort: req.socket.localPort ?? 0, localAddress: req.socket.localAddress ?? '' },
         )
         send(res, 200, {
           client_fingerprint: info.clientFingerprint,
@@ -85,6 +85,6 @@ function headerText(v: string | string[] | undefined): string | undefined {
 export function sessionHeaders(session: ClientSession, method: string, target: string, body?: string | Uint8Array): Record<string, string> {
   return {
     authorization: `Bearer ${session.token}`,
-    [PROOF_HEADER]: createRequestProof({ sessionKey: session.sessionKey, method, target, body: body ?? null }),
+    [PROOF_HEADER]: createRequestProof({ session, method, target, body: body ?? null }),
   }
 }

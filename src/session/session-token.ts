@@ -2,18 +2,19 @@
  * Session tokens (message 4) and per-request proofs.
  *
  * A session token is a sealed ticket (see ticket.ts) holding
- *   session_id(16) || client_fingerprint(32, raw SHA-256) || session_key(32) || issued_at(8) || expires_at(8)
+ *   session_id(16) || client_fingerprint(32, raw SHA-256) || session_key(32) || issued_at(8) || expires_at(8) || audience (UTF-8)
  * Only the server can open it; only the client (who ran the X25519 exchange) knows the session key.
  *
- * Request proof header (`MCP-PKI-Proof`): `t=<ms since epoch>, n=<base64url 16 bytes>, m=<base64url HMAC>`
- *   m = HMAC-SHA256(session_key, lp("mcp-pki/1 request-proof") lp(METHOD) lp(target) lp(SHA-256(body)) lp(t) lp(n))
+ * Request proof header (`MCP-PKI-Proof`): `t=<ms, server clock>, s=<sequence>, e=<replay epoch>, m=<HMAC>`
+ *   m = HMAC-SHA256(session_key, lp("mcp-pki/2 request-proof") lp(SHA-256(token)) lp(epoch) lp(METHOD)
+ *                                lp(target) lp(Mcp-Session-Id) lp(SHA-256(body)) lp(t) lp(s))
  * @module
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { b64u, fromB64u, lp, readU64, utf8, writeU64 } from '../internal/bytes.js'
+import { fromB64u, lp, readU64, utf8, writeU64 } from '../internal/bytes.js'
 import { hashOnce, hmacInPlace, hmacPads, newPads, sha256Into, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
-import { systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
-import { CONTEXT, PROOF_NONCE_SIZE } from '../protocol/constants.js'
+import { systemClock, type Clock, type RandomSource } from '../internal/clock.js'
+import { CONTEXT, EPOCH_SIZE, MAX_SEQUENCE } from '../protocol/constants.js'
 import { openTicket, sealTicket, TICKET_KIND, type TicketKey } from './ticket.js'
 
 export interface SessionTicket {
@@ -22,18 +23,27 @@ export interface SessionTicket {
   sessionKey: Buffer
   issuedAt: number
   expiresAt: number
+  /** The audience the handshake was made for: every request is checked against it again. */
+  audience: string
 }
 
-const SESSION_PLAINTEXT = 16 + 32 + 32 + 8 + 8
+const SESSION_FIXED = 16 + 32 + 32 + 8 + 8
 
-export function encodeSessionTicket(key: TicketKey, t: Omit<SessionTicket, 'sessionId'> & { sessionId: Uint8Array }, random: RandomSource): Buffer {
-  const plain = Buffer.allocUnsafe(SESSION_PLAINTEXT)
+export function encodeSessionTicket(
+  key: TicketKey,
+  t: Omit<SessionTicket, 'sessionId'> & { sessionId: Uint8Array },
+  random: RandomSource,
+  nowMs: number,
+): Buffer {
+  const audienceBytes = Buffer.byteLength(t.audience, 'utf8')
+  const plain = Buffer.allocUnsafe(SESSION_FIXED + audienceBytes)
   plain.set(t.sessionId, 0)
   plain.write(t.clientFingerprint, 16, 32, 'hex')
   plain.set(t.sessionKey, 48)
   writeU64(plain, t.issuedAt, 80)
   writeU64(plain, t.expiresAt, 88)
-  const sealed = sealTicket(key, TICKET_KIND.session, plain, random)
+  plain.write(t.audience, SESSION_FIXED, 'utf8')
+  const sealed = sealTicket(key, TICKET_KIND.session, plain, random, nowMs)
   plain.fill(0)
   return sealed
 }
@@ -43,24 +53,38 @@ export function decodeSessionTicket(keys: readonly TicketKey[], token: string): 
   const raw = fromB64u(token)
   if (raw === undefined) return undefined
   const plain = openTicket(keys, TICKET_KIND.session, raw)
-  if (plain === undefined || plain.byteLength !== SESSION_PLAINTEXT) return undefined
+  if (plain === undefined || plain.byteLength <= SESSION_FIXED) return undefined
   return {
     sessionId: plain.subarray(0, 16),
     clientFingerprint: plain.toString('hex', 16, 48),
     sessionKey: plain.subarray(48, 80),
     issuedAt: readU64(plain, 80),
     expiresAt: readU64(plain, 88),
+    audience: plain.toString('utf8', SESSION_FIXED),
   }
 }
 
+/** SHA-256 of the token text: what a proof binds (a proof is valid for exactly one session token). */
+export function tokenDigest(token: string): Buffer {
+  return createHash('sha256').update(token, 'latin1').digest()
+}
+
+/** What a proof covers besides the session key (docs/PROTOCOL.md §6). */
 export interface ProofInput {
+  /** SHA-256 of the session token text. */
+  tokenDigest: Uint8Array
+  /** The replay epoch (8 bytes) the proof names. */
+  epoch: Uint8Array
   method: string
   /** Request target as sent: path plus query (`/mcp?x=1`). */
   target: string
+  /** The `Mcp-Session-Id` header as sent ('' when absent). */
+  mcpSessionId: string
   /** SHA-256 of the request body (empty body: SHA-256 of nothing). */
   bodyDigest: Uint8Array
+  /** ms since the epoch, in the server's clock as the client estimates it. */
   timestamp: number
-  nonce: Uint8Array
+  sequence: number
 }
 
 const EMPTY_DIGEST = createHash('sha256').digest()
@@ -79,56 +103,59 @@ let scratch = Buffer.alloc(1024)
 /** Key pads of the proof being made (client side, and computeProofMac); zeroed after each use. */
 const padScratch = newPads()
 
+/** The request side of a proof as the verifier hot path passes it: body bytes or their digest. */
+export interface ProofCheck {
+  method: string
+  target: string
+  /** The `Mcp-Session-Id` header ('' or undefined when absent). */
+  mcpSessionId?: string | undefined
+  body?: Uint8Array | string | null
+  bodyDigest?: Uint8Array
+}
+
 /**
- * Writes the MAC input — lp(context) lp(METHOD) lp(target) lp(body digest) lp(t) lp(n) — into the
- * scratch buffer after the pad space; returns its end. The nonce is given as bytes or, on the
- * verifier, as its (canonical, 22-character) base64url text, decoded straight into place.
+ * Writes the MAC input — lp(context) lp(H(token)) lp(epoch) lp(METHOD) lp(target) lp(mcp-session-id)
+ * lp(body digest) lp(t) lp(s) — into the scratch buffer after the pad space; returns its end.
+ * The epoch is given as bytes or, on the verifier, as its canonical 11-character base64url text.
  */
-function writeProofInput(method: string, target: string, digest: Uint8Array | undefined, body: Uint8Array | string | undefined | null, timestamp: number, nonce: Uint8Array | string): number {
-  const m = method.toUpperCase()
+function writeProofInput(tokenHash: Uint8Array, epoch: Uint8Array | string, req: ProofCheck, timestamp: number, sequence: number): number {
+  const m = req.method.toUpperCase()
+  const sid = req.mcpSessionId ?? ''
   const ts = String(timestamp)
+  const seq = String(sequence)
   // upper bound: at most 3 UTF-8 bytes per UTF-16 unit
-  const need = PAD + PROOF_CONTEXT.byteLength + 24 + 3 * (m.length + target.length) + (digest?.byteLength ?? 32) + ts.length + (typeof nonce === 'string' ? PROOF_NONCE_SIZE : nonce.byteLength)
+  const need = PAD + PROOF_CONTEXT.byteLength + 36 + 12 + 36 + 3 * (m.length + req.target.length + sid.length) + 12 + ts.length + seq.length + 12
   if (need > scratch.byteLength) scratch = Buffer.alloc(Math.max(need, scratch.byteLength * 2))
   const buf = scratch
   buf.set(PROOF_CONTEXT, PAD)
   let o = PAD + PROOF_CONTEXT.byteLength
+  o = putBytes(buf, o, tokenHash)
+  if (typeof epoch === 'string') {
+    buf.writeUInt32BE(EPOCH_SIZE, o)
+    if (buf.write(epoch, o + 4, 'base64url') !== EPOCH_SIZE) throw new RangeError('replay epoch must be 8 bytes')
+    o += 4 + EPOCH_SIZE
+  } else o = putBytes(buf, o, epoch)
   o = putString(buf, o, m)
-  o = putString(buf, o, target)
-  if (digest !== undefined) o = putBytes(buf, o, digest)
-  else if (body === undefined || body === null || body.length === 0) o = putBytes(buf, o, EMPTY_DIGEST)
+  o = putString(buf, o, req.target)
+  o = putString(buf, o, sid)
+  if (req.bodyDigest !== undefined) o = putBytes(buf, o, req.bodyDigest)
+  else if (req.body === undefined || req.body === null || req.body.length === 0) o = putBytes(buf, o, EMPTY_DIGEST)
   else {
     buf.writeUInt32BE(32, o)
-    sha256Into(body, buf, o + 4)
+    sha256Into(req.body, buf, o + 4)
     o += 36
   }
   o = putString(buf, o, ts)
-  if (typeof nonce === 'string') {
-    buf.writeUInt32BE(PROOF_NONCE_SIZE, o)
-    if (buf.write(nonce, o + 4, 'base64url') !== PROOF_NONCE_SIZE) throw new RangeError('proof nonce must be 16 bytes')
-    return o + 4 + PROOF_NONCE_SIZE
-  }
-  return putBytes(buf, o, nonce)
+  return putString(buf, o, seq)
 }
 
-/**
- * m = HMAC-SHA256(session_key, lp(context) lp(METHOD) lp(target) lp(body digest) lp(t) lp(n)),
- * built into one buffer and hashed in place.
- */
+/** m = HMAC-SHA256(session_key, MAC input of §6), built into one buffer and hashed in place. */
 export function computeProofMac(sessionKey: Uint8Array, p: ProofInput): Buffer {
   const pads = hmacPads(sessionKey, padScratch)
-  const end = writeProofInput(p.method, p.target, p.bodyDigest, undefined, p.timestamp, p.nonce)
+  const end = writeProofInput(p.tokenDigest, p.epoch, { method: p.method, target: p.target, mcpSessionId: p.mcpSessionId, bodyDigest: p.bodyDigest }, p.timestamp, p.sequence)
   const mac = hmacInPlace(pads, scratch, end, 'latin1')
   zeroPads(pads)
   return Buffer.from(mac, 'latin1')
-}
-
-/** The request being checked, as the verifier hot path passes it to {@link proofMacMatches}. */
-export interface ProofCheck {
-  method: string
-  target: string
-  body?: Uint8Array | string | null
-  bodyDigest?: Uint8Array
 }
 
 const expected = Buffer.alloc(32)
@@ -137,10 +164,10 @@ const presented = Buffer.alloc(32)
 /**
  * Internal (verifier hot path): whether `macText` (the proof's 43-character base64url MAC) is the
  * MAC of this request under the session whose {@link hmacPads} are `pads`. Compared in constant
- * time; no Buffer allocated per call. `nonceText` is the proof's 22-character base64url nonce.
+ * time; no Buffer allocated per call.
  */
-export function proofMacMatches(pads: HmacPads, req: ProofCheck, timestamp: number, nonceText: string, macText: string): boolean {
-  const end = writeProofInput(req.method, req.target, req.bodyDigest, req.body, timestamp, nonceText)
+export function proofMacMatches(pads: HmacPads, tokenHash: Uint8Array, epochText: string, req: ProofCheck, timestamp: number, sequence: number, macText: string): boolean {
+  const end = writeProofInput(tokenHash, epochText, req, timestamp, sequence)
   expected.write(hmacInPlace(pads, scratch, end, 'latin1'), 0, 'latin1')
   const ok = presented.write(macText, 0, 'base64url') === 32 && timingSafeEqual(expected, presented)
   expected.fill(0)
@@ -173,36 +200,72 @@ function putBytes(buf: Buffer, o: number, bytes: Uint8Array): number {
   return o + 4 + bytes.byteLength
 }
 
-export interface CreateProofOptions {
-  sessionKey: Uint8Array
-  method: string
-  target: string
-  body?: Uint8Array | string | null
-  clock?: Clock
-  random?: RandomSource
+/**
+ * What a client keeps to make proofs for one session: the session key, the token's digest, the
+ * server's replay epoch (it changes when the server's replay memory restarts: a `proof_stale`
+ * answer names the new one), the offset from this clock to the server's, and the last sequence
+ * number used. {@link ClientSession} is one.
+ */
+export interface ProofSession {
+  readonly sessionKey: Uint8Array
+  readonly token: string
+  /** base64url of the 8-byte replay epoch; updated in place on `proof_stale`. */
+  replayEpoch: string
+  /** Server clock minus this clock, in ms, as measured at the handshake. */
+  readonly clockOffsetMs: number
+  /** The last sequence number used (the next proof uses one more). */
+  lastSequence: number
 }
 
-/** The value of the `MCP-PKI-Proof` header for one request (client side). */
+export interface CreateProofOptions {
+  session: ProofSession
+  method: string
+  target: string
+  /** The request's `Mcp-Session-Id` header, if any. */
+  mcpSessionId?: string | null
+  body?: Uint8Array | string | null
+  /** This machine's clock (the session's offset to the server's clock is added). */
+  clock?: Clock
+  /** The exact `t` to write (server clock), instead of the clock plus offset: test vectors and tests. */
+  timestamp?: number
+}
+
+const tokenHashes = new WeakMap<ProofSession, { token: string; hash: Buffer }>()
+
+function tokenHashOf(s: ProofSession): Buffer {
+  const cached = tokenHashes.get(s)
+  if (cached !== undefined && cached.token === s.token) return cached.hash
+  const hash = tokenDigest(s.token)
+  tokenHashes.set(s, { token: s.token, hash })
+  return hash
+}
+
+/** The value of the `MCP-PKI-Proof` header for one request (client side); uses the session's next sequence number. */
 export function createRequestProof(o: CreateProofOptions): string {
-  const timestamp = (o.clock ?? systemClock)()
-  const nonce = (o.random ?? systemRandom)(PROOF_NONCE_SIZE)
-  const pads = hmacPads(o.sessionKey, padScratch)
-  const end = writeProofInput(o.method, o.target, undefined, o.body, timestamp, nonce)
+  const s = o.session
+  const timestamp = o.timestamp ?? (o.clock ?? systemClock)() + s.clockOffsetMs
+  if (s.lastSequence >= MAX_SEQUENCE) throw new RangeError('this session has used every sequence number; authenticate again')
+  const sequence = ++s.lastSequence
+  const epoch = s.replayEpoch
+  const pads = hmacPads(s.sessionKey, padScratch)
+  const end = writeProofInput(tokenHashOf(s), epoch, { method: o.method, target: o.target, mcpSessionId: o.mcpSessionId ?? '', body: o.body ?? null }, timestamp, sequence)
   const mac = hmacInPlace(pads, scratch, end, 'base64url')
   zeroPads(pads)
-  return `t=${timestamp}, n=${b64u(nonce)}, m=${mac}`
+  return `t=${timestamp}, s=${sequence}, e=${epoch}, m=${mac}`
 }
 
 export interface ParsedProof {
   timestamp: number
-  nonce: Buffer
-  nonceText: string
+  sequence: number
+  epochText: string
+  epoch: Buffer
   mac: Buffer
 }
 
-const PROOF_RE = /^t=(\d{1,16}), ?n=([A-Za-z0-9_-]{22}), ?m=([A-Za-z0-9_-]{43})$/
+const PROOF_RE = /^t=(\d{1,16}), ?s=([1-9]\d{0,15}), ?e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/
+/** Longest header accepted (characters, before trimming). */
+export const MAX_PROOF_HEADER = 160
 
-/** Parses a proof header; undefined when malformed. */
 const B64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
 function canonicalTail(text: string, unusedBits: number): boolean {
@@ -211,24 +274,21 @@ function canonicalTail(text: string, unusedBits: number): boolean {
 
 /**
  * Internal: the regex match of a well-formed, canonical proof header — [1] timestamp digits,
- * [2] nonce text (22 chars, 16 bytes), [3] MAC text (43 chars, 32 bytes) — or undefined.
- * Exactly the headers {@link parseRequestProof} accepts.
+ * [2] sequence digits (1 … 2^53 − 1, no leading zero), [3] epoch text (11 chars, 8 bytes),
+ * [4] MAC text (43 chars, 32 bytes) — or undefined. Exactly the headers {@link parseRequestProof} accepts.
  */
 export function matchRequestProof(header: string): RegExpExecArray | undefined {
-  if (typeof header !== 'string' || header.length > 128) return undefined
+  if (typeof header !== 'string' || header.length > MAX_PROOF_HEADER) return undefined
   const m = PROOF_RE.exec(header.trim())
   if (m === null) return undefined
-  // The regex fixed the alphabet and lengths; canonical encodings only (the nonce text keys the
-  // replay store, so two spellings of one nonce must not both pass): unused low bits must be zero.
-  if (!canonicalTail(m[2]!, 0x0f) || !canonicalTail(m[3]!, 0x03)) return undefined
+  // The regex fixed the alphabet and lengths; canonical encodings only: unused low bits must be zero.
+  if (!canonicalTail(m[3]!, 0x03) || !canonicalTail(m[4]!, 0x03)) return undefined
+  if (Number(m[2]) > MAX_SEQUENCE) return undefined
   return m
 }
 
 export function parseRequestProof(header: string): ParsedProof | undefined {
   const m = matchRequestProof(header)
   if (m === undefined) return undefined
-  const nonce = Buffer.from(m[2]!, 'base64url')
-  const mac = Buffer.from(m[3]!, 'base64url')
-  if (nonce.byteLength !== PROOF_NONCE_SIZE || mac.byteLength !== 32) return undefined
-  return { timestamp: Number(m[1]), nonce, nonceText: m[2]!, mac }
+  return { timestamp: Number(m[1]), sequence: Number(m[2]), epochText: m[3]!, epoch: Buffer.from(m[3]!, 'base64url'), mac: Buffer.from(m[4]!, 'base64url') }
 }

@@ -1,8 +1,9 @@
 /**
  * Checks every request made with a session: the token (AEAD, constant time), its expiry, that the
- * client key is still allowlisted and not revoked, and — unless the operator chose bearer mode —
- * the request proof: HMAC under the session key over method, target, body digest, timestamp and
- * nonce, inside the proof window, with a nonce never seen before.
+ * client key is still allowlisted and not revoked, that the token's audience still names this
+ * server, and — unless the operator chose bearer mode — the request proof: HMAC under the session
+ * key over the token, the replay epoch, method, target, Mcp-Session-Id, body digest, timestamp and
+ * sequence number, inside the proof window, with a sequence number never used before in this epoch.
  * @module
  */
 import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
@@ -11,7 +12,7 @@ import { b64u } from '../internal/bytes.js'
 import { hmacPads, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
 import { parseTimestamp, systemClock, type Clock } from '../internal/clock.js'
 import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
-import { decodeSessionTicket, matchRequestProof, proofMacMatches, type SessionTicket } from './session-token.js'
+import { decodeSessionTicket, matchRequestProof, proofMacMatches, tokenDigest, type SessionTicket } from './session-token.js'
 import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
 
 export type SessionBinding = 'proof' | 'bearer'
@@ -26,7 +27,18 @@ export interface SessionInfo {
   entry: AllowlistEntry
   /** The token as presented (for MCP AuthInfo.token); treat as secret. */
   token: string
+  /** The audience the session was made for. */
+  audience: string
 }
+
+/** Where a request arrived (the transports set it): the default audience check needs the socket. */
+export interface RequestContext {
+  localPort?: number
+  localAddress?: string
+}
+
+/** Whether an audience names this server for a request that arrived on `ctx` (ServerHandshake.acceptsAudience). */
+export type AudienceCheck = (audience: string, ctx: RequestContext | undefined) => boolean
 
 /** Anything that can say a key or a session was revoked (e.g. RedisRevocationList). */
 export interface RevocationCheck {
@@ -49,6 +61,12 @@ export interface SessionVerifierOptions {
   clock?: Clock
   /** Decoded tokens kept to skip the AEAD on later requests (default 10,000). */
   cacheSize?: number
+  /**
+   * The audience check of the handshake, run again on every request (cached per token and socket):
+   * a token made for another service that shares this ticket key is refused (`session_invalid`).
+   * Without it every audience is accepted (in-process use only).
+   */
+  acceptsAudience?: AudienceCheck
 }
 
 export interface RequestToVerify {
@@ -62,6 +80,10 @@ export interface RequestToVerify {
   /** Raw body bytes, or give bodyDigest instead. */
   body?: Uint8Array | string | null
   bodyDigest?: Uint8Array
+  /** The `Mcp-Session-Id` header, if any. */
+  mcpSessionId?: string | undefined
+  /** The socket the request arrived on. */
+  context?: RequestContext
 }
 
 export interface SessionVerifier {
@@ -69,14 +91,17 @@ export interface SessionVerifier {
   /** The same check without a promise when the nonce store is synchronous (in memory). Throws AuthError. */
   verifyNow(request: RequestToVerify): SessionInfo | Promise<SessionInfo>
   /** Token-only check (bearer mode, or a WebSocket already bound at handshake). */
-  verifyToken(token: string): SessionInfo
+  verifyToken(token: string, context?: RequestContext): SessionInfo
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]{16,1024})$/
 const BEARER_PREFIX = 'Bearer '
 
-/** A decoded token as cached: the ticket, its session id text and (once needed) its HMAC key pads. */
-type OpenTicket = SessionTicket & { id: string; pads: HmacPads | undefined }
+/**
+ * A decoded token as cached: the ticket, its session id text, its digest (what proofs bind), the
+ * socket its audience was last accepted on, and (once needed) its HMAC key pads.
+ */
+type OpenTicket = SessionTicket & { id: string; digest: Buffer; audienceOkOn: string | undefined; pads: HmacPads | undefined }
 
 export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifier {
   const given = isTicketKeyRing(o.ticketKeys) ? o.ticketKeys : o.ticketKeys?.length ? staticTicketKeys(o.ticketKeys) : undefined
@@ -100,7 +125,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   function decode(token: string): OpenTicket {
     const decoded = decodeSessionTicket(ring.all(), token)
     if (decoded === undefined) throw new AuthError('session_invalid', 'session token is not valid for this server')
-    const t: OpenTicket = { ...decoded, id: b64u(decoded.sessionId), pads: undefined }
+    const t: OpenTicket = { ...decoded, id: b64u(decoded.sessionId), digest: tokenDigest(token), audienceOkOn: undefined, pads: undefined }
     if (cache.size >= cacheSize) evict(cache.keys().next().value as string)
     cache.set(token, t)
     return t
@@ -113,8 +138,17 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     cache.delete(token)
   }
 
-  /** Expiry, allowlist and revocation of an opened token; throws AuthError. */
-  function checkTicket(ticket: OpenTicket, token: string, now: number): SessionInfo {
+  /** The token's audience must name this server, as at the handshake (cached per socket). */
+  function checkAudience(ticket: OpenTicket, ctx: RequestContext | undefined): void {
+    if (o.acceptsAudience === undefined) return
+    const on = ctx === undefined ? '' : `${ctx.localPort ?? ''} ${ctx.localAddress ?? ''}`
+    if (ticket.audienceOkOn === on) return
+    if (!o.acceptsAudience(ticket.audience, ctx)) throw new AuthError('session_invalid', 'this session was made for another audience than this server')
+    ticket.audienceOkOn = on
+  }
+
+  /** Expiry, allowlist, revocation and audience of an opened token; throws AuthError. */
+  function checkTicket(ticket: OpenTicket, token: string, now: number, ctx: RequestContext | undefined): SessionInfo {
     if (now >= ticket.expiresAt) {
       evict(token)
       throw new AuthError('session_expired', 'the session expired; authenticate again')
@@ -146,7 +180,8 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     }
     const sessionId = ticket.id
     if (revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
-    return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token }
+    checkAudience(ticket, ctx)
+    return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token, audience: ticket.audience }
   }
 
   /**
@@ -170,7 +205,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   function verifyNow(req: RequestToVerify): SessionInfo | Promise<SessionInfo> {
     const now = clock()
     const { token, ticket } = tokenOf(req.authorization)
-    const info = checkTicket(ticket, token, now)
+    const info = checkTicket(ticket, token, now, req.context)
     const header = req.proof
     if (header === undefined || header === '') {
       if (binding === 'bearer') return info
@@ -179,23 +214,31 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     const proof = matchRequestProof(header)
     if (proof === undefined) throw new AuthError('proof_invalid', 'MCP-PKI-Proof header is malformed')
     const timestamp = Number(proof[1])
-    if (Math.abs(now - timestamp) > windowMs) throw new AuthError('proof_invalid', 'request proof is outside the time window; check the clocks')
-    const nonceText = proof[2]!
+    if (Math.abs(now - timestamp) > windowMs) {
+      throw new AuthError('proof_invalid', `request proof is ${Math.round(Math.abs(now - timestamp) / 1000)} s outside the time window (±${windowMs / 1000} s, in this server's clock as told at the handshake); authenticate again`)
+    }
+    const sequence = Number(proof[2])
+    const epochText = proof[3]!
     const pads = ticket.pads ?? (ticket.pads = hmacPads(ticket.sessionKey))
-    if (!proofMacMatches(pads, req, timestamp, nonceText, proof[3]!)) throw new AuthError('proof_invalid', 'request proof does not match this request and session')
-    const r = nonceStore.checkAndInsert(`p:${info.sessionId}:${nonceText}`, timestamp + windowMs + 1)
+    if (!proofMacMatches(pads, ticket.digest, epochText, req, timestamp, sequence, proof[4]!)) {
+      throw new AuthError('proof_invalid', 'request proof does not match this request and session')
+    }
+    const r = nonceStore.checkSequence(info.sessionId, sequence, timestamp + windowMs + 1, epochText)
     return typeof r === 'string' ? afterNonce(r, info) : r.then((x) => afterNonce(x, info))
   }
 
   function afterNonce(inserted: NonceResult, info: SessionInfo): SessionInfo {
-    if (inserted === 'replay') throw new AuthError('replay_detected', 'this request proof was already used')
-    if (inserted === 'full') throw new AuthError('server_busy', 'the server is busy; try again shortly', { retryAfter: 1 })
-    return info
+    if (inserted === 'ok') return info
+    if (inserted === 'replay') throw new AuthError('replay_detected', 'this request proof (its sequence number) was already used')
+    if (inserted === 'stale') {
+      throw new AuthError('proof_stale', "the server's replay memory restarted; make a new proof with the epoch in the MCP-PKI-Epoch header", { epoch: nonceStore.epoch() })
+    }
+    throw new AuthError('server_busy', 'the server is busy; try again shortly', { retryAfter: 1 })
   }
 
   return {
-    verifyToken(token) {
-      return checkTicket(open(token), token, clock())
+    verifyToken(token, context) {
+      return checkTicket(open(token), token, clock(), context)
     },
 
     verify(req) {

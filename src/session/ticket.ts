@@ -1,21 +1,28 @@
 /**
  * Sealed tickets: the challenge token (message 2) and the session token (message 4) are
- * AES-256-GCM under a ticket key only the server (or its fleet) holds. The server keeps no
+ * AES-256-GCM under a key only the server (or its fleet) holds. The server keeps no
  * per-client state; any instance with the same ticket key can open them.
  *
- *   token = header(6) || iv(12) || ciphertext || tag(16)     header = 0x01 || kind || key_id(4)
- *   AAD   = header
+ *   token    = header(10) || iv(12) || ciphertext || tag(16)
+ *   header   = 0x02 || kind || key_id(u32) || period(u32)      AAD = header
+ *   seal key = HKDF-SHA256(ikm = ticket key, salt = "", info = "mcp-pki/2 seal-key" || period(u32), 32)
+ *   period   = floor(ms since epoch / 60,000) when sealed
+ *
+ * Usage bound: a seal key seals only during its one minute, so the 2^32 random-IV messages NIST
+ * SP 800-38D allows per AES-GCM key (collision odds ≤ 2^-32) would take 71 million seals a second
+ * under one ticket key — a server makes two per handshake and cannot reach a thousandth of that.
  * @module
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes as randomBytesSync } from 'node:crypto'
-import { CONTEXT } from '../protocol/constants.js'
+import { CONTEXT, PROTOCOL_VERSION } from '../protocol/constants.js'
 import type { RandomSource } from '../internal/clock.js'
 
 export const TICKET_KIND = { challenge: 0x01, session: 0x02 } as const
 export type TicketKind = (typeof TICKET_KIND)[keyof typeof TICKET_KIND]
 
-const FORMAT = 0x01
-const HEADER = 6
+const FORMAT = 0x02
+const HEADER = 10
+const PERIOD_MS = 60_000
 const IV = 12
 const TAG = 16
 
@@ -27,24 +34,64 @@ export interface TicketKey {
 
 /** Derives the ticket key from the server's ed25519 private seed (HKDF-SHA256). */
 export function deriveTicketKey(serverSeed: Uint8Array): TicketKey {
-  return ticketKeyFrom(Buffer.from(hkdfSync('sha256', serverSeed, Buffer.from('mcp-pki/1'), Buffer.from(CONTEXT.ticketKey), 32)))
+  return ticketKeyFrom(Buffer.from(hkdfSync('sha256', serverSeed, Buffer.from(PROTOCOL_VERSION), Buffer.from(CONTEXT.ticketKey), 32)))
 }
 
 /** Wraps a configured 32-byte fleet key. */
 export function ticketKeyFrom(key: Uint8Array): TicketKey {
   if (key.byteLength !== 32) throw new RangeError('a ticket key is 32 bytes')
-  const id = createHash('sha256').update('mcp-pki/1 ticket-key-id').update(key).digest().readUInt32BE(0)
+  const id = createHash('sha256').update(CONTEXT.ticketKeyId).update(key).digest().readUInt32BE(0)
   return { id, key: Buffer.from(key) }
 }
 
-/** Seals `plaintext` under the first key. */
-export function sealTicket(key: TicketKey, kind: TicketKind, plaintext: Uint8Array, random: RandomSource): Buffer {
+/** Seal keys by ticket key, then by period: a handful live at once (one per minute of the longest ticket). */
+const sealKeys = new WeakMap<TicketKey, Map<number, Buffer>>()
+const SEAL_KEY_CACHE = 64
+
+/** The AES key of `key` for one period (derived once, then cached). */
+export function sealKeyFor(key: TicketKey, period: number): Buffer {
+  let byPeriod = sealKeys.get(key)
+  if (byPeriod === undefined) sealKeys.set(key, (byPeriod = new Map()))
+  let k = byPeriod.get(period)
+  if (k === undefined) {
+    const info = Buffer.allocUnsafe(SEAL_INFO.byteLength + 4)
+    SEAL_INFO.copy(info, 0)
+    info.writeUInt32BE(period, SEAL_INFO.byteLength)
+    k = Buffer.from(hkdfSync('sha256', key.key, Buffer.alloc(0), info, 32))
+    if (byPeriod.size >= SEAL_KEY_CACHE) {
+      const oldest = byPeriod.keys().next().value as number
+      byPeriod.get(oldest)?.fill(0)
+      byPeriod.delete(oldest)
+    }
+    byPeriod.set(period, k)
+  }
+  return k
+}
+
+/** Zeroes a ticket key and every seal key derived from it (forgotten keys of a rotating ring). */
+export function forgetTicketKey(key: TicketKey): void {
+  for (const k of sealKeys.get(key)?.values() ?? []) k.fill(0)
+  sealKeys.delete(key)
+  key.key.fill(0)
+}
+
+const SEAL_INFO = Buffer.from(CONTEXT.sealKey)
+
+/** The period a ticket sealed at `nowMs` carries. */
+export function sealPeriod(nowMs: number): number {
+  return Math.floor(nowMs / PERIOD_MS) >>> 0
+}
+
+/** Seals `plaintext` under the seal key of `key` for the period of `nowMs`. */
+export function sealTicket(key: TicketKey, kind: TicketKind, plaintext: Uint8Array, random: RandomSource, nowMs: number): Buffer {
+  const period = sealPeriod(nowMs)
   const header = Buffer.allocUnsafe(HEADER)
   header[0] = FORMAT
   header[1] = kind
   header.writeUInt32BE(key.id, 2)
+  header.writeUInt32BE(period, 6)
   const iv = random(IV)
-  const cipher = createCipheriv('aes-256-gcm', key.key, iv)
+  const cipher = createCipheriv('aes-256-gcm', sealKeyFor(key, period), iv)
   cipher.setAAD(header)
   const ct = cipher.update(plaintext)
   cipher.final()
@@ -59,7 +106,7 @@ export function openTicket(keys: readonly TicketKey[], kind: TicketKind, token: 
   const key = keys.find((k) => k.id === id)
   if (key === undefined) return undefined
   try {
-    const decipher = createDecipheriv('aes-256-gcm', key.key, buf.subarray(HEADER, HEADER + IV))
+    const decipher = createDecipheriv('aes-256-gcm', sealKeyFor(key, buf.readUInt32BE(6)), buf.subarray(HEADER, HEADER + IV))
     decipher.setAAD(buf.subarray(0, HEADER))
     decipher.setAuthTag(buf.subarray(buf.byteLength - TAG))
     const pt = decipher.update(buf.subarray(HEADER + IV, buf.byteLength - TAG))
@@ -113,7 +160,7 @@ export function rotatingTicketKeys(o: RotatingTicketKeysOptions): TicketKeyRing 
     if (keys.length > 0 && now < keys[0]!.sealUntil) return
     keys.unshift({ key: ticketKeyFrom(random(32)), sealUntil: now + o.rotateEvery * 1000 })
     const kept = keys.filter((k, i) => i === 0 || now < k.sealUntil + o.keepFor * 1000)
-    for (const k of keys) if (!kept.includes(k)) k.key.key.fill(0)
+    for (const k of keys) if (!kept.includes(k)) forgetTicketKey(k.key)
     keys = kept
     list = keys.map((k) => k.key)
   }

@@ -9,7 +9,6 @@ import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import { fingerprintOf } from '../keys/key-pair.js'
-import type { NonceStore } from '../nonce/nonce-store.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import { messageTypeOf, parseJsonMessage, type AuthChallengeWire, type AuthCompleteWire, type AuthErrorWire } from '../protocol/messages.js'
 import { createServerHandshake, type HandshakeResult, type ServerHandshake, type ServerHandshakeOptions } from '../handshake/server-handshake.js'
@@ -46,8 +45,6 @@ export interface AuthServiceOptions extends ServerHandshakeOptions {
   perAddressFailureLimiter?: Limiter
   /** Limits completed handshakes per client key (counted after its signature verified). */
   perKeyLimiter?: Limiter
-  /** Nonce store for request proofs (default: `nonceStore`). A separate one keeps a request flood from starving handshakes. */
-  proofNonceStore?: NonceStore
   /** Largest handshake message in bytes (default 16 KiB). */
   maxMessageSize?: number
 }
@@ -93,11 +90,12 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
   const verifier = createSessionVerifier({
     ticketKeys: handshake.ticketKeyRing,
     allowlist: options.allowlist,
-    nonceStore: options.proofNonceStore ?? options.nonceStore,
+    nonceStore: options.nonceStore,
     binding,
     ...(options.proofWindow === undefined ? {} : { proofWindow: options.proofWindow }),
     ...(options.revocation === undefined ? {} : { revocation: options.revocation }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    acceptsAudience: handshake.acceptsAudience,
   })
   const clock: Clock = options.clock ?? systemClock
   const maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
@@ -193,6 +191,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
 
     async verifyRequest(request, ctx = {}) {
       try {
+        if (request.context === undefined) request.context = ctx
         return await verifier.verify(request)
       } catch (err) {
         const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })

@@ -1,5 +1,5 @@
 /** Small in-test stand-ins for the allowlist and nonce store, plus a controllable clock. */
-import type { KeyObject } from 'node:crypto'
+import { randomBytes, type KeyObject } from 'node:crypto'
 import type { AllowlistEntry, KeyLookup, LookupResult } from '../../src/allowlist/types.js'
 import { fingerprintOf, generateKeyPair, publicKeyFromRaw, type Ed25519KeyPair } from '../../src/keys/key-pair.js'
 import type { NonceResult, NonceStore } from '../../src/nonce/nonce-store.js'
@@ -27,11 +27,20 @@ export class TestAllowlist implements KeyLookup {
 
 export class TestNonceStore implements NonceStore {
   readonly map = new Map<string, number>()
+  /** This memory's replay epoch (new per instance, as a restarted process's). */
+  epochText = randomBytes(8).toString('base64url')
   constructor(
     readonly max = 1000,
     readonly now: () => number = Date.now,
   ) {}
-  checkAndInsert(nonce: string, expiresAt: number): NonceResult {
+  epoch(): string {
+    return this.epochText
+  }
+  checkSequence(sessionId: string, sequence: number, forgetAt: number, epoch: string): NonceResult {
+    return this.checkAndInsert(`q:${sessionId}:${sequence}`, forgetAt, epoch)
+  }
+  checkAndInsert(nonce: string, expiresAt: number, epoch?: string): NonceResult {
+    if (epoch !== undefined && epoch !== this.epochText) return 'stale'
     const t = this.now()
     const e = this.map.get(nonce)
     if (e !== undefined && e > t) return 'replay'

@@ -284,8 +284,8 @@ test('a broken allowlist edit keeps the last good list and is audited', async ()
   assert.equal(session.clientFingerprint, sb.clientKey.fingerprint)
 })
 
-function proofFor(session: { sessionKey: Buffer; token: string }): { proof: string } {
-  const h = sessionHeaders({ ...session } as Parameters<typeof sessionHeaders>[0], 'GET', '/x')
+function proofFor(session: Parameters<typeof sessionHeaders>[0]): { proof: string } {
+  const h = sessionHeaders(session, 'GET', '/x')
   return { proof: h['mcp-pki-proof']! }
 }
 

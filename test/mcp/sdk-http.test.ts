@@ -16,7 +16,7 @@ import { createServerTrust } from '../../src/handshake/client-handshake.js'
 import { b64u } from '../../src/internal/bytes.js'
 import { generateKeyPair, type Ed25519KeyPair } from '../../src/keys/key-pair.js'
 import { createAuthFetch, type AuthFetch, type FetchFunction } from '../../src/mcp/client.js'
-import { authInfoFromSession, createMcpAuth, mountMcpAuth, type McpAuthInfo } from '../../src/mcp/server.js'
+import { authInfoFromSession, createMcpAuth, mountMcpAuth, type McpAuth, type McpAuthInfo } from '../../src/mcp/server.js'
 import { createAuthService } from '../../src/transport/auth-service.js'
 import { makeParties, TestClock, TestNonceStore, type Parties } from '../helpers/fixtures.js'
 import { buildMcpServer, closeServer, connectClient, countingFetch, listen, startProtectedServer, statefulMcpHandler, textOf, whoami, type ToolCalls } from './fixtures/harness.js'
@@ -76,7 +76,7 @@ test('AuthInfo has the SDK shape: clientId, scopes, expiresAt in seconds, extra'
   const entry = p.serverAllowlist.lookup(p.client.fingerprint, Date.now())
   assert.equal(entry.status, 'ok')
   if (entry.status !== 'ok') return
-  const info: AuthInfo = authInfoFromSession({ sessionId: 's1', clientFingerprint: p.client.fingerprint, issuedAt: 1_000_000, expiresAt: 1_900_500, entry: { ...entry.entry, metadata: { role: 'r', scopes: ['read', 'write', 7] } }, token: 't' })
+  const info: AuthInfo = authInfoFromSession({ sessionId: 's1', clientFingerprint: p.client.fingerprint, issuedAt: 1_000_000, expiresAt: 1_900_500, entry: { ...entry.entry, metadata: { role: 'r', scopes: ['read', 'write', 7] } }, token: 't', audience: 'a' })
   assert.equal(info.clientId, p.client.fingerprint)
   assert.equal(info.expiresAt, 1900)
   assert.deepEqual(info.scopes, ['read', 'write', 'role:r'])
@@ -327,17 +327,20 @@ test('Express: mountMcpAuth on an app, with express.json() registered after it',
 test('web-standard transport: fetchHandler with WebStandardStreamableHTTPServerTransport', async () => {
   const p = makeParties()
   const calls: ToolCalls = { whoami: 0, admin: 0 }
-  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore() })
+  // The handshake is served by a node:http /auth; MCP requests go straight to the fetch handler,
+  // which has no socket to check a session's audience against: fetch-native deployments configure
+  // auth.audience (the default check fails closed there).
+  const late: { authHandler?: McpAuth['authHandler'] } = {}
+  const authServer = createServer((req, res) => void late.authHandler!(req, res))
+  const origin = await listen(authServer)
+  cleanups.push(() => closeServer(authServer))
+  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(), audience: origin })
   const mcpAuth = createMcpAuth(service)
+  late.authHandler = mcpAuth.authHandler
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: () => crypto.randomUUID() })
   await buildMcpServer(calls).connect(transport)
   cleanups.push(() => transport.close())
   const handle = mcpAuth.fetchHandler((request, authInfo: McpAuthInfo) => transport.handleRequest(request, { authInfo }))
-
-  // The handshake is served by a node:http /auth; MCP requests go straight to the fetch handler.
-  const authServer = createServer(mcpAuth.authHandler)
-  const origin = await listen(authServer)
-  cleanups.push(() => closeServer(authServer))
   const url = `${origin}/mcp`
   const inProcess: FetchFunction = (input, init) => handle(new Request(input, init))
   const client = await connectClient(url, clientFetch(p, url, { fetch: inProcess, handshakeFetch: globalThis.fetch }))

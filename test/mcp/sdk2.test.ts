@@ -282,8 +282,8 @@ test('2.x: forged token, stolen token without proof, wrong proof, expired token,
   const before = s.calls.whoami
   const body = JSON.stringify(CALL_WHOAMI)
   const send = (headers: Record<string, string>, b = body) => fetch(s.url, { method: 'POST', headers: { ...MCP_HEADERS, 'mcp-session-id': sid, ...headers }, body: b })
-  const junkProof = () => `t=${clock.now()}, n=${b64u(randomBytes(16))}, m=${b64u(randomBytes(32))}`
-  const realProof = (b = body) => createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: b, clock: clock.now })
+  const junkProof = () => `t=${clock.now()}, s=1, e=${b64u(randomBytes(8))}, m=${b64u(randomBytes(32))}`
+  const realProof = (b = body) => createRequestProof({ session: session, method: 'POST', target: '/mcp', body: b, mcpSessionId: sid, clock: clock.now })
 
   assert.equal(await errorCode(await send({ authorization: `Bearer ${b64u(randomBytes(120))}`, 'mcp-pki-proof': junkProof() })), 'session_invalid')
   const flipped = session.token.slice(0, -2) + (session.token.endsWith('AA') ? 'AB' : 'AA')

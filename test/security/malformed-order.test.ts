@@ -82,8 +82,8 @@ test('malformed handshake input gets 4xx with a clear code and the service keeps
     ['extra field', JSON.stringify({ ...m1, extra: 1 }), 400, 'invalid_message'],
     ['__proto__ key', json.replace('{', '{"__proto__":{"polluted":true},'), 400, 'invalid_message'],
     ['constructor key', json.replace('{', '{"constructor":{"prototype":{"polluted":true}},'), 400, 'invalid_message'],
-    ['message 3 with a string request', JSON.stringify({ type: 'auth_response', version: 'mcp-pki/1', request: 'x', challenge: {}, timestamp: m1.timestamp, signature: b(64) }), 400, 'invalid_message'],
-    ['message 3 with __proto__ in the echo', JSON.stringify({ type: 'auth_response', version: 'mcp-pki/1', request: m1, challenge: {}, timestamp: m1.timestamp, signature: b(64) }).replace('"request":{', '"request":{"__proto__":{},'), 400, 'invalid_message'],
+    ['message 3 with a string request', JSON.stringify({ type: 'auth_response', version: 'mcp-pki/2', request: 'x', challenge: {}, timestamp: m1.timestamp, signature: b(64) }), 400, 'invalid_message'],
+    ['message 3 with __proto__ in the echo', JSON.stringify({ type: 'auth_response', version: 'mcp-pki/2', request: m1, challenge: {}, timestamp: m1.timestamp, signature: b(64) }).replace('"request":{', '"request":{"__proto__":{},'), 400, 'invalid_message'],
     ['message 3 with nothing else', JSON.stringify({ type: 'auth_response' }), 400, 'invalid_message'],
     ['invalid UTF-8 bytes', Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), 400, 'invalid_message'],
   ]
@@ -112,6 +112,8 @@ test('an unexpected failure inside the server is internal_error (500) with no de
       if (explode) throw new Error('redis at 10.0.0.7 said: AUTH s3cr3t failed')
       return inner.checkAndInsert(n, e)
     },
+    epoch: () => inner.epoch(),
+    checkSequence: (...a) => inner.checkSequence(...a),
     size: () => inner.size(),
   }
   const { p, clock, service, handshake } = setup(store)
@@ -126,7 +128,7 @@ test('an unexpected failure inside the server is internal_error (500) with no de
   await handshake()
 })
 
-test('cheap rejection first: malformed input and unknown keys cost no nonce, no ephemeral key, no token and no signature', async () => {
+test('cheap rejection first: malformed input costs nothing; at message 3 an unknown key costs no verification, no nonce, no token', async () => {
   const p = makeParties()
   const clock = new TestClock()
   const events: string[] = []
@@ -134,7 +136,12 @@ test('cheap rejection first: malformed input and unknown keys cost no nonce, no 
     lookup: (fp, now) => (events.push('lookup'), p.serverAllowlist.lookup(fp, now)),
   }
   const inner = new TestNonceStore(1000, clock.now)
-  const nonces: NonceStore = { checkAndInsert: (n, e) => (events.push('nonce'), inner.checkAndInsert(n, e)), size: () => inner.size() }
+  const nonces: NonceStore = {
+    checkAndInsert: (n, e, ep) => (events.push('nonce'), inner.checkAndInsert(n, e, ep)),
+    epoch: () => inner.epoch(),
+    checkSequence: (...a) => inner.checkSequence(...a),
+    size: () => inner.size(),
+  }
   const random: RandomSource = (n) => (events.push(`random${n}`), randomBytes(n))
   const server = createServerHandshake({
     keyPair: p.server,
@@ -159,8 +166,10 @@ test('cheap rejection first: malformed input and unknown keys cost no nonce, no 
   assert.deepEqual(await observe(() => server.handleRequest({ ...m1, client_nonce: 'AA=' })), ['invalid_message', []])
   assert.deepEqual(await observe(() => server.handleRequest({ ...stranger, version: 'mcp-pki/9' })), ['unsupported_version', []])
   assert.deepEqual(await observe(() => server.handleRequest({ ...stranger, timestamp: new Date(clock.ms - 301_000).toISOString() })), ['timestamp_skew', []])
-  assert.deepEqual(await observe(() => server.handleRequest(stranger)), ['unknown_key', ['lookup']])
-  assert.deepEqual(await observe(() => server.handleRequest(m1)), ['ok', ['lookup', 'random32', 'ephemeral', 'random12']])
+  // A well-formed message 1 is answered the same way, listed key or not: no allowlist lookup (no
+  // oracle for strangers who hold public keys); the allowlist decides at message 3.
+  assert.deepEqual(await observe(() => server.handleRequest(stranger)), ['ok', ['random32', 'ephemeral', 'random12']])
+  assert.deepEqual(await observe(() => server.handleRequest(m1)), ['ok', ['random32', 'ephemeral', 'random12']])
 
   // Message 3: allowlist → MAC (challenge token) → expiry → signature → nonce insert.
   const client = newClient()

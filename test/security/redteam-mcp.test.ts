@@ -120,7 +120,7 @@ test(
     assert.deepEqual(s.reached, [])
     // An authenticated request to exactly mcpPath still reaches the existing listener.
     const session = await handshake(s)
-    const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp?x=1', body: BODY })
+    const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp?x=1', body: BODY })
     const ok = await send(s.port, { path: '/mcp?x=1', body: BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
     assert.equal(ok.status, 200, ok.text)
     assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
@@ -166,30 +166,30 @@ test('held: with options.handler (docs pattern) no path variant reaches the hand
   assert.deepEqual(s.reached, [])
   // And an authenticated request with the query in its proof target does reach it.
   const session = await handshake(s)
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp?x=1', body: BODY })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp?x=1', body: BODY })
   const ok = await send(s.port, { path: '/mcp?x=1', body: BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
   assert.equal(ok.status, 200, ok.text)
   assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
 })
 
-test('held: a used proof re-sent in another spelling (leading zeros in t, spacing) is replay_detected; a non-canonical nonce is proof_invalid', async () => {
+test('held: a used proof re-sent in another spelling (leading zeros in t, spacing) is replay_detected; a non-canonical epoch is proof_invalid', async () => {
   const s = await setup('handler')
   const session = await handshake(s)
   const headers = (proof: string): Record<string, string> => ({ authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof })
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: BODY })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: BODY })
   assert.equal((await send(s.port, { body: BODY, headers: headers(proof) })).status, 200)
-  const n = /n=([A-Za-z0-9_-]{22})/.exec(proof)![1]!
+  const e = /e=([A-Za-z0-9_-]{11})/.exec(proof)![1]!
   const B64U = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-  // Same 16 bytes, other text: the last character carries 4 unused bits.
-  const lastIdx = B64U.indexOf(n[21]!)
-  const sameBytes = n.slice(0, 21) + B64U[lastIdx ^ 1]!
-  const spellings = [proof.replace('t=', 't=0'), proof.replace('t=', 't=000'), proof.replace(', n=', ',n=').replace(', m=', ',m='), `  ${proof}  `]
+  // Same 8 bytes, other text: the last character carries 2 unused bits.
+  const lastIdx = B64U.indexOf(e[10]!)
+  const sameBytes = e.slice(0, 10) + B64U[lastIdx ^ 1]!
+  const spellings = [proof.replace('t=', 't=0'), proof.replace('t=', 't=000'), proof.replace(', s=', ',s=').replace(', e=', ',e=').replace(', m=', ',m='), `  ${proof}  `]
   for (const v of spellings) {
     const r = await send(s.port, { body: BODY, headers: headers(v) })
     assert.equal(r.status, 401, v)
     assert.match(r.text, /replay_detected/, v)
   }
-  const r = await send(s.port, { body: BODY, headers: headers(proof.replace(`n=${n}`, `n=${sameBytes}`)) })
+  const r = await send(s.port, { body: BODY, headers: headers(proof.replace(`e=${e}`, `e=${sameBytes}`)) })
   assert.equal(r.status, 401)
   assert.match(r.text, /proof_invalid/)
   assert.equal(s.reached.length, 1)
@@ -203,7 +203,7 @@ test('held: allowlist metadata with an own "__proto__" key does not give the cal
   await writeFile(s.sb.serverAllowlistPath, forged)
   await s.configured.reloadAllowlist()
   const session = await handshake(s)
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: BODY })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: BODY })
   const r = await send(s.port, { body: BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
   assert.equal(r.status, 200, r.text)
   assert.equal((JSON.parse(r.text) as { role: unknown }).role, null)

@@ -228,7 +228,7 @@ test('finding 2 (fixed): mcpAuth.authHandler on a Unix socket (no local port) no
   const sb2 = await sandbox({ auth: { audience: 'https://mcp.example.com' } })
   const configuredAt = await mcpServer(sb2, { where: join(sb2.dir, 'mcp.sock') })
   const session = await handshakeAt(configuredAt.to, sb2, 'https://mcp.example.com')
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: '{}' })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: '{}' })
   const ok = await send(configuredAt.to, { body: '{}', headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
   assert.equal(ok.status, 200, ok.text)
 })
@@ -298,7 +298,7 @@ interface SessionSetup {
   configured: ConfiguredAuthService
   mcpAuth: McpAuth
   headers(proof: string, token?: string): Record<string, string>
-  proof(o?: { method?: string; target?: string; body?: string; at?: number }): string
+  proof(o?: { method?: string; target?: string; body?: string; at?: number; sid?: string }): string
 }
 
 const BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
@@ -327,7 +327,7 @@ async function sessionSetup(o: { fetchHandler?: McpFetchHandler } = {}): Promise
     mcpAuth: s.mcpAuth,
     headers: (proof, token = session.token) => ({ authorization: `Bearer ${token}`, 'mcp-pki-proof': proof }),
     proof: (p = {}) =>
-      createRequestProof({ sessionKey: session.sessionKey, method: p.method ?? 'POST', target: p.target ?? '/mcp', body: p.body ?? BODY, clock: () => p.at ?? clock.ms }),
+      createRequestProof({ session: session, method: p.method ?? 'POST', target: p.target ?? '/mcp', body: p.body ?? BODY, timestamp: p.at ?? clock.ms, mcpSessionId: p.sid ?? '' }),
   }
 }
 
@@ -371,24 +371,29 @@ test('held: a proof replayed with another method, target or body is proof_invali
 test('held: proof header parsing — duplicates, extra fields, other spellings, huge values are proof_invalid', async () => {
   const s = await sessionSetup()
   const good = s.proof()
-  const m = /^t=(\d+), n=([\w-]{22}), m=([\w-]{43})$/.exec(good)!
-  const [t, n, mac] = [m[1]!, m[2]!, m[3]!]
+  const m = /^t=(\d+), s=(\d+), e=([\w-]{11}), m=([\w-]{43})$/.exec(good)!
+  const [t, q, e, mac] = [m[1]!, m[2]!, m[3]!, m[4]!]
   const bad = [
     `${good}, x=1`,
     `${good},`,
     `x=1, ${good}`,
-    `T=${t}, n=${n}, m=${mac}`,
-    `t=${t}, m=${mac}, n=${n}`,
-    `t=${t},  n=${n}, m=${mac}`,
-    `t=${t}; n=${n}; m=${mac}`,
-    `t=${t}, n=${n}=, m=${mac}`,
-    `t=${t}, n=${n}, m=${mac}=`,
-    `t=+${t}, n=${n}, m=${mac}`,
-    `t=${t}.0, n=${n}, m=${mac}`,
-    `t=${t}, n=${n}, m=${mac.slice(0, 42)}${mac[42] === 'A' ? 'E' : 'A'}`,
-    `t=${t}, n=${n.replace(/[-_]/g, (c) => (c === '-' ? '+' : '/'))}, m=${mac.replace(/[-_]/g, (c) => (c === '-' ? '+' : '/'))}`,
-    `t=${'9'.repeat(16)}, n=${n}, m=${mac}`,
-    `t=${'1'.repeat(17)}, n=${n}, m=${mac}`,
+    `T=${t}, s=${q}, e=${e}, m=${mac}`,
+    `t=${t}, e=${e}, s=${q}, m=${mac}`,
+    `t=${t}, s=${q}, m=${mac}, e=${e}`,
+    `t=${t},  s=${q}, e=${e}, m=${mac}`,
+    `t=${t}; s=${q}; e=${e}; m=${mac}`,
+    `t=${t}, s=0${q}, e=${e}, m=${mac}`,
+    `t=${t}, s=0, e=${e}, m=${mac}`,
+    `t=${t}, s=-${q}, e=${e}, m=${mac}`,
+    `t=${t}, s=${'9'.repeat(17)}, e=${e}, m=${mac}`,
+    `t=${t}, s=${q}, e=${e}=, m=${mac}`,
+    `t=${t}, s=${q}, e=${e}, m=${mac}=`,
+    `t=+${t}, s=${q}, e=${e}, m=${mac}`,
+    `t=${t}.0, s=${q}, e=${e}, m=${mac}`,
+    `t=${t}, s=${q}, e=${e}, m=${mac.slice(0, 42)}${mac[42] === 'A' ? 'E' : 'A'}`,
+    `t=${t}, s=${q}, e=${e.replace(/[-_]/g, (c) => (c === '-' ? '+' : '/'))}, m=${mac.replace(/[-_]/g, (c) => (c === '-' ? '+' : '/'))}`,
+    `t=${'9'.repeat(16)}, s=${q}, e=${e}, m=${mac}`,
+    `t=${'1'.repeat(17)}, s=${q}, e=${e}, m=${mac}`,
     `${good}${' '.repeat(200)}x`,
     'x'.repeat(8000),
   ].filter((p) => p !== good) // the standard-alphabet spelling equals the proof when it has no - or _
@@ -397,7 +402,7 @@ test('held: proof header parsing — duplicates, extra fields, other spellings, 
     await expectRefused(s, r, 401, 'proof_invalid', JSON.stringify(p.slice(0, 120)))
   }
   // Two proof headers (the good one twice, or a good and a bad one): node joins them, never picks one.
-  for (const twice of [[good, good], [good, `t=${t}, n=${n}, m=${'A'.repeat(43)}`], [`t=${t}, n=${n}, m=${'A'.repeat(43)}`, good]]) {
+  for (const twice of [[good, good], [good, `t=${t}, s=${q}, e=${e}, m=${'A'.repeat(43)}`], [`t=${t}, s=${q}, e=${e}, m=${'A'.repeat(43)}`, good]]) {
     const r = await send(s.to, { body: BODY, headers: { authorization: `Bearer ${s.session.token}`, 'mcp-pki-proof': twice } })
     await expectRefused(s, r, 401, 'proof_invalid', 'two proof headers')
   }
@@ -533,21 +538,27 @@ test('held: Mcp-Session-Id binding holds against another key whatever the spelli
   await writeFile(s.sb.serverAllowlistPath, JSON.stringify({ ...text, keys: { ...text.keys, ...otherList.keys } }))
   await s.configured.reloadAllowlist()
   const mallory = await handshakeAt(s.to, other, `http://127.0.0.1:${s.port}`)
-  const as = (sessionId: string | string[]): Promise<Reply> => {
-    const proof = createRequestProof({ sessionKey: mallory.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: () => s.clock.ms })
+  const as = (sessionId: string | string[], signed: string): Promise<Reply> => {
+    const proof = createRequestProof({ session: mallory, method: 'POST', target: '/mcp', body: BODY, mcpSessionId: signed, timestamp: s.clock.ms })
     return send(s.to, { body: BODY, headers: { authorization: `Bearer ${mallory.token}`, 'mcp-pki-proof': proof, 'mcp-session-id': sessionId } })
   }
   const seenBefore = s.seen.length
-  for (const v of [sid, sid.toUpperCase(), ` ${sid} `, [sid, sid], [sid, 'x'], `${sid}, ${sid}`, '']) {
-    const r = await as(v)
+  // Mallory's proof signs the Mcp-Session-Id she sends (as node hands it to the server: duplicates
+  // joined): the binding, not the proof, must refuse her (404).
+  for (const v of [sid, sid.toUpperCase(), ` ${sid} `, [sid, sid], [sid, 'x'], `${sid}, ${sid}`]) {
+    const r = await as(v, (Array.isArray(v) ? v.join(', ') : v).trim())
     assert.equal(r.status, 404, `${JSON.stringify(v)}: ${r.text}`)
     assert.match(r.text, /Session not found/)
   }
+  // A proof made for no MCP session (or another one) does not carry over to this one (mcp-pki/2).
+  const moved = await as(sid, '')
+  assert.equal(moved.status, 401, moved.text)
+  assert.match(moved.text, /proof_invalid/)
   assert.equal(s.seen.length, seenBefore, 'the handler never saw the other key with that session id')
   // The owner's own id in another case is simply unknown (404), not another session.
-  const upper = await send(s.to, { body: BODY, headers: { ...s.headers(s.proof()), 'mcp-session-id': sid.toUpperCase() } })
+  const upper = await send(s.to, { body: BODY, headers: { ...s.headers(s.proof({ sid: sid.toUpperCase() })), 'mcp-session-id': sid.toUpperCase() } })
   assert.equal(upper.status, 404)
-  const own = await send(s.to, { body: BODY, headers: { ...s.headers(s.proof()), 'mcp-session-id': sid } })
+  const own = await send(s.to, { body: BODY, headers: { ...s.headers(s.proof({ sid })), 'mcp-session-id': sid } })
   assert.equal(own.status, 200)
 })
 
@@ -628,10 +639,13 @@ test('finding 5 (fixed): a stranger with a made-up bearer token no longer makes 
     }, 4000).unref()
   })
   assert.match(r, /^HTTP\/1\.1 401 /)
-  // An honest request still works through both.
+  // An honest request still works where its session was made; a fetch front on another port (no
+  // socket to check the audience against, no auth.audience) refuses the session (mcp-pki/2: a
+  // session is checked against its audience on every request, failing closed without one).
   assert.equal((await send(s.to, { body: BODY, headers: s.headers(s.proof()) })).status, 200)
   const viaFetch = await send({ port }, { body: BODY, headers: s.headers(s.proof()) })
-  assert.equal(viaFetch.status, 200, viaFetch.text)
+  assert.equal(viaFetch.status, 401, viaFetch.text)
+  assert.match(viaFetch.text, /session_invalid/)
 })
 
 // ------------------------------------------------------------------ 4. ephemeral keys

@@ -284,7 +284,7 @@ async function live(clock?: { ms: number }): Promise<Live> {
 }
 
 async function call(l: Live, s: ClientSession, at?: number): Promise<Reply> {
-  const proof = createRequestProof({ sessionKey: s.sessionKey, method: 'POST', target: '/mcp', body: BODY, ...(at === undefined ? {} : { clock: () => at }) })
+  const proof = createRequestProof({ session: s, method: 'POST', target: '/mcp', body: BODY, ...(at === undefined ? {} : { clock: () => at }) })
   return send(l.to, { body: BODY, headers: { authorization: `Bearer ${s.token}`, 'mcp-pki-proof': proof } })
 }
 
@@ -364,7 +364,7 @@ test(
     await l.f.configured.reloadAllowlist()
     await f2.configured.reloadAllowlist()
     assert.equal(codeOf(await call(l, s)), 'session_revoked', 'the instance that saw the removal')
-    const proof = createRequestProof({ sessionKey: s.sessionKey, method: 'POST', target: '/mcp', body: BODY })
+    const proof = createRequestProof({ session: s, method: 'POST', target: '/mcp', body: BODY })
     const r = await send(f2.at['127.0.0.2']!, { body: BODY, headers: { authorization: `Bearer ${s.token}`, 'mcp-pki-proof': proof } })
     assert.equal(r.status, 401, `the restarted instance: ${r.text}`)
   },

@@ -123,10 +123,10 @@ const codeOf = (r: Reply): string | undefined => (typeof r.json.error === 'strin
 const MCP_BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
 /** Authorization + proof headers for one request with `session`. */
-function authHeaders(session: ClientSession, path = '/mcp', body = MCP_BODY, method = 'POST'): Record<string, string> {
+function authHeaders(session: ClientSession, path = '/mcp', body = MCP_BODY, method = 'POST', mcpSessionId = ''): Record<string, string> {
   return {
     authorization: `Bearer ${session.token}`,
-    'mcp-pki-proof': createRequestProof({ sessionKey: session.sessionKey, method, target: path, body }),
+    'mcp-pki-proof': createRequestProof({ session: session, method, target: path, body, mcpSessionId }),
   }
 }
 
@@ -340,7 +340,11 @@ test('held: unrevoke (CLI) lets the key in again at once but revives nothing —
   // A process started after the unrevoke (same server key: it opens the old token) loads the lifted revocation.
   const later = await startFront(sb)
   assert.equal(await mcpCall(later, old), '401 session_revoked')
-  assert.equal(await mcpCall(later, fresh), 'ok')
+  // The fresh session was made for the first front's address (its audience): another port refuses it.
+  assert.equal(await mcpCall(later, fresh), '401 session_invalid')
+  const freshLater = await handshake(later, sb.clientKey)
+  assert.ok('session' in freshLater)
+  assert.equal(await mcpCall(later, freshLater.session), 'ok')
   // The list that process loaded knows when the lifted revocation began.
   const list = await listAt(prefix)
   assert.ok((list.liftedRevocationAt(fp) ?? 0) > 0)
@@ -400,7 +404,8 @@ test('finding 2 (fixed): a revocation whose start is unknown (member of the revo
   assert.equal(await mcpCall(third, old), '401 session_revoked', 'revived on a process started after the unrevoke')
   const fresh = await sessionAt(third, sb.clientKey)
   assert.equal(await mcpCall(third, fresh), 'ok')
-  assert.equal(await mcpCall(second, fresh), 'ok')
+  // (A session is bound to the address it was made for: `second` listens on another port.)
+  assert.equal(await mcpCall(second, await sessionAt(second, sb.clientKey)), 'ok')
 })
 
 test('finding 3 (fixed): unrevoke through a RedisRevocationList that had not loaded yet (connected, before ready()) left no lifted record — a process started later revived the old sessions', async () => {
@@ -541,10 +546,12 @@ test('held: revoked while the nonce store answers message 3 — no session; revo
   let during: (() => Promise<void>) | undefined
   const inner = new TestNonceStore(1000, () => h.serverClock.ms)
   const slow: NonceStore = {
-    async checkAndInsert(nonce, expiresAt) {
+    async checkAndInsert(nonce, expiresAt, epoch) {
       await during?.()
-      return inner.checkAndInsert(nonce, expiresAt)
+      return inner.checkAndInsert(nonce, expiresAt, epoch)
     },
+    epoch: () => inner.epoch(),
+    checkSequence: (...a) => inner.checkSequence(...a),
     size: () => inner.size(),
   }
   const h = makeHarness({ nonceStore: slow, server: { revocation }, verifier: { revocation, nonceStore: inner } })
@@ -564,17 +571,17 @@ test('held: revoked while the nonce store answers message 3 — no session; revo
   const m3b = wire(await c2.handleChallenge(wire(h.server.handleRequest(wire(c2.start())))))
   const result = await h.server.handleResponse(m3b)
   const session = c2.handleComplete(wire(result.message))
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
   await expectCode(() => h.verifier.verify({ authorization: `Bearer ${session.token}`, proof, method: 'POST', target: '/mcp', body: MCP_BODY }), 'session_revoked', 'straddling session')
   during = undefined
   h.serverClock.ms += 1000
   const fresh = await h.run()
-  const proof2 = createRequestProof({ sessionKey: fresh.session.sessionKey, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
+  const proof2 = createRequestProof({ session: fresh.session, method: 'POST', target: '/mcp', body: MCP_BODY, clock: h.clientClock.now })
   assert.equal((await h.verifier.verify({ authorization: `Bearer ${fresh.session.token}`, proof: proof2, method: 'POST', target: '/mcp', body: MCP_BODY })).clientFingerprint, fp)
   revocation.close()
 })
 
-test('held: compat AuthenticationEngine with a RedisRevocationList refuses a revoked key at message 1 and a pending message 3 (unknown_key), and takes it again after unrevoke', async () => {
+test('held: compat AuthenticationEngine with a RedisRevocationList refuses a revoked key at message 3, new or pending (unknown_key), and takes it again after unrevoke', async () => {
   const { sb, prefix } = await redisFleet({ server: { auth: { ...NO_LIMITS, audience: 'https://mcp.example' } } })
   const config = await loadConfig(sb.serverConfigPath, { env: {} })
   const { loadAllowlistFile } = await import('../../src/allowlist/allowlist-file.js')
@@ -587,7 +594,10 @@ test('held: compat AuthenticationEngine with a RedisRevocationList refuses a rev
   const other = await listAt(prefix)
   await other.revoke(sb.clientKey.fingerprint, 'rt4')
   await waitFor(() => revocation.isRevoked(sb.clientKey.fingerprint), 'the engine\'s list sees it')
-  await expectCode(() => engine.processAuthRequest(wire(client().start())), 'unknown_key', 'message 1')
+  // Message 1 is answered whatever the key (no allowlist oracle); its message 3 is refused.
+  const late = client()
+  const lateM3 = await late.handleChallenge(wire(engine.processAuthRequest(wire(late.start()))))
+  await expectCode(() => engine.processAuthResponse(wire(lateM3)), 'unknown_key', 'message 3 of a new handshake')
   await expectCode(() => engine.processAuthResponse(wire(m3)), 'unknown_key', 'pending message 3')
   await other.unrevoke(sb.clientKey.fingerprint)
   await waitFor(() => !revocation.isRevoked(sb.clientKey.fingerprint), 'lifted')
@@ -691,7 +701,7 @@ async function inProcessSession(service: AuthService, key: Ed25519KeyPair): Prom
 function rawPost(o: { session?: ClientSession; sid?: string; path?: string } = {}): string {
   const path = o.path ?? '/mcp'
   const headers: Record<string, string> = { host: '127.0.0.1', 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(MCP_BODY)) }
-  if (o.session) Object.assign(headers, authHeaders(o.session, path))
+  if (o.session) Object.assign(headers, authHeaders(o.session, path, MCP_BODY, 'POST', o.sid ?? ''))
   if (o.sid !== undefined) headers['mcp-session-id'] = o.sid
   return `POST ${path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${MCP_BODY}`
 }

@@ -107,7 +107,7 @@ test('relay: an attacker that swaps the ephemeral key in message 1 is caught by 
   const body = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
   const req = { authorization: `Bearer ${run.m4.session_token}`, method: 'POST', target: '/mcp', body }
   await expectCode(() => h.verifier.verify({ ...req, proof: undefined }), 'proof_missing')
-  const guessed = createRequestProof({ sessionKey: Buffer.alloc(32, 7), method: 'POST', target: '/mcp', body, clock: h.serverClock.now })
+  const guessed = createRequestProof({ session: { ...run.session, sessionKey: Buffer.alloc(32, 7) }, method: 'POST', target: '/mcp', body, clock: h.serverClock.now })
   await expectCode(() => h.verifier.verify({ ...req, proof: guessed }), 'proof_invalid')
 })
 
@@ -126,12 +126,12 @@ test('role reflection: the same key in both roles, signatures moved between step
   const clock = () => Date.parse('2026-11-26T12:00:00.000Z')
   const server = createServerHandshake({ keyPair: both, allowlist: allow, nonceStore: new TestNonceStore(100, clock), clock })
   const mk = () => createClientHandshake({ keyPair: both, audience: AUDIENCE, serverTrust: createServerTrust({ allowlist: allow, clock }), clock })
-  // Client signature (client-response) presented as the server's completion signature.
+  // Message 4 carries no signature in mcp-pki/2 (a finished MAC): a client signature placed there is refused.
   const c1 = mk()
   const m2 = wire(server.handleRequest(wire(c1.start())))
   const m3 = wire(await c1.handleChallenge(m2))
   const m4 = wire((await server.handleResponse(wire(m3))).message)
-  await expectCode(() => c1.handleComplete({ ...m4, signature: m3.signature }), 'invalid_signature', 'client sig as server-complete')
+  await expectCode(() => c1.handleComplete({ ...m4, signature: m3.signature }), 'invalid_message', 'client sig added to auth_complete')
   // Server challenge signature presented as the client's response signature.
   const c2 = mk()
   const m2b = wire(server.handleRequest(wire(c2.start())))
@@ -140,13 +140,13 @@ test('role reflection: the same key in both roles, signatures moved between step
   // Server completion signature from run 1 presented as a challenge signature in run 3.
   const c3 = mk()
   c3.start()
-  await expectCode(() => c3.handleChallenge({ ...m2, signature: m4.signature }), 'invalid_signature', 'server-complete as server-challenge')
+  await expectCode(() => c3.handleChallenge({ ...m2, signature: m3.signature }), 'invalid_signature', 'client-response as server-challenge')
 })
 
 test('domain separation: a signature over the same transcript under one context verifies under no other', () => {
   const kp = generateKeyPair()
   const transcript = Buffer.from('the same transcript bytes')
-  const contexts = [CONTEXT.serverChallenge, CONTEXT.clientResponse, CONTEXT.serverComplete] as const
+  const contexts = [CONTEXT.serverChallenge, CONTEXT.clientResponse, CONTEXT.serverFinished] as const
   for (const signed of contexts) {
     const sig = signBytes(kp.privateKey, signingInput(signed, transcript))
     for (const checked of contexts) {

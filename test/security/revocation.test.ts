@@ -17,7 +17,7 @@ const BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 const REDIS_URL = 'redis://127.0.0.1:6379'
 
 function request(h: Harness, run: Run) {
-  const proof = createRequestProof({ sessionKey: run.session.sessionKey, method: 'POST', target: '/mcp', body: BODY, clock: h.clientClock.now })
+  const proof = createRequestProof({ session: run.session, method: 'POST', target: '/mcp', body: BODY, clock: h.clientClock.now })
   return { authorization: `Bearer ${run.session.token}`, proof, method: 'POST', target: '/mcp', body: BODY }
 }
 
@@ -29,14 +29,14 @@ async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<vo
   }
 }
 
-test('a revoked key is refused at message 1 (unknown_key locally, authentication_failed on the wire) and at message 3 when revoked in between', async () => {
+test('a revoked key is refused at message 3 (unknown_key locally, authentication_failed on the wire; its message 1 is answered like any other) and at message 3 when revoked in between', async () => {
   const revocation = new InMemoryRevocationList({ sweepIntervalMs: 0 })
   const h = makeHarness({ server: { revocation } })
   await h.run() // works before
   await revocation.revoke(h.p.client.fingerprint, 'laptop stolen')
   const client = h.newClient()
-  const m1 = wire(client.start())
-  const err = await expectCode(() => h.server.handleRequest(m1), 'unknown_key', 'message 1')
+  const m3first = wire(await client.handleChallenge(wire(h.server.handleRequest(wire(client.start())))))
+  const err = await expectCode(() => h.server.handleResponse(m3first), 'unknown_key', 'message 3 of a revoked key')
   assert.match(err.message, /revoked/)
   assert.equal(toWireError(err).code, 'authentication_failed')
 
@@ -77,7 +77,10 @@ test('through the service: revocation option reaches the handshake and the verif
   const h = makeHarness()
   const service = createAuthService({ keyPair: h.p.server, allowlist: h.p.serverAllowlist, nonceStore: h.nonces, clock: h.serverClock.now, revocation, audience: 'http://127.0.0.1:8443/mcp' })
   await revocation.revoke(h.p.client.fingerprint)
-  const reply = await service.handleMessage(JSON.stringify(h.newClient().start()))
+  const c = h.newClient()
+  const m2 = await service.handleMessage(JSON.stringify(c.start()))
+  assert.equal(m2.status, 200, 'message 1 is answered whatever the key')
+  const reply = await service.handleMessage(JSON.stringify(await c.handleChallenge(m2.body)))
   assert.equal(reply.status, 401)
   assert.equal(reply.error?.code, 'unknown_key')
   assert.match(reply.error?.message ?? '', /revoked/)

@@ -1,11 +1,11 @@
 /**
- * Deterministic generator of test/vectors/handshake-v1.json (docs/PROTOCOL.md §Test vectors).
+ * Deterministic generator of test/vectors/handshake-v2.json (docs/PROTOCOL.md §Test vectors).
  *
  * Every input is fixed: ed25519 seeds (RFC 8032 §7.1 TEST 1 for the client, TEST 2 for the
  * server), X25519 ephemeral private keys (RFC 7748 §6.1 Alice for the client, Bob for the server),
  * every random byte string in the order the engine asks for it, and the clock at each step.
  *
- *   node --import tsx test/vectors/generate.ts          # rewrites handshake-v1.json
+ *   node --import tsx test/vectors/generate.ts          # rewrites handshake-v2.json
  *   node --import tsx test/vectors/generate.ts --check  # exits 1 when the file is stale
  * @module
  */
@@ -22,14 +22,14 @@ import type { RandomSource } from '../../src/internal/clock.js'
 import { keyPairFromPrivateKey, privateKeyFromSeed, signBytes } from '../../src/keys/key-pair.js'
 import { CONTEXT } from '../../src/protocol/constants.js'
 import type { AuthChallengeWire, AuthCompleteWire, AuthRequestWire, AuthResponseWire } from '../../src/protocol/messages.js'
-import { sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4 } from '../../src/protocol/transcript.js'
-import { bodyDigest, computeProofMac, createRequestProof } from '../../src/session/session-token.js'
+import { finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4 } from '../../src/protocol/transcript.js'
+import { bodyDigest, computeProofMac, createRequestProof, tokenDigest } from '../../src/session/session-token.js'
 import { createSessionVerifier } from '../../src/session/session-verifier.js'
-import { deriveTicketKey, openTicket, TICKET_KIND } from '../../src/session/ticket.js'
-import { diffieHellman } from 'node:crypto'
+import { deriveTicketKey, openTicket, sealKeyFor, sealPeriod, TICKET_KIND } from '../../src/session/ticket.js'
+import { diffieHellman, hkdfSync } from 'node:crypto'
 import { TestAllowlist, TestNonceStore } from '../helpers/fixtures.js'
 
-export const VECTORS_PATH = fileURLToPath(new URL('./handshake-v1.json', import.meta.url))
+export const VECTORS_PATH = fileURLToPath(new URL('./handshake-v2.json', import.meta.url))
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const unhex = (s: string): Buffer => Buffer.from(s, 'hex')
@@ -51,8 +51,9 @@ export const INPUTS = {
     { use: 'challenge_token AES-GCM iv', hex: seq(0xa0, 12) },
     { use: 'session_id (in session token)', hex: seq(0xb0, 16) },
     { use: 'session_token AES-GCM iv', hex: seq(0xc0, 12) },
-    { use: 'request proof nonce', hex: seq(0xd0, 16) },
   ],
+  /** The server's replay epoch (8 bytes; random per replay memory in a real server). */
+  replay_epoch_hex: seq(0xe0, 8),
   /** Clock (ms since epoch) at each step. */
   clock: {
     client_start: Date.parse('2026-01-15T09:30:00.000Z'),
@@ -62,7 +63,7 @@ export const INPUTS = {
     client_complete: Date.parse('2026-01-15T09:30:00.450Z'),
     request_proof: Date.parse('2026-01-15T09:30:01.000Z'),
   },
-  request: { method: 'POST', target: '/mcp?session=1', body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' },
+  request: { method: 'POST', target: '/mcp?session=1', mcpSessionId: 'mcp-session-1', body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' },
 }
 
 function seq(start: number, n: number): string {
@@ -80,6 +81,12 @@ export function presetRandom(values: readonly string[]): RandomSource & { remain
   }) as RandomSource & { remaining(): number }
   fn.remaining = () => queue.length
   return fn
+}
+
+function storeWithEpoch(epochHex: string): TestNonceStore {
+  const store = new TestNonceStore(1000)
+  store.epochText = b64u(unhex(epochHex))
+  return store
 }
 
 function mutable(start: number): { now: () => number; set: (ms: number) => void } {
@@ -115,6 +122,7 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
   const clientAllowlist = new TestAllowlist()
   clientAllowlist.add(serverKp.publicKeyRaw, { role: 'mcp_server' })
   const nonces = new TestNonceStore(1000, clock.now)
+  nonces.epochText = b64u(unhex(I.replay_epoch_hex))
   const server = createServerHandshake({
     keyPair: serverKp,
     allowlist: serverAllowlist,
@@ -170,28 +178,47 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
     clientFingerprint: m4.client_fingerprint,
     serverFingerprint: m4.server_fingerprint,
     timestamp: m4.timestamp,
+    replayEpoch: fromB64u(m4.replay_epoch)!,
   })
   const shared = diffieHellman({ privateKey: clientEph.privateKey, publicKey: x25519PublicFromRaw(serverEph.publicRaw) })
   const ticketKey = deriveTicketKey(unhex(I.server_seed_hex))
   const challengePlain = openTicket([ticketKey], TICKET_KIND.challenge, fromB64u(m2.challenge_token)!)!
   const sessionPlain = openTicket([ticketKey], TICKET_KIND.session, fromB64u(m4.session_token)!)!
 
-  // A request proof with the session.
+  const okm = Buffer.from(hkdfSync('sha256', shared, sha256(t2pre), Buffer.from(CONTEXT.sessionKeys), 64))
+  const finishedKey = okm.subarray(32)
+  const challengePeriod = sealPeriod(I.clock.server_challenge)
+  const sessionPeriod = sealPeriod(I.clock.server_complete)
+
+  // A request proof with the session (its first: sequence 1), stamped in the server's clock.
   clock.set(I.clock.request_proof)
-  const proofHeader = createRequestProof({ sessionKey: session.sessionKey, ...I.request, clock: clock.now, random })
-  const proofNonce = unhex(I.random[5]!.hex)
+  const { mcpSessionId, ...http } = I.request
+  const proofHeader = createRequestProof({ session, ...http, mcpSessionId, clock: clock.now })
+  const proofTime = I.clock.request_proof + session.clockOffsetMs
   const digest = bodyDigest(I.request.body)
   const macInput = Buffer.concat([
     lp(utf8(CONTEXT.requestProof)),
+    lp(tokenDigest(session.token)),
+    lp(unhex(I.replay_epoch_hex)),
     lp(utf8(I.request.method)),
     lp(utf8(I.request.target)),
+    lp(utf8(mcpSessionId)),
     lp(digest),
-    lp(utf8(String(I.clock.request_proof))),
-    lp(proofNonce),
+    lp(utf8(String(proofTime))),
+    lp(utf8('1')),
   ])
-  const mac = computeProofMac(session.sessionKey, { ...I.request, bodyDigest: digest, timestamp: I.clock.request_proof, nonce: proofNonce })
+  const mac = computeProofMac(session.sessionKey, {
+    tokenDigest: tokenDigest(session.token),
+    epoch: unhex(I.replay_epoch_hex),
+    method: I.request.method,
+    target: I.request.target,
+    mcpSessionId,
+    bodyDigest: digest,
+    timestamp: proofTime,
+    sequence: 1,
+  })
   const verifier = createSessionVerifier({ ticketKeys: server.ticketKeys, allowlist: serverAllowlist, nonceStore: nonces, clock: clock.now })
-  const verified = await verifier.verify({ authorization: `Bearer ${session.token}`, proof: proofHeader, ...I.request })
+  const verified = await verifier.verify({ authorization: `Bearer ${session.token}`, proof: proofHeader, ...http, mcpSessionId })
   if (random.remaining() !== 0) throw new Error('generator: not every preset random value was used')
 
   // Negative vectors: message 3 altered, presented to a fresh server at the same instant as the good one.
@@ -199,7 +226,7 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
     const fresh = createServerHandshake({
       keyPair: serverKp,
       allowlist: serverAllowlist,
-      nonceStore: new TestNonceStore(1000, clock.now),
+      nonceStore: storeWithEpoch(I.replay_epoch_hex),
       timestampTolerance: I.timestamp_tolerance_s,
       challengeTtl: I.challenge_ttl_s,
       sessionTtl: I.session_ttl_s,
@@ -222,7 +249,7 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
     { name: 'm3.challenge.challenge_token bit flip', alter: (m: AuthResponseWire) => (m.challenge.challenge_token = flipFirstByte(m.challenge.challenge_token)) },
     { name: 'm3.challenge.signature bit flip (covered by the client signature)', alter: (m: AuthResponseWire) => (m.challenge.signature = flipFirstByte(m.challenge.signature)) },
     { name: 'm3.request.audience changed', alter: (m: AuthResponseWire) => (m.request.audience = 'https://evil.example.com/mcp') },
-    { name: 'm3.version changed', alter: (m: AuthResponseWire) => (m.version = 'mcp-pki/2') },
+    { name: 'm3.version changed', alter: (m: AuthResponseWire) => (m.version = 'mcp-pki/1') },
     { name: 'm3.request.client_public_key 31 bytes', alter: (m: AuthResponseWire) => (m.request.client_public_key = b64u(fromB64u(m.request.client_public_key)!.subarray(0, 31))) },
     { name: 'm3.signature with base64 padding', alter: (m: AuthResponseWire) => (m.signature = m.signature + '==') },
   ]
@@ -233,6 +260,19 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
     const code = await serverCodeFor(n.alter)
     negativeVectors.push({ name: n.name, message: m, expected_local_code: code.local, expected_wire_code: code.wire })
   }
+  // The unaltered message 3 at a server whose replay memory restarted (another epoch): refused.
+  const restartedServer = createServerHandshake({
+    keyPair: serverKp,
+    allowlist: serverAllowlist,
+    nonceStore: storeWithEpoch(seq(0xf0, 8)),
+    challengeTtl: I.challenge_ttl_s,
+    clock: () => I.clock.server_complete,
+    random: presetRandom([I.random[3]!.hex, I.random[4]!.hex]),
+  })
+  const restartCode = await restartedServer.handleResponse(structuredClone(m3)).then(
+    () => 'ok',
+    (err: AuthError) => err.code,
+  )
 
   // Key codec negatives.
   const test1Kp = keyPairFromPrivateKey(privateKeyFromSeed(unhex(RFC8032_TEST1.secret_key_hex)))
@@ -245,8 +285,8 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
 
   return {
     description:
-      'mcp-pki/1 handshake test vectors (docs/PROTOCOL.md §Test vectors). Generated by test/vectors/generate.ts; do not edit by hand. Hex is lowercase; *_b64u is base64url without padding.',
-    version: 'mcp-pki/1',
+      'mcp-pki/2 handshake test vectors (docs/PROTOCOL.md §Test vectors). Generated by test/vectors/generate.ts; do not edit by hand. Hex is lowercase; *_b64u is base64url without padding.',
+    version: 'mcp-pki/2',
     inputs: {
       ...I,
       clock: Object.fromEntries(Object.entries(I.clock).map(([k, v]) => [k, { ms: v, rfc3339: new Date(v).toISOString() }])),
@@ -258,7 +298,7 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
       server_fingerprint: serverKp.fingerprint,
       client_ephemeral_public_hex: hex(clientEph.publicRaw),
       server_ephemeral_public_hex: hex(serverEph.publicRaw),
-      ticket_key: { derivation: 'HKDF-SHA256(ikm = server ed25519 seed, salt = "mcp-pki/1", info = "mcp-pki/1 ticket-key", L = 32)', key_hex: hex(ticketKey.key), key_id: ticketKey.id, key_id_hex: ticketKey.id.toString(16).padStart(8, '0') },
+      ticket_key: { derivation: 'HKDF-SHA256(ikm = server ed25519 seed, salt = "mcp-pki/2", info = "mcp-pki/2 ticket-key", L = 32); key_id = first 4 bytes of SHA-256("mcp-pki/2 ticket-key-id" || key)', key_hex: hex(ticketKey.key), key_id: ticketKey.id, key_id_hex: ticketKey.id.toString(16).padStart(8, '0') },
     },
     messages: { m1, m2, m3, m4 },
     transcripts: {
@@ -276,13 +316,30 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
     signatures: {
       server_challenge: { context: CONTEXT.serverChallenge, signer: 'server', signing_input_hex: hex(signingInput(CONTEXT.serverChallenge, t2)), signature_hex: hex(fromB64u(m2.signature)!) },
       client_response: { context: CONTEXT.clientResponse, signer: 'client', signing_input_hex: hex(signingInput(CONTEXT.clientResponse, t3)), signature_hex: hex(fromB64u(m3.signature)!) },
-      server_complete: { context: CONTEXT.serverComplete, signer: 'server', signing_input_hex: hex(signingInput(CONTEXT.serverComplete, t4)), signature_hex: hex(fromB64u(m4.signature)!) },
+    },
+    finished: {
+      context: CONTEXT.serverFinished,
+      finished_key_hex: hex(finishedKey),
+      mac_input_hex: hex(signingInput(CONTEXT.serverFinished, t4)),
+      mac_hex: hex(finishedMac(finishedKey, t4)),
+      finished_b64u: m4.finished,
     },
     session: {
       x25519_shared_secret_hex: hex(shared),
       hkdf_salt_hex: hex(sha256(t2pre)),
-      hkdf_info: CONTEXT.sessionKey,
+      hkdf_info: CONTEXT.sessionKeys,
+      hkdf_output_hex: hex(okm),
       session_key_hex: hex(session.sessionKey),
+      finished_key_hex: hex(finishedKey),
+      replay_epoch_b64u: m4.replay_epoch,
+      client_clock_offset_ms: session.clockOffsetMs,
+      seal_keys: {
+        derivation: 'HKDF-SHA256(ikm = ticket key, salt = empty, info = "mcp-pki/2 seal-key" || u32 period, L = 32); period = floor(ms / 60000)',
+        challenge_period: challengePeriod,
+        challenge_seal_key_hex: hex(sealKeyFor(ticketKey, challengePeriod)),
+        session_period: sessionPeriod,
+        session_seal_key_hex: hex(sealKeyFor(ticketKey, sessionPeriod)),
+      },
       challenge_token_plaintext_hex: hex(challengePlain),
       session_token_plaintext_hex: hex(sessionPlain),
       session_id_b64u: result.sessionId,
@@ -293,8 +350,11 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
       target: I.request.target,
       body: I.request.body,
       body_sha256_hex: hex(digest),
-      timestamp_ms: I.clock.request_proof,
-      nonce_hex: hex(proofNonce),
+      mcp_session_id: mcpSessionId,
+      client_clock_ms: I.clock.request_proof,
+      timestamp_ms: proofTime,
+      sequence: 1,
+      token_sha256_hex: hex(tokenDigest(session.token)),
       mac_input_hex: hex(macInput),
       mac_hex: hex(mac),
       authorization: `Bearer ${session.token}`,
@@ -313,6 +373,7 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
       ],
     },
     negative_m3: negativeVectors,
+    restarted_replay_memory: { replay_epoch_hex: seq(0xf0, 8), message: 'messages.m3 unaltered', expected_local_code: restartCode },
   }
 }
 
@@ -322,10 +383,10 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   if (process.argv.includes('--check')) {
     const current = JSON.parse(readFileSync(VECTORS_PATH, 'utf8')) as unknown
     if (!isDeepStrictEqual(current, JSON.parse(text))) {
-      console.error('handshake-v1.json is stale: run node --import tsx test/vectors/generate.ts')
+      console.error('handshake-v2.json is stale: run node --import tsx test/vectors/generate.ts')
       process.exit(1)
     }
-    console.log('handshake-v1.json is up to date')
+    console.log('handshake-v2.json is up to date')
   } else {
     writeFileSync(VECTORS_PATH, text)
     console.log(`wrote ${VECTORS_PATH}`)

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto'
 import { appendFileSync, mkdirSync, openSync, closeSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { printableLines } from '../../internal/text.js'
 
 export interface DebugLog {
   readonly path: string
@@ -30,7 +31,7 @@ export function openDebugLog(path: string): DebugLog {
     path,
     write(line: string) {
       try {
-        appendFileSync(path, `${new Date().toISOString()} [${process.pid}] ${line}\n`)
+        appendFileSync(path, `${new Date().toISOString()} [${process.pid}] ${printableLines(line)}\n`)
       } catch {
         // A debug log must never break the proxy.
       }

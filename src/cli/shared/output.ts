@@ -8,6 +8,7 @@
  */
 import { CommanderError, type Command } from 'commander'
 import { AuthError } from '../../errors.js'
+import { printableLines, terminalSafeJson } from '../../internal/text.js'
 
 /** Exit code for a failed operation (bad file, refused write, …). */
 export const EXIT_FAILURE = 1
@@ -30,19 +31,20 @@ function debugEnabled(): boolean {
 
 /** Writes `error: <message>` (and `hint: <hint>`) to stderr and sets process.exitCode. */
 export function fail(message: string, hint?: string, exitCode: number = EXIT_FAILURE): void {
-  process.stderr.write(`error: ${message}\n`)
-  if (hint) process.stderr.write(`hint: ${hint}\n`)
+  // Messages may quote a peer's or a file's text: nothing in them may act on the terminal.
+  process.stderr.write(`error: ${printableLines(message)}\n`)
+  if (hint) process.stderr.write(`hint: ${printableLines(hint)}\n`)
   process.exitCode = exitCode
 }
 
 /** Writes a warning line to stderr (does not change the exit code). */
 export function warn(message: string): void {
-  process.stderr.write(`warning: ${message}\n`)
+  process.stderr.write(`warning: ${printableLines(message)}\n`)
 }
 
-/** Pretty-printed JSON on stdout, newline-terminated. */
+/** Pretty-printed JSON on stdout, newline-terminated (C1 controls and the like as \\u escapes). */
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+  process.stdout.write(terminalSafeJson(JSON.stringify(value, null, 2)) + '\n')
 }
 
 /** A line of text on stdout. */

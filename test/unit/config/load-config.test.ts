@@ -39,6 +39,8 @@ test('empty text gives every default', () => {
     session_ttl: 900,
     session_binding: 'proof',
     proof_window: 30,
+    replay_window_sessions: 100_000,
+    fleet_clock_skew: 5,
     audience: null,
     nonce_store: { type: 'memory', url: 'redis://127.0.0.1:6379', key_prefix: 'mcp-pki:' },
     ticket_key: null,

@@ -5,18 +5,12 @@ import { createAuthService } from '../../../src/transport/auth-service.js'
 import { createRequestProof } from '../../../src/session/session-token.js'
 import { makeParties, TestClock, TestNonceStore } from '../../helpers/fixtures.js'
 
-test('a flood of request proofs fills only the proof store: handshakes keep working', async () => {
+test('requests are remembered per session window, not per request: 2,000 requests on one session take no handshake capacity; a full window table refuses a new session (503), never evicts', async () => {
+  const { InMemoryNonceStore } = await import('../../../src/nonce/memory-nonce-store.js')
   const p = makeParties()
   const clock = new TestClock()
-  const handshakeNonces = new TestNonceStore(100, clock.now)
-  const proofNonces = new TestNonceStore(3, clock.now)
-  const service = createAuthService({
-    keyPair: p.server,
-    allowlist: p.serverAllowlist,
-    nonceStore: handshakeNonces,
-    proofNonceStore: proofNonces,
-    clock: clock.now,
-  })
+  const store = new InMemoryNonceStore({ maxEntries: 3, maxSessions: 1, clock: clock.now, sweepIntervalMs: 0 })
+  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: store, clock: clock.now })
   async function handshake() {
     const c = createClientHandshake({ keyPair: p.client, audience: 'a', serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), clock: clock.now })
     const m2 = await service.handleMessage(c.start())
@@ -25,12 +19,16 @@ test('a flood of request proofs fills only the proof store: handshakes keep work
     return c.handleComplete(m4.body)
   }
   const session = await handshake()
-  const req = () => ({ authorization: `Bearer ${session.token}`, proof: createRequestProof({ sessionKey: session.sessionKey, method: 'GET', target: '/x', clock: clock.now }), method: 'GET', target: '/x' })
-  for (let i = 0; i < 3; i++) await service.verifyRequest(req())
-  await assert.rejects(service.verifyRequest(req()), { code: 'server_busy' })
-  assert.equal(proofNonces.size(), 3)
-  await handshake()
-  assert.equal(handshakeNonces.size(), 2)
+  const req = (s = session) => ({ authorization: `Bearer ${s.token}`, proof: createRequestProof({ session: s, method: 'GET', target: '/x', clock: clock.now }), method: 'GET', target: '/x' })
+  for (let i = 0; i < 2000; i++) await service.verifyRequest(req())
+  assert.equal(store.size(), 1, 'one handshake nonce; the 2,000 requests live in one window')
+  assert.equal(store.sessionWindows(), 1)
+  const second = await handshake()
+  await assert.rejects(service.verifyRequest(req(second)), { code: 'server_busy' })
+  await service.verifyRequest(req()) // the live window keeps serving
+  clock.advance(62) // every proof of the first window is now outside the time window: it is forgotten
+  await service.verifyRequest(req(second))
+  store.close()
 })
 
 test('rotating ticket keys: sessions survive one rotation, then the key is forgotten and its tokens refused', async () => {
@@ -98,11 +96,13 @@ test('per-address limits: an honest handshake costs one start, failures fill a s
 
 test('request proof: a non-canonical spelling of the same nonce is refused, so it cannot slip past the replay store', async () => {
   const { parseRequestProof, createRequestProof } = await import('../../../src/session/session-token.js')
-  const header = createRequestProof({ sessionKey: Buffer.alloc(32, 1), method: 'GET', target: '/', random: (n) => Buffer.alloc(n, 0) })
+  const session = { sessionKey: Buffer.alloc(32, 1), token: 'x'.repeat(40), replayEpoch: 'AAAAAAAAAAA', clockOffsetMs: 0, lastSequence: 0 }
+  const header = createRequestProof({ session, method: 'GET', target: '/' })
   assert.ok(parseRequestProof(header))
-  // 16 zero bytes are "AAAAAAAAAAAAAAAAAAAAAA"; "…AB" decodes to the same bytes with a non-zero unused bit.
-  assert.match(header, /n=A{22},/)
-  assert.equal(parseRequestProof(header.replace(/n=A{22}/, 'n=' + 'A'.repeat(21) + 'B')), undefined)
+  // 8 zero bytes are "AAAAAAAAAAA"; "…AB" decodes to the same bytes with a non-zero unused bit.
+  assert.match(header, /e=A{11},/)
+  assert.equal(parseRequestProof(header.replace(/e=A{11}/, 'e=' + 'A'.repeat(10) + 'B')), undefined)
+  assert.equal(parseRequestProof(header.replace(/s=1,/, 's=01,')), undefined, 'a sequence number with a leading zero')
 })
 
 test('per-key limit counts only completed handshakes of that key: claims by others cost it nothing', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createPublicKey, diffieHellman } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { deriveSessionKey, ephemeralFromSeed, generateEphemeral, takeEphemeral, x25519PublicFromRaw } from '../../../src/handshake/common.js'
+import { deriveSessionKeys, ephemeralFromSeed, generateEphemeral, takeEphemeral, x25519PublicFromRaw } from '../../../src/handshake/common.js'
 
 test('generateEphemeral: the public key is the one X25519 derives from the private key (same as ephemeralFromSeed)', () => {
   for (let i = 0; i < 50; i++) {
@@ -24,7 +24,7 @@ test('generateEphemeral: two parties agree on the shared secret and session key;
   const s2 = diffieHellman({ privateKey: b.privateKey, publicKey: x25519PublicFromRaw(a.publicRaw) })
   assert.deepEqual(s1, s2)
   const salt = Buffer.alloc(32, 7)
-  assert.deepEqual(deriveSessionKey(a.privateKey, b.publicRaw, salt), deriveSessionKey(b.privateKey, a.publicRaw, salt))
+  assert.deepEqual(deriveSessionKeys(a.privateKey, b.publicRaw, salt), deriveSessionKeys(b.privateKey, a.publicRaw, salt))
 })
 
 test('generateEphemeral under allocation pressure keeps running (Node 20 keygen+JWK export deadlock is avoided)', async () => {

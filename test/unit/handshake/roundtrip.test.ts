@@ -27,7 +27,7 @@ test('a full handshake authenticates both sides and yields a session the verifie
 
   const verifier = createSessionVerifier({ ticketKeys: server.ticketKeys, allowlist: p.serverAllowlist, nonceStore: nonces, clock: clock.now })
   const body = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
-  const proof = createRequestProof({ sessionKey: session.sessionKey, method: 'POST', target: '/mcp', body, clock: clock.now })
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body, clock: clock.now })
   const info = await verifier.verify({ authorization: `Bearer ${session.token}`, proof, method: 'POST', target: '/mcp', body })
   assert.equal(info.clientFingerprint, p.client.fingerprint)
   assert.equal(info.entry.metadata.role, 'trusted_client')

@@ -53,7 +53,7 @@ test('length prefixes keep field boundaries: moving a byte between fields change
   const base = { clientPublicKey: Buffer.alloc(32, 1), clientNonce: Buffer.alloc(32, 2), clientEphemeral: Buffer.alloc(32, 3), timestamp: '2026-01-01T00:00:00.000Z', audience: 'ab' }
   const a = transcript1(base)
   assert.equal(a.length, 4 + 9 + 3 * (4 + 32) + 4 + 24 + 4 + 2)
-  assert.equal(a.subarray(0, 13).toString('hex'), '000000096d63702d706b692f31')
+  assert.equal(a.subarray(0, 13).toString('hex'), '000000096d63702d706b692f32')
   assert.notDeepEqual(signingInput(CONTEXT.clientResponse, a), signingInput(CONTEXT.serverChallenge, a))
   assert.equal(signingInput(CONTEXT.clientResponse, a).length, 4 + CONTEXT.clientResponse.length + 32)
 })
