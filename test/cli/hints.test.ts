@@ -31,6 +31,7 @@ test('authentication_failed names unknown, expired and revoked and the audit log
   assert.match(hint, /not on its allowlist .*mcp-allowlist add --config <server config> --key-file keys\/client_public\.pem/)
   assert.match(hint, /expired .*add --replace and a later "expires"/)
   assert.match(hint, /revoked .*mcp-allowlist unrevoke/)
+  assert.match(hint, /private key \(keys\.private_key_path in client_config\.yml\) is not the one/)
   assert.match(hint, /audit log records which/)
   assert.match(hintFor(new AuthError('key_expired', 'x'), ctx) ?? '', /has expired: .*--replace/)
 })

@@ -89,12 +89,22 @@ function hintForAuthError(err: AuthError, ctx: HintContext): string | undefined 
         'the server refused this client key, and on the wire it does not say why: the key is not on its allowlist ' +
         `(the operator adds it: mcp-allowlist add --config <server config> --key-file ${ctx.publicKeyPath}), ` +
         'or its allowlist entry has expired (mcp-allowlist list shows EXPIRED; renew it with add --replace and a later "expires"), ' +
-        'or the key is revoked (mcp-allowlist revoked; lift it with mcp-allowlist unrevoke). The server\'s audit log records which'
+        'or the key is revoked (mcp-allowlist revoked; lift it with mcp-allowlist unrevoke), ' +
+        `or your private key (keys.private_key_path in ${ctx.config}) is not the one whose public key the server has. The server's audit log records which`
       )
     case 'unknown_key':
       return `the server does not know this key: the operator adds it with mcp-allowlist add --config <server config> --key-file ${ctx.publicKeyPath}`
     case 'key_expired':
       return 'this key\'s allowlist entry has expired: the operator renews it with mcp-allowlist add --replace and a later "expires" in --metadata'
+    case 'session_revoked':
+      return 'the server revoked this key while the session was open: the operator lifts it with mcp-allowlist unrevoke (old sessions stay refused; a new handshake is needed)'
+    case 'session_expired':
+    case 'session_invalid':
+      return 'the session ended or the server restarted: reconnect (the proxy and createAuthFetch run a new handshake by themselves; if this repeats, check the server log)'
+    case 'proof_missing':
+    case 'proof_invalid':
+    case 'proof_stale':
+      return 'the server refused the per-request proof: something between you and the server may change requests (method, path or body), or the clocks differ; check any reverse proxy in between and the clocks'
     case 'server_key_unknown':
       return `the server's key is not on your allowlist: if you trust it, run mcp-allowlist add --config ${ctx.config} --fingerprint ${fp} (or pin it under servers: in ${ctx.config}, or enable acl.tofu)`
     case 'server_key_mismatch':
