@@ -3,7 +3,7 @@
  * message's direction, method and id, errors, closing), for when the app's own log shows too
  * little. Default file: `~/.mcp-pki/proxy-<first 12 hex of SHA-256 of the server URL>-debug.log`
  * (like mcp-remote's `~/.mcp-auth/{server_hash}_debug.log`), created 0600. It never holds tokens,
- * proofs, header values or message contents.
+ * proofs, header values, arguments or results (only the text of JSON-RPC errors).
  * @module
  */
 import { createHash } from 'node:crypto'
