@@ -65,9 +65,10 @@ for _ in $(seq 1 100); do grep -q "listening on" gateway.err 2>/dev/null && brea
 MCP_URL="$(sed -n 's/.*listening on \(http:[^ ]*\/mcp\).*/\1/p' gateway.err)"
 [ -n "$MCP_URL" ] || { cat gateway.err >&2; echo "error: the gateway did not start" >&2; exit 1; }
 
-# 3. The Inspector (CLI mode) starts mcp-pki-proxy as its stdio server, from the same kind of
-#    "mcpServers" JSON a desktop MCP app uses (the Inspector's own --config would clash with the
-#    proxy's --config on one command line).
+# 3. The Inspector (CLI mode) starts mcp-pki-proxy as its stdio server, twice:
+#    a) from the same kind of "mcpServers" JSON a desktop MCP app uses (--config mcp.json --server pki);
+#    b) on one command line, with `--` before the proxy command: the Inspector takes --config for
+#       itself, so `--cli mcp-pki-proxy --config …` without the `--` fails (issue 11.4).
 cat > mcp.json <<JSON
 {
   "mcpServers": {
@@ -81,6 +82,9 @@ JSON
 run_inspector() {
   MCP_INSPECTOR_SECRET_STORE=memory npx -y "$INSPECTOR" --cli --config mcp.json --server pki "$@"
 }
+run_inspector_dashdash() {
+  MCP_INSPECTOR_SECRET_STORE=memory npx -y "$INSPECTOR" --cli "$@" -- node "$CLI/mcp-pki-proxy.js" --config "$WORK/client_config.yml" --server-url "$MCP_URL" --quiet
+}
 echo "== tools/list through mcp-pki-proxy ($MCP_URL)"
 LIST="$(run_inspector --method tools/list)"
 echo "$LIST"
@@ -91,4 +95,8 @@ echo "$CALL"
 if [ -n "$CLIENT_FP" ]; then
   echo "$CALL" | grep -q "$CLIENT_FP" || { echo "error: the tool did not see the client fingerprint $CLIENT_FP" >&2; exit 1; }
 fi
-echo "ok: the MCP Inspector listed and called tools through mcp-pki-proxy as $CLIENT_FP"
+echo "== tools/list, one command line: --cli --method tools/list -- node mcp-pki-proxy.js --config …"
+DASH="$(run_inspector_dashdash --method tools/list)"
+echo "$DASH"
+echo "$DASH" | grep -q '"caller"' || { echo "error: the -- form did not list the caller tool" >&2; exit 1; }
+echo "ok: the MCP Inspector listed and called tools through mcp-pki-proxy as $CLIENT_FP (mcp.json and -- forms)"

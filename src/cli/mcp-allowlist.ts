@@ -219,6 +219,19 @@ async function runAdd(opts: AddOptions): Promise<void> {
   const verb = opts.dryRun ? 'would add' : replaced ? 'replaced' : 'added'
   printLine(`${verb} ${added.fingerprint}${role ? ` (role ${role})` : ''}${entryHasKey(added) ? '' : ' [fingerprint only]'}`)
   if (opts.dryRun) printLine(`dry run: ${target.path} not changed`)
+  warnIfAlreadyExpired(added)
+}
+
+/**
+ * An entry whose `expires` (or `not_after`) is already past is kept (the product description's own
+ * example adds one), but it cannot authenticate: say so instead of adding it silently.
+ */
+function warnIfAlreadyExpired(entry: AllowlistEntry): void {
+  if (entry.notAfter === undefined || entry.notAfter > Date.now()) return
+  warn(
+    `this entry expired on ${expiresText(entry)}: the key is on the allowlist but cannot authenticate; ` +
+      `to let it in, run the same add with --replace and a future "expires" in --metadata (or none)`,
+  )
 }
 
 async function runAddCertAuthority(opts: AddOptions): Promise<void> {
@@ -781,7 +794,7 @@ async function runUnrevoke(opts: RevokeOptions): Promise<void> {
         ? `server processes using ${storeText(redis)} accept this certificate again`
         : key.entry === undefined
         ? `note: this key is not on the allowlist ${target.path}, so it still cannot authenticate`
-        : `server processes using ${storeText(redis)} accept this key again, including its sessions that have not expired`,
+        : `server processes using ${storeText(redis)} accept this key again for new handshakes; sessions it had before the revocation stay refused (the client authenticates again)`,
     )
   })
 }

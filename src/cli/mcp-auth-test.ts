@@ -20,6 +20,7 @@ import type { ClientSession } from '../handshake/client-handshake.js'
 import { authenticate, clientSetupFromConfig, safeUrl, type ClientSetup, type FetchLike } from '../transport/http-client.js'
 import { createNodeFetch, tlsClientOptions, tlsClientSettingsFromConfig, type TlsClientOptions } from '../transport/tls.js'
 import { authenticateWebSocket } from '../transport/ws-client.js'
+import { hintFor } from './shared/hints.js'
 import { configureProgram, printJson, printLine, runCli, UsageError } from './shared/output.js'
 import { printableLines } from '../internal/text.js'
 
@@ -65,53 +66,6 @@ function urlFor(url: string, transport: Transport): string {
     if (u.pathname === '/ws' || u.pathname === '/') u.pathname = '/auth'
   }
   return u.toString()
-}
-
-/** An actionable hint for a failure code. */
-export function hintFor(err: unknown, ctx: { config: string; publicKeyPath: string; url: string }): string | undefined {
-  if (!isAuthError(err)) return undefined
-  const fp = /[0-9a-f]{64}/.exec(err.message)?.[0] ?? '<server fingerprint>'
-  const retry = err.retryAfter !== undefined ? ` (the server asks to wait ${err.retryAfter} s)` : ''
-  switch (err.code) {
-    case 'authentication_failed':
-    case 'unknown_key':
-    case 'key_expired':
-      return `the server does not know this key or it expired: add it with mcp-allowlist add --config <server config> --key-file ${ctx.publicKeyPath}`
-    case 'server_key_unknown':
-      return `the server's key is not on your allowlist: if you trust it, run mcp-allowlist add --config ${ctx.config} --fingerprint ${fp} (or pin it under servers: in ${ctx.config}, or enable acl.tofu)`
-    case 'server_key_mismatch':
-      return `the server presented another key than the fingerprint pinned under servers: in ${ctx.config}; if the server key was rotated on purpose, update the pin, otherwise you may not be talking to the real server`
-    case 'server_key_rejected':
-      return 'you declined to trust the server key; nothing was sent after the first message'
-    case 'timestamp_skew':
-      return 'the clocks of client and server differ by more than auth.timestamp_tolerance: check both clocks (NTP)'
-    case 'challenge_expired':
-      return "the handshake took longer than the server's auth.challenge_ttl: check network latency and the clocks"
-    case 'server_busy':
-      return `the server is overloaded or its replay store is full or unavailable: retry later${retry}`
-    case 'rate_limited':
-      return `too many handshakes from this address or key: slow down and retry later${retry}`
-    case 'transport_error':
-      return `is the server running at ${safeUrl(ctx.url)}? check --server-url and that mcp-pki-server is started`
-    case 'transport_timeout':
-      return `no answer in time from ${safeUrl(ctx.url)}: is the server reachable and not overloaded? raise --timeout if the network is slow`
-    case 'invalid_signature':
-      return "a signature from the server did not verify: the server's key changed or something between you and the server altered the messages"
-    case 'unsupported_version':
-      return 'client and server speak different protocol versions: upgrade the older side'
-    case 'replay_detected':
-      return 'the server saw a message twice: retry; if it persists, something between you and the server replays traffic'
-    case 'invalid_message':
-      return `the server did not accept the message: check that ${safeUrl(ctx.url)} is an mcp-pki-auth endpoint and that auth.audience matches`
-    case 'payload_too_large':
-      return 'the server refused the message size: check transport.max_body_size on the server'
-    case 'internal_error':
-      return 'the server failed while handling the handshake: check its logs'
-    case 'key_file_permissions':
-      return 'fix the permissions of your private key file (chmod 600)'
-    default:
-      return undefined
-  }
 }
 
 interface Runner {

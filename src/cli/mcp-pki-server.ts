@@ -21,6 +21,7 @@ import { prepareServerFiles } from '../server/from-config.js'
 import { startServerFromConfig } from '../server/start-server.js'
 import { printable, terminalSafeJson } from '../internal/text.js'
 import { PACKAGE_VERSION } from '../transport/http-server.js'
+import { audienceLine } from './shared/audience-line.js'
 import { configureProgram, runCli, UsageError, warn } from './shared/output.js'
 import { workersOrUsage } from './shared/workers.js'
 
@@ -96,11 +97,7 @@ async function main(): Promise<void> {
   const t = config.transport
   events.log('server.start', { server_fingerprint: server.fingerprint, url: server.authUrl, ws_url: server.wsUrl, transport: t.type, allowlist_entries: server.configured.allowlist.size, nonce_store: config.auth.nonce_store.type, session_binding: config.auth.session_binding })
   const aud = config.auth.audience
-  process.stderr.write(
-    aud === null
-      ? `audience: this machine's names and addresses on port ${server.address.port} (e.g. ${server.authUrl.replace(/\/auth$/, '')}); behind a proxy or under another DNS name set auth.audience to the URL clients use\n`
-      : `audience: ${(typeof aud === 'string' ? [aud] : aud).join(', ')}\n`,
-  )
+  process.stderr.write(audienceLine(aud, server.authUrl, server.address.port))
   // Signal handlers first, then the 'listening' line: a supervisor that signals as soon as it
   // reads that line must get a clean shutdown.
   const done = new Promise<void>((resolve) => {

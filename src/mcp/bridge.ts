@@ -27,11 +27,26 @@ export interface BridgeOptions {
   log?: (line: string) => void
   /** Prefix for error messages sent back to the client (default `mcp-pki`). */
   name?: string
+  /** The text for an error that kept a message from reaching the server (default its message). */
+  explain?: (err: unknown) => string
+  /** Looks at each message from the client first: a reply returned here is sent back instead of forwarding. */
+  fromClient?: (message: JsonRpcMessage) => JsonRpcMessage | undefined
+  /** Rewrites each message from the server before it is delivered. */
+  fromServer?: (message: JsonRpcMessage) => JsonRpcMessage
+}
+
+/** The protocol version a request of the stateless MCP revision (2026-07-28) carries in `_meta`. */
+const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion'
+
+function isAbort(err: Error): boolean {
+  return err.name === 'AbortError' || /AbortError|operation was aborted/.test(err.message)
 }
 
 export interface Bridge {
   /** Resolves when either side closed (and the other was closed too). */
   readonly closed: Promise<void>
+  /** From now on, aborted requests and streams are not reported (call before ending the remote session). */
+  beginClose(): void
   close(): Promise<void>
 }
 
@@ -55,38 +70,62 @@ export async function bridgeTransports(client: McpTransport, server: McpTranspor
   let resolveClosed!: () => void
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
 
+  let closeStarted = false
   async function closeBoth(): Promise<void> {
-    if (closing) return
+    if (closeStarted) return
+    closeStarted = true
     closing = true
     await Promise.allSettled([server.close(), client.close()])
     resolveClosed()
   }
 
+  const explain = options.explain ?? ((err: unknown) => (err instanceof Error ? err.message : String(err)))
   client.onmessage = (message) => {
+    const reply = options.fromClient?.(message)
+    if (reply !== undefined) {
+      client.send(reply).catch(() => {})
+      return
+    }
     if (isRequest(message) && message.method === 'initialize') initializeIds.add(message.id)
+    // A request of the stateless revision names its version itself (there is no initialize).
+    const metaVersion = ((message.params as { _meta?: Record<string, unknown> } | undefined)?._meta ?? {})[META_PROTOCOL_VERSION]
+    if (typeof metaVersion === 'string') server.setProtocolVersion?.(metaVersion)
     server.send(message).catch((err: unknown) => {
-      const text = err instanceof Error ? err.message : String(err)
+      if (closing) return
+      const text = explain(err)
       log(`could not forward ${typeof message.method === 'string' ? message.method : 'a message'} to the server: ${text}`)
       if (isRequest(message)) {
         client.send({ jsonrpc: '2.0', id: message.id, error: { code: -32603, message: `${name}: ${text}` } }).catch(() => {})
       }
     })
   }
-  server.onmessage = (message) => {
+  server.onmessage = (raw) => {
+    const message = options.fromServer?.(raw) ?? raw
     const id = message.id as Id | undefined
     if (id !== undefined && initializeIds.delete(id)) {
       const version = (message.result as { protocolVersion?: unknown } | undefined)?.protocolVersion
       if (typeof version === 'string') server.setProtocolVersion?.(version)
     }
-    const options = id !== undefined && (message.result !== undefined || message.error !== undefined) ? { relatedRequestId: id } : undefined
-    client.send(message, options).catch((err: unknown) => log(`could not deliver a message to the client: ${err instanceof Error ? err.message : String(err)}`))
+    const related = id !== undefined && (message.result !== undefined || message.error !== undefined) ? { relatedRequestId: id } : undefined
+    client.send(message, related).catch((err: unknown) => log(`could not deliver a message to the client: ${err instanceof Error ? err.message : String(err)}`))
   }
-  client.onerror = (err) => log(`client side: ${err.message}`)
-  server.onerror = (err) => log(`server side: ${err.message}`)
+  // While closing, the aborted streams and requests report errors: they are the close, not a fault.
+  client.onerror = (err) => {
+    if (!(closing && isAbort(err))) log(`client side: ${err.message}`)
+  }
+  server.onerror = (err) => {
+    if (!(closing && isAbort(err))) log(`server side: ${err.message}`)
+  }
   client.onclose = () => void closeBoth()
   server.onclose = () => void closeBoth()
 
   await server.start()
   await client.start()
-  return { closed, close: closeBoth }
+  return {
+    closed,
+    beginClose: () => {
+      closing = true
+    },
+    close: closeBoth,
+  }
 }

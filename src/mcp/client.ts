@@ -24,6 +24,7 @@ import { EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
 import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
 import { holdController, requestSignal } from './request-signal.js'
 import { authenticate, authenticateOptionsFromConfig, safeUrl, type AuthenticateOptions, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
+import { tlsClientSettingsFromConfig } from '../transport/tls.js'
 
 /** A `fetch` as the SDK transports call it. */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
@@ -260,18 +261,25 @@ export interface AuthFetchFromConfigOptions extends ConfigClientOptions {
  * {@link createAuthFetch} from a client config: the client key, the client allowlist of server
  * keys, the fingerprint pinned for this server under `servers:`, trust on first use when enabled,
  * and `transport.timeout` / `retry_attempts` / `retry_delay`. Loads the key once.
- * For https with a private CA, `transport.ssl.ca_file` is used for the handshake; for MCP
- * requests pass `mcpFetch` (or set `NODE_EXTRA_CA_CERTS`).
+ * For https, `transport.ssl.ca_file` (trusted CA) and `cert_file`/`key_file` (client certificate)
+ * apply to the handshake and to the MCP requests (through undici, loaded only then), unless
+ * `mcpFetch` is given.
  */
 export async function createAuthFetchFromConfig(config: string | Config, mcpUrl: string | URL, opts: AuthFetchFromConfigOptions = {}): Promise<AuthFetch> {
   const cfg = typeof config === 'string' ? await loadConfig(config) : config
   const authUrl = opts.authUrl ?? new URL('/auth', String(mcpUrl)).href
   const { fetch: handshakeFetch, ...handshake } = await authenticateOptionsFromConfig(cfg, authUrl, opts)
+  const ssl = cfg.transport.ssl
+  let mcpFetch = opts.mcpFetch
+  if (mcpFetch === undefined && String(mcpUrl).startsWith('https:') && (ssl.ca_file !== null || ssl.cert_file !== null)) {
+    const { createHttpFetch } = await import('./http-fetch.js')
+    mcpFetch = await createHttpFetch(tlsClientSettingsFromConfig(cfg))
+  }
   return createAuthFetch({
     ...handshake,
     url: String(mcpUrl),
     authUrl,
-    ...(opts.mcpFetch === undefined ? {} : { fetch: opts.mcpFetch }),
+    ...(mcpFetch === undefined ? {} : { fetch: mcpFetch }),
     ...(handshakeFetch === undefined ? {} : { handshakeFetch: handshakeFetch as HandshakeFetch }),
     ...(opts.refreshBeforeMs === undefined ? {} : { refreshBeforeMs: opts.refreshBeforeMs }),
     ...(opts.onSession === undefined ? {} : { onSession: opts.onSession }),

@@ -22,6 +22,7 @@ import type { Clock, RandomSource } from '../internal/clock.js'
 import { loadPrivateKeyFile } from '../keys/key-file.js'
 import type { Ed25519KeyPair } from '../keys/key-pair.js'
 import { createClientHandshake, createServerTrust, type ClientSession, type ServerTrust } from '../handshake/client-handshake.js'
+import { classifyNetworkError, isTlsProblem } from './network-errors.js'
 import { createNodeFetch, NODE_POST, REPLY_TOO_LARGE, tlsClientSettingsFromConfig, type NodeFetch, type NodePost } from './tls.js'
 
 /** The subset of `fetch` this client uses; the global `fetch` satisfies it. */
@@ -104,7 +105,12 @@ async function post(doFetch: FetchLike, url: string, message: unknown, timeoutMs
     if (name === 'TimeoutError' || name === 'AbortError') {
       throw new RetryableError(new AuthError('transport_timeout', `no reply from ${where} within ${timeoutMs} ms`, { cause: err }))
     }
-    throw new RetryableError(new AuthError('transport_error', `cannot reach ${where}: ${describeNetworkError(err)}`, { cause: err }))
+    const info = classifyNetworkError(err)
+    const what = info.explanation === '' ? info.code : `${info.code}: ${info.explanation}`
+    const failure = new AuthError('transport_error', isTlsProblem(info.problem) ? `TLS connection to ${where} failed: ${what}` : `cannot reach ${where}: ${what}`, { cause: err })
+    // A TLS refusal does not cure itself: retrying only delays the message.
+    if (isTlsProblem(info.problem)) throw failure
+    throw new RetryableError(failure)
   }
   if (text.length > MAX_REPLY_BYTES / 3 && Buffer.byteLength(text) > MAX_REPLY_BYTES) {
     throw new AuthError('transport_error', `${safeUrl(url)} replied with more than ${MAX_REPLY_BYTES} bytes; is this an mcp-pki-auth endpoint?`)
@@ -118,15 +124,6 @@ async function post(doFetch: FetchLike, url: string, message: unknown, timeoutMs
     throw err
   }
   return { status, body }
-}
-
-function describeNetworkError(err: unknown): string {
-  const own = (err as { code?: unknown } | undefined)?.code
-  if (typeof own === 'string') return own
-  const cause = (err as { cause?: { code?: string; message?: string } } | undefined)?.cause
-  if (cause?.code) return cause.code
-  if (cause?.message) return cause.message
-  return (err as Error | undefined)?.message ?? 'network error'
 }
 
 function isServerError(reply: Reply): boolean {

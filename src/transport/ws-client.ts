@@ -4,6 +4,7 @@
  * authenticated socket (for the application's later frames).
  * @module
  */
+import { classifyNetworkError, isTlsProblem } from './network-errors.js'
 import WebSocket from 'ws'
 import { AuthError } from '../errors.js'
 import type { Clock, RandomSource } from '../internal/clock.js'
@@ -83,8 +84,9 @@ export async function authenticateWebSocket(o: AuthenticateWebSocketOptions): Pr
     const timer = setTimeout(() => finish(new AuthError('transport_timeout', `handshake with ${where} did not finish within ${timeoutMs} ms`)), timeoutMs)
 
     const onError = (err: Error): void => {
-      const code = (err as NodeJS.ErrnoException).code
-      finish(new AuthError('transport_error', `cannot reach ${where}: ${code ?? err.message}`, { cause: err }))
+      const info = classifyNetworkError(err)
+      const what = info.explanation === '' ? info.code : `${info.code}: ${info.explanation}`
+      finish(new AuthError('transport_error', isTlsProblem(info.problem) ? `TLS connection to ${where} failed: ${what}` : `cannot reach ${where}: ${what}`, { cause: err }))
     }
     const onClose = (code: number, reason: Buffer): void => {
       finish(new AuthError('transport_error', `${where} closed the connection during the handshake (${code}${reason.length ? ` ${reason.toString('utf8')}` : ''})`))

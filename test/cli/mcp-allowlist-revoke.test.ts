@@ -179,7 +179,11 @@ test('revoke by unique prefix and by key file; revoked lists them (json and tabl
   assert.match(ok(cli(sb.dir, ['revoked', '--config', 'server_config.yml', '--wide'])).stdout, new RegExp(`^${fp}\\s`, 'm'))
 
   // unrevoke by prefix and by key file
-  assert.match(ok(cli(sb.dir, ['unrevoke', '--config', 'server_config.yml', '--fingerprint', fp.slice(0, 10)])).stdout, new RegExp(`^unrevoked ${fp}`, 'm'))
+  const unrevoked = ok(cli(sb.dir, ['unrevoke', '--config', 'server_config.yml', '--fingerprint', fp.slice(0, 10)])).stdout
+  assert.match(unrevoked, new RegExp(`^unrevoked ${fp}`, 'm'))
+  // Issue 11.8: old sessions stay refused after unrevoke, and the CLI must not claim otherwise.
+  assert.doesNotMatch(unrevoked, /including its sessions/)
+  assert.match(unrevoked, /sessions it had before the revocation stay refused/)
   assert.match(ok(cli(sb.dir, ['unrevoke', '--config', 'server_config.yml', '--key-file', keyFile])).stdout, new RegExp(`^unrevoked ${second.fingerprint}`, 'm'))
   await waitFor(() => !other.isRevoked(fp) && !other.isRevoked(second.fingerprint), 'both unrevocations seen')
   assert.deepEqual(revokedJson(sb.dir), [])

@@ -141,6 +141,7 @@ mcp-allowlist add --config client_config.yml \\
   --metadata '{"role": "mcp_server", "endpoint": "api.example.com"}'
 `))
     assert.match(r.stdout, /^added [0-9a-f]{64} \(role trusted_client\)\nadded [0-9a-f]{64} \(role mcp_server\)\n$/)
+    assert.equal(r.stderr, '', 'no expiry warning for entries without expires')
     const server = await fileEntries(join(dir, 'keys', 'server_allowlist.json'))
     const client = await fileEntries(join(dir, 'keys', 'client_allowlist.json'))
     const [serverEntry] = Object.values(server)
@@ -163,6 +164,8 @@ mcp-allowlist add \\
   --metadata '{"role": "api_client", "org": "example", "expires": "2024-12-31"}'
 `))
     assert.equal(add.stdout, `added ${clientFp} (role api_client)\n`)
+    // Issue 11.8: the example's date is past, so the entry cannot authenticate: warned, not silent.
+    assert.match(add.stderr, /^warning: this entry expired on 2024-12-31: the key is on the allowlist but cannot authenticate; .*--replace/m)
 
     // Add key by fingerprint: the placeholder is not a fingerprint, so it is refused …
     const byFp = `

@@ -92,7 +92,8 @@ test('failures exit 1 with the code and an actionable hint', async () => {
   const unknown = await run(['--config', stranger.clientConfigPath, '--server-url', server.authUrl])
   assert.equal(unknown.status, 1)
   assert.match(unknown.stdout, /✗ mutual authentication failed over http: authentication_failed/)
-  assert.match(unknown.stderr, new RegExp(`hint: the server does not know this key or it expired: add it with mcp-allowlist add --config <server config> --key-file ${stranger.clientPublicKeyPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+  // Issue 11.5: the wire folds unknown, expired and revoked together; the hint names all three and the audit log.
+  assert.match(unknown.stderr, new RegExp(`hint: the server refused this client key, and on the wire it does not say why: the key is not on its allowlist \\(the operator adds it: mcp-allowlist add --config <server config> --key-file ${stranger.clientPublicKeyPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\), or its allowlist entry has expired .*or the key is revoked .*audit log records which`))
 
   // the server key is not on the client allowlist (and no terminal for TOFU)
   const untrusting = await mkdtemp(join(dir, 'untrusting-'))
@@ -113,12 +114,24 @@ test('failures exit 1 with the code and an actionable hint', async () => {
   assert.match(down.stdout, /failed over http: transport_error/)
   assert.match(down.stderr, /hint: is the server running at http:\/\/127\.0\.0\.1:9\/auth\?/)
 
+  // Issue 11.5: https:// against a plain http server is not a bare EPROTO.
+  const tlsToHttp = await run(['--config', sb.clientConfigPath, '--server-url', server.authUrl.replace('http:', 'https:'), '--timeout', '5'])
+  assert.equal(tlsToHttp.status, 1)
+  assert.match(tlsToHttp.stderr, /^error: TLS connection to https:\/\/127\.0\.0\.1:\d+\/auth failed: EPROTO: the server did not answer in TLS: it looks like a plain http server/m)
+  assert.match(tlsToHttp.stderr, /^hint: the server at https:.* speaks plain http on that port: use http:\/\/127\.0\.0\.1:\d+\/auth/m)
+  assert.doesNotMatch(tlsToHttp.stderr, /is the server running/)
+
+  // Issue 11.6: pointed at the MCP endpoint instead of the handshake endpoint.
+  const atMcp = await run(['--config', sb.clientConfigPath, '--server-url', server.authUrl.replace(/\/auth$/, '/mcp'), '--timeout', '5'])
+  assert.equal(atMcp.status, 1)
+  assert.match(atMcp.stderr, /^hint: http:\/\/127\.0\.0\.1:\d+\/mcp did not answer with a handshake message: this is the MCP endpoint \(or another path\), not the handshake endpoint; use http:\/\/127\.0\.0\.1:\d+\/auth here/m)
+
   // a load run with failures reports them by code and exits 1
   const load = await run(['--config', stranger.clientConfigPath, '--server-url', server.authUrl, '--count', '5', '--concurrent', '2'])
   assert.equal(load.status, 1)
   assert.match(load.stdout, /failed:\s+5/)
   assert.match(load.stdout, /authentication_failed: 5/)
-  assert.match(load.stdout, /hint: the server does not know this key/)
+  assert.match(load.stdout, /hint: the server refused this client key/)
 })
 
 test('usage errors exit 2', async () => {

@@ -78,19 +78,24 @@ function runProxy(args: string[], input = ''): Promise<{ code: number | null; st
   })
 }
 
-test('a server with another key: the proxy exits 1 with a clear error on stderr and nothing on stdout', async () => {
+test('a server with another key: the proxy exits 1 with a clear error on stderr, and the app gets it as a JSON-RPC error', async () => {
   const config = await d.writeClientConfig('pinned_other', { serverUrl: `${origin}/auth`, pinnedFingerprint: generateKeyPair().fingerprint })
   const before = calls.whoami
   const init = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } })
   const r = await runProxy(['--config', config, '--server-url', `${origin}/mcp`], init + '\n')
   assert.equal(r.code, 1)
   assert.match(r.stderr, /^error: server key [0-9a-f]{64} does not match the fingerprint pinned for this server/m)
-  assert.equal(r.stdout, '')
+  assert.match(r.stderr, /^hint: the server presented another key than the fingerprint pinned under servers:/m)
+  // stdout carries only MCP: the answer to initialize is an error that says the same.
+  const reply = JSON.parse(r.stdout.trim()) as { id: number; error: { code: number; message: string; data: { code: string } } }
+  assert.equal(reply.id, 0)
+  assert.equal(reply.error.data.code, 'server_key_mismatch')
+  assert.match(reply.error.message, /does not match the fingerprint pinned .*Fix: the server presented another key/)
   assert.equal(calls.whoami, before)
 
-  // And the SDK client sees the connection fail.
+  // And the SDK client sees the connection fail with that message (not "Connection closed").
   const client = new Client({ name: 'desktop-app', version: '1.0.0' })
-  await assert.rejects(client.connect(proxyTransport(config)))
+  await assert.rejects(client.connect(proxyTransport(config)), /does not match the fingerprint pinned/)
 })
 
 test('an unreachable server and a client key the server does not know: exit 1 with error lines', async () => {
