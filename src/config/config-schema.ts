@@ -54,12 +54,14 @@
  * | transport.ssl.ca_file              | null                       |                                                  |
  * | transport.ssl.verify_mode          | none                       | none / optional / required                       |
  * | servers                            | {}                         | name → {url (required), fingerprint, audience}   |
+ * | authorization                      | (none)                     | per-tool policy, docs/authorization.md           |
  *
  * @module
  */
 import { z } from 'zod'
 import { fromB64u } from '../internal/bytes.js'
 import type { Config } from './types.js'
+import { authorizationSectionSchema } from '../authz/policy-schema.js'
 
 // ---------------------------------------------------------------------------------------------
 // Leaf schemas. A message that starts with "expected" gets `, got <value>` appended by the
@@ -336,8 +338,9 @@ export const configSchema = z.strictObject(
     audit: auditSchema.prefault({}),
     transport: transportSchema.prefault({}),
     servers: serversSchema.prefault({}),
+    authorization: z.lazy(() => authorizationSectionSchema).optional(),
   },
-  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, servers)' },
+  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, servers, authorization)' },
 )
 
 // Compile-time check: the schema's output is exactly the Config interface.
