@@ -41,7 +41,8 @@ interface CallerView {
   readonly rules: readonly CompiledRule[]
   readonly allow: PerKind
   readonly deny: PerKind
-  readonly decisions: Map<string, AuthzDecision>
+  /** Decisions taken, per kind, by name. */
+  readonly decisions: Record<AuthzKind, Map<string, AuthzDecision>>
 }
 
 export interface CompiledPolicy extends Authorizer {
@@ -134,10 +135,27 @@ export function compilePolicy(doc: PolicyDocument): CompiledPolicy {
     if (s.role !== undefined) for (const i of byRole.get(s.role) ?? []) candidates.add(i)
     if (s.org !== undefined) for (const i of byOrg.get(s.org) ?? []) candidates.add(i)
     const applicable = [...candidates].sort((a, b) => a - b).map((i) => rules[i]!).filter((r) => r.matches(s))
-    return { rules: applicable, allow: mergedPerKind(applicable, 'allow'), deny: mergedPerKind(applicable, 'deny'), decisions: new Map() }
+    return { rules: applicable, allow: mergedPerKind(applicable, 'allow'), deny: mergedPerKind(applicable, 'deny'), decisions: { tool: new Map(), resource: new Map(), prompt: new Map() } }
+  }
+
+  /** The view of the last identity seen with this metadata object (the common case: one key per entry). */
+  interface Remembered {
+    fingerprint: string
+    scopes: readonly string[]
+    view: CallerView
+  }
+  const last = new WeakMap<object, Remembered>()
+
+  function sameScopes(a: readonly string[], b: readonly string[]): boolean {
+    if (a === b) return true
+    if (a.length !== b.length) return false
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+    return true
   }
 
   function viewOf(s: AuthzSubject): CallerView {
+    const hit = last.get(s.metadata)
+    if (hit !== undefined && hit.fingerprint === s.fingerprint && sameScopes(hit.scopes, s.scopes)) return hit.view
     let byKey = views.get(s.metadata)
     if (byKey === undefined) views.set(s.metadata, (byKey = new Map()))
     const key = s.scopes.length === 0 ? s.fingerprint : `${s.fingerprint}\n${s.scopes.join('\n')}`
@@ -147,6 +165,7 @@ export function compilePolicy(doc: PolicyDocument): CompiledPolicy {
       view = buildView(s)
       byKey.set(key, view)
     }
+    last.set(s.metadata, { fingerprint: s.fingerprint, scopes: [...s.scopes], view })
     return view
   }
 
@@ -167,13 +186,12 @@ export function compilePolicy(doc: PolicyDocument): CompiledPolicy {
     ruleCount: rules.length,
     auditAllowed: doc.audit_allowed ?? false,
     decide(subject: AuthzSubject, request: AuthzRequest): AuthzDecision {
-      const view = viewOf(subject)
-      const key = request.kind === 'tool' ? `t${request.name}` : request.kind === 'resource' ? `r${request.name}` : `p${request.name}`
-      let d = view.decisions.get(key)
+      const decisions = viewOf(subject).decisions[request.kind]
+      let d = decisions.get(request.name)
       if (d === undefined) {
-        if (view.decisions.size >= MAX_DECISIONS_PER_VIEW) view.decisions.clear()
-        d = decideIn(view, request.kind, request.name)
-        view.decisions.set(key, d)
+        if (decisions.size >= MAX_DECISIONS_PER_VIEW) decisions.clear()
+        d = decideIn(viewOf(subject), request.kind, request.name)
+        decisions.set(request.name, d)
       }
       return d
     },

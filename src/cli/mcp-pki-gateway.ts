@@ -19,6 +19,7 @@ import { Command } from 'commander'
 import { loadConfig } from '../config/load-config.js'
 import { createMcpGateway, splitCommand, type Upstream } from '../mcp/gateway.js'
 import { createMcpAuth } from '../mcp/server.js'
+import { startPolicyFromConfig } from '../authz/policy-from-config.js'
 import { createAuthServiceFromConfig } from '../server/from-config.js'
 import { tlsServerOptions } from '../transport/tls.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
@@ -100,7 +101,18 @@ async function main(): Promise<void> {
   const config = await loadConfig(opts.config)
   const { host, port } = opts.listen !== undefined ? parseListen(opts.listen) : { host: config.transport.host, port: config.transport.port }
   const configured = await createAuthServiceFromConfig(config)
-  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events })
+  const policy = await startPolicyFromConfig(opts.config, {
+    log(event, fields, level) {
+      configured.events.log(event, fields, level)
+      if (event === 'authz.reload_failed') process.stderr.write(`mcp-pki-gateway: policy edit refused: ${String(fields?.reason)}\n`)
+      else if (event === 'authz.reload') info(`policy reloaded from ${String(fields?.path)}: ${String(fields?.rules)} rules, default ${String(fields?.default)}`)
+    },
+  }).catch(async (err: unknown) => {
+    await configured.close()
+    throw err
+  })
+  if (policy !== undefined) info(`authorization: ${policy.current.ruleCount} rules, default ${policy.current.default} (${policy.source.file})`)
+  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, ...(policy === undefined ? {} : { authorization: policy }) })
   const gateway = createMcpGateway({
     mcpAuth,
     upstream,
@@ -133,6 +145,7 @@ async function main(): Promise<void> {
     process.once('SIGTERM', stop)
   })
   await gateway.close()
+  policy?.close()
   await configured.close()
 }
 
