@@ -37,7 +37,7 @@ async function validate(o: CommonOptions): Promise<void> {
   if (o.policy === undefined) await loadConfig(o.config) // the rest of the config must be valid too
   const source = await sourceOf(o)
   const policy = await loadPolicy(source)
-  printLine(`ok: ${source.file}${source.section ? ` (${source.section}:)` : ''}: ${policy.ruleCount} rule${policy.ruleCount === 1 ? '' : 's'}, default ${policy.default}`)
+  printLine(`ok: ${source.section ? `${o.config} (${source.section}:)` : source.file}: ${policy.ruleCount} rule${policy.ruleCount === 1 ? '' : 's'}, default ${policy.default}`)
 }
 
 interface ExplainOptions extends CommonOptions {
