@@ -8,6 +8,7 @@
  * @module
  */
 import type { ServerResponse } from 'node:http'
+import { printable } from '../internal/text.js'
 import type { AuditSink } from '../transport/auth-service.js'
 import { inspectBody, type DecisionRecord, type Enforcement, type Inspection } from './jsonrpc-enforcement.js'
 import { createResponseRewriter, denialsBody } from './response-rewriter.js'
@@ -49,8 +50,9 @@ export function subjectOf(authInfo: AuthInfoLike): AuthzSubject {
   }
 }
 
-function printable(text: string): string {
-  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, '?')
+/** A caller-chosen name as it goes into the audit log: control characters made visible, at most 200 characters. */
+function auditName(text: string): string {
+  const clean = printable(text)
   return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean
 }
 
@@ -60,7 +62,7 @@ function enforcementFor(authInfo: AuthInfoLike, o: EnforceOptions): Enforcement 
     if (o.audit === undefined || (r.decision.allowed && o.authorizer.auditAllowed !== true)) return
     o.audit.log(
       r.decision.allowed ? 'authz.allowed' : 'authz.denied',
-      { client_fingerprint: subject.fingerprint, method: r.method, [r.kind]: printable(r.name), rule: r.decision.rule, transport: o.transport },
+      { client_fingerprint: subject.fingerprint, method: r.method, [r.kind]: auditName(r.name), rule: r.decision.rule, transport: o.transport },
       r.decision.allowed ? 'INFO' : 'WARN',
     )
   }

@@ -138,7 +138,7 @@ for (const upstream of UPSTREAMS) {
     })
 
     test('a policy edit reaches the live session within a second; a broken edit is refused (error and path on stderr) and the last good policy keeps serving', async () => {
-      await writeFile(policyFile, POLICY.replace(/  - name: no-echo[\s\S]*$/, ''))
+      await writeFile(policyFile, POLICY.replace(/ {2}- name: no-echo[\s\S]*$/, ''))
       const took = await waitFor('echo allowed', async () => (await client.listTools()).tools.some((t) => t.name === 'echo'))
       assert.ok(took < 1000, `took ${took} ms`)
       assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'now' } })), 'now')
