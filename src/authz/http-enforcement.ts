@@ -70,7 +70,12 @@ function enforcementFor(authInfo: AuthInfoLike, o: EnforceOptions): Enforcement 
 }
 
 function needsWork(i: Inspection): boolean {
-  return i.changed || i.lists.size > 0
+  return i.governed
+}
+
+/** Lists to filter or denials to add: otherwise the answer streams through untouched. */
+function answerNeedsRewrite(i: Inspection): boolean {
+  return i.lists.size > 0 || i.denials.length > 0
 }
 
 function headerOf(headers: unknown, name: string): string | undefined {
@@ -146,12 +151,12 @@ export function enforceNodeRequest(req: NodeMcpRequest, res: ServerResponse, aut
     }
     return false
   }
-  if (inspection.changed) {
-    req.body = inspection.forward
-    req.rawBody = Buffer.from(JSON.stringify(inspection.forward), 'utf8')
-    req.headers['content-length'] = String(req.rawBody.byteLength)
-  }
-  hookResponse(res, createResponseRewriter(inspection, e, batch))
+  // What goes on is exactly what was decided on, re-serialized: an upstream whose JSON parser reads
+  // the raw bytes differently (duplicate keys, say) cannot be handed a name other than the one checked.
+  req.body = inspection.forward
+  req.rawBody = Buffer.from(JSON.stringify(inspection.forward), 'utf8')
+  req.headers['content-length'] = String(req.rawBody.byteLength)
+  if (answerNeedsRewrite(inspection)) hookResponse(res, createResponseRewriter(inspection, e, batch))
   return true
 }
 
@@ -176,12 +181,11 @@ export async function enforceWebRequest(request: Request, authInfo: AuthInfoLike
     if (inspection.denials.length === 0) return { answer: new Response(null, { status: 202 }) }
     return { answer: new Response(denialsBody(inspection, batch), { status: 200, headers: { 'content-type': 'application/json' } }) }
   }
-  let forwarded = request
-  if (inspection.changed) {
-    const headers = new Headers(request.headers)
-    headers.delete('content-length')
-    forwarded = new Request(request.url, { method: 'POST', headers, body: JSON.stringify(inspection.forward), signal: request.signal })
-  }
+  // Re-serialized, as for node:http above.
+  const headers = new Headers(request.headers)
+  headers.delete('content-length')
+  const forwarded = new Request(request.url, { method: 'POST', headers, body: JSON.stringify(inspection.forward), signal: request.signal })
+  if (!answerNeedsRewrite(inspection)) return { request: forwarded, finish: (r: Response) => r }
   const rewriter = createResponseRewriter(inspection, e, batch)
   return {
     request: forwarded,

@@ -57,6 +57,8 @@ export interface Inspection {
   forward: unknown
   /** Something was removed from the body. */
   changed: boolean
+  /** The body names something the policy governs (a call it decided, or a list to filter). */
+  governed: boolean
   /** Error answers for the refused requests. */
   denials: Array<{ jsonrpc: '2.0'; id: Id; error: { code: number; message: string } }>
   /** Request ids whose results are lists to filter. */
@@ -83,11 +85,13 @@ function admit(e: Enforcement, m: unknown, out: Inspection): boolean {
   if (typeof msg.method !== 'string') return true
   const list = LISTS[msg.method]
   if (list !== undefined) {
+    out.governed = true
     if (isId(msg.id)) out.lists.set(msg.id, list.field)
     return true
   }
   const guard = GUARDED[msg.method]
   if (guard === undefined) return true
+  out.governed = true
   const params = (msg.params ?? {}) as Record<string, unknown>
   const raw = params[guard.param]
   const name = typeof raw === 'string' ? raw : ''
@@ -100,7 +104,7 @@ function admit(e: Enforcement, m: unknown, out: Inspection): boolean {
 
 /** Applies the policy to a parsed POST body (one message or a batch). */
 export function inspectBody(body: unknown, e: Enforcement): Inspection {
-  const out: Inspection = { forward: body, changed: false, denials: [], lists: new Map() }
+  const out: Inspection = { forward: body, changed: false, governed: false, denials: [], lists: new Map() }
   if (Array.isArray(body)) {
     const kept = body.filter((m) => admit(e, m, out))
     if (kept.length !== body.length) {
