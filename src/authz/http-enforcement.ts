@@ -35,6 +35,9 @@ export interface EnforceOptions {
   transport?: string | undefined
 }
 
+/** A GET asks for nothing: its stream may still carry list results an SDK replays (Last-Event-ID). */
+const NOTHING_ASKED: Inspection = Object.freeze({ forward: undefined, changed: false, governed: false, denials: [], lists: new Map() })
+
 const EMPTY_METADATA: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /** The policy subject for an authenticated request. */
@@ -138,8 +141,12 @@ function hookResponse(res: ServerResponse, rewriter: ReturnType<typeof createRes
  * Returns false when the request was answered here (everything in it was refused).
  */
 export function enforceNodeRequest(req: NodeMcpRequest, res: ServerResponse, authInfo: AuthInfoLike, o: EnforceOptions): boolean {
-  if (req.method !== 'POST') return true
   const e = enforcementFor(authInfo, o)
+  if (req.method === 'GET') {
+    hookResponse(res, createResponseRewriter(NOTHING_ASKED, e, false, true))
+    return true
+  }
+  if (req.method !== 'POST') return true
   const batch = Array.isArray(req.body)
   const inspection = inspectBody(req.body, e)
   if (!needsWork(inspection)) return true
@@ -160,12 +167,39 @@ export function enforceNodeRequest(req: NodeMcpRequest, res: ServerResponse, aut
   return true
 }
 
+/** A web `Response` passed through `rewriter` (status, headers and streamed body). */
+function rewriteWebResponse(response: Response, rewriter: ReturnType<typeof createResponseRewriter>): Response {
+  const h = rewriter.head(response.status, response.headers.get('content-type') ?? undefined)
+  if (!h.rewritten) return response
+  const headers = new Headers(response.headers)
+  headers.delete('content-length')
+  if (h.contentType !== undefined) headers.set('content-type', h.contentType)
+  let body: ConstructorParameters<typeof Response>[0]
+  if (response.body === null) body = Buffer.from(rewriter.end())
+  else {
+    body = response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          const out = rewriter.push(chunk)
+          if (out.byteLength > 0) controller.enqueue(out)
+        },
+        flush(controller) {
+          const out = rewriter.end()
+          if (out.byteLength > 0) controller.enqueue(out)
+        },
+      }),
+    )
+  }
+  return new Response(body, { status: h.status, statusText: response.statusText, headers })
+}
+
 /** What {@link enforceWebRequest} decided: answer now, or go on with `request` and pass the answer through `finish`. */
 export type WebEnforcement = { answer: Response } | { request: Request; finish(response: Response): Response }
 
 /** Applies the policy to an authenticated web-standard MCP request (fetch-style handlers). */
 export async function enforceWebRequest(request: Request, authInfo: AuthInfoLike, o: EnforceOptions): Promise<WebEnforcement> {
   const untouched = { request, finish: (r: Response) => r }
+  if (request.method === 'GET') return { request, finish: (r) => rewriteWebResponse(r, createResponseRewriter(NOTHING_ASKED, enforcementFor(authInfo, o), false, true)) }
   if (request.method !== 'POST') return untouched
   let body: unknown
   try {
@@ -189,29 +223,6 @@ export async function enforceWebRequest(request: Request, authInfo: AuthInfoLike
   const rewriter = createResponseRewriter(inspection, e, batch)
   return {
     request: forwarded,
-    finish(response) {
-      const h = rewriter.head(response.status, response.headers.get('content-type') ?? undefined)
-      if (!h.rewritten) return response
-      const headers = new Headers(response.headers)
-      headers.delete('content-length')
-      if (h.contentType !== undefined) headers.set('content-type', h.contentType)
-      let body: ConstructorParameters<typeof Response>[0]
-      if (response.body === null) body = Buffer.from(rewriter.end())
-      else {
-        body = response.body.pipeThrough(
-          new TransformStream<Uint8Array, Uint8Array>({
-            transform(chunk, controller) {
-              const out = rewriter.push(chunk)
-              if (out.byteLength > 0) controller.enqueue(out)
-            },
-            flush(controller) {
-              const out = rewriter.end()
-              if (out.byteLength > 0) controller.enqueue(out)
-            },
-          }),
-        )
-      }
-      return new Response(body, { status: h.status, statusText: response.statusText, headers })
-    },
+    finish: (response) => rewriteWebResponse(response, rewriter),
   }
 }

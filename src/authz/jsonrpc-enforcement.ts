@@ -141,3 +141,21 @@ export function filterResponse(message: unknown, lists: ReadonlyMap<Id, ListFiel
   const result = filterListResult(field, m.result, e)
   return result === m.result ? message : { ...m, result }
 }
+
+const LIST_FIELDS: readonly ListField[] = ['tools', 'resourceTemplates', 'resources', 'prompts']
+
+/**
+ * Filters a response that has the shape of a list result (`result.tools`, `result.resources`,
+ * `result.resourceTemplates` or `result.prompts` is an array), whatever request it answers: for
+ * streams where the request is not known, such as events an SDK replays on a resumed GET stream
+ * (`Last-Event-ID`).
+ */
+export function filterResponseByShape(message: unknown, e: Enforcement): unknown {
+  if (message === null || typeof message !== 'object' || Array.isArray(message)) return message
+  const m = message as { id?: unknown; result?: unknown }
+  if (!isId(m.id) || m.result === null || typeof m.result !== 'object') return message
+  const field = LIST_FIELDS.find((f) => Array.isArray((m.result as Record<string, unknown>)[f]))
+  if (field === undefined) return message
+  const result = filterListResult(field, m.result, e)
+  return result === m.result ? message : { ...m, result }
+}

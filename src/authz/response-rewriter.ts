@@ -10,7 +10,7 @@
  * @module
  */
 import { StringDecoder } from 'node:string_decoder'
-import { filterResponse, type Enforcement, type Inspection } from './jsonrpc-enforcement.js'
+import { filterResponse, filterResponseByShape, type Enforcement, type Inspection } from './jsonrpc-enforcement.js'
 
 export interface ResponseRewriter {
   /** Called once with the upstream status and content type; returns what to send instead. */
@@ -36,7 +36,7 @@ export function denialsBody(inspection: Inspection, batch: boolean): string {
   return JSON.stringify(batch ? inspection.denials : inspection.denials[0])
 }
 
-function rewriteEvent(block: string, inspection: Inspection, e: Enforcement): string {
+function rewriteEvent(block: string, inspection: Inspection, e: Enforcement, byShape: boolean): string {
   const lines = block.split('\n')
   const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(l.startsWith('data: ') ? 6 : 5))
   if (data.length === 0) return block
@@ -46,12 +46,16 @@ function rewriteEvent(block: string, inspection: Inspection, e: Enforcement): st
   } catch {
     return block
   }
-  const filtered = filterResponse(message, inspection.lists, e)
+  const filtered = byShape ? filterResponseByShape(message, e) : filterResponse(message, inspection.lists, e)
   if (filtered === message) return block
   return [...lines.filter((l) => !l.startsWith('data:')), `data: ${JSON.stringify(filtered)}`].join('\n')
 }
 
-export function createResponseRewriter(inspection: Inspection, e: Enforcement, batch: boolean): ResponseRewriter {
+/**
+ * `byShape`: the requests are unknown (a GET stream): filter every response that looks like a list
+ * result instead of those answering known list request ids.
+ */
+export function createResponseRewriter(inspection: Inspection, e: Enforcement, batch: boolean, byShape = false): ResponseRewriter {
   let mode: 'pass' | 'json' | 'sse' | 'replace' = 'pass'
   const decoder = new StringDecoder('utf8')
   let text = ''
@@ -64,7 +68,7 @@ export function createResponseRewriter(inspection: Inspection, e: Enforcement, b
     prefix = ''
     let cut: number
     while ((cut = text.indexOf('\n\n')) !== -1) {
-      out += rewriteEvent(text.slice(0, cut), inspection, e) + '\n\n'
+      out += rewriteEvent(text.slice(0, cut), inspection, e, byShape) + '\n\n'
       text = text.slice(cut + 2)
     }
     if (final && text !== '') {

@@ -270,6 +270,36 @@ for (const kind of ['sdk1-sse', 'sdk1-json'] as const) {
   })
 }
 
+test('a resumed GET stream (Last-Event-ID) replays list answers filtered too', async () => {
+  const p = partiesFor({ role: 'reader', org: 'contractors' })
+  const runs: Runs = new Map()
+  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(1000, Date.now) })
+  const server = createServer()
+  mountMcpAuth(server, createMcpAuth(service, { authorization: POLICY }), { handler: sdk1Handler(runs, { resumable: true }) })
+  const url = `${await listen(server)}/mcp`
+  cleanups.push(() => closeServer(server))
+  const authFetch = authFetchFor(p, url)
+  const c = await connect(1, url, authFetch)
+  assert.ok(c.protocolVersion >= '2025-11-25', `priming events need 2025-11-25, got ${c.protocolVersion}`)
+  const r = await rawPost(authFetch, url, c, { jsonrpc: '2.0', id: 41, method: 'prompts/list', params: {} })
+  const text = await r.text()
+  const priming = /^id: (\S+)\n/m.exec(text)
+  assert.ok(priming, `a priming event with an id: ${text}`)
+  const replay = await authFetch(url, { method: 'GET', headers: { accept: 'text/event-stream', 'mcp-session-id': c.sessionId, 'mcp-protocol-version': c.protocolVersion, 'last-event-id': priming[1]! } })
+  assert.equal(replay.status, 200)
+  const reader = replay.body!.getReader()
+  let got = ''
+  while (!/"id":41/.test(got)) {
+    const { value, done } = await reader.read()
+    if (done) break
+    got += Buffer.from(value).toString('utf8')
+  }
+  await reader.cancel()
+  const event = got.split('\n\n').find((ev) => ev.includes('"id":41'))!
+  const message = JSON.parse(event.split('\n').find((l) => l.startsWith('data:'))!.slice(5)) as { result: { prompts: { name: string }[] } }
+  assert.deepEqual(message.result.prompts.map((x) => x.name), ['greet'], 'the replayed answer is filtered')
+})
+
 describe('hot reload', () => {
   let dir: string
   let holder: PolicyHolder

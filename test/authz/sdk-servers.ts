@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { McpServer as McpServer1, ResourceTemplate as ResourceTemplate1 } from '@modelcontextprotocol/sdk/server/mcp.js'
+import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest as isInit1, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 import { isInitializeRequest as isInit2, McpServer as McpServer2, ResourceTemplate as ResourceTemplate2, WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server'
@@ -44,7 +45,7 @@ function build1(runs: Runs, paginate: boolean): McpServer1 {
 }
 
 /** SDK 1.x, stateful Streamable HTTP over node:http (for `mcpAuth.protect` / `mountMcpAuth({ handler })`). */
-export function sdk1Handler(runs: Runs, opts: { json?: boolean; paginate?: boolean } = {}): (req: McpRequest, res: ServerResponse) => Promise<void> {
+export function sdk1Handler(runs: Runs, opts: { json?: boolean; paginate?: boolean; resumable?: boolean } = {}): (req: McpRequest, res: ServerResponse) => Promise<void> {
   const transports = new Map<string, StreamableHTTPServerTransport>()
   return async (req, res) => {
     const sid = req.headers['mcp-session-id']
@@ -57,6 +58,7 @@ export function sdk1Handler(runs: Runs, opts: { json?: boolean; paginate?: boole
       const created: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         enableJsonResponse: opts.json ?? false,
+        ...(opts.resumable === true ? { eventStore: new InMemoryEventStore() } : {}),
         onsessioninitialized: (id) => void transports.set(id, created),
       })
       await build1(runs, opts.paginate ?? false).connect(created)
