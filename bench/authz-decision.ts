@@ -85,8 +85,9 @@ function main(): void {
     for (const c of callers) for (const n of names) policy.decide(c, { kind: 'tool', name: n })
     const n = quick ? 200_000 : 1_000_000
     out.warm!.push(perCall(n, (i) => policy.decide(callers[i & 63]!, { kind: 'tool', name: names[(i >> 6) & 63]! }).allowed))
-    const missN = quick ? 20_000 : 100_000
-    out.miss!.push(perCall(missN, (i) => policy.decide(callers[i & 63]!, { kind: 'tool', name: `tool_${i & 63}_new_${i}` }).allowed))
+    // Names made beforehand (a request's names arrive as parsed strings), fewer than the cache bound.
+    const freshNames = Array.from({ length: quick ? 5_000 : 9_000 }, (_, i) => `tool_${i & 63}_new_${run}_${i}`)
+    out.miss!.push(perCall(freshNames.length, (i) => policy.decide(callers[0]!, { kind: 'tool', name: freshNames[i]! }).allowed))
     const fresh = Array.from({ length: quick ? 500 : 2000 }, (_, i) => subject(1000 + i))
     out.new_caller!.push(perCall(fresh.length, (i) => policy.decide(fresh[i]!, { kind: 'tool', name: 'exact_1' }).allowed))
     out.linear_scan!.push(perCall(quick ? 2000 : 10_000, (i) => linear(callers[i & 63]!, names[(i >> 6) & 63]!)))

@@ -186,11 +186,12 @@ export function compilePolicy(doc: PolicyDocument): CompiledPolicy {
     ruleCount: rules.length,
     auditAllowed: doc.audit_allowed ?? false,
     decide(subject: AuthzSubject, request: AuthzRequest): AuthzDecision {
-      const decisions = viewOf(subject).decisions[request.kind]
+      const view = viewOf(subject)
+      const decisions = view.decisions[request.kind]
       let d = decisions.get(request.name)
       if (d === undefined) {
         if (decisions.size >= MAX_DECISIONS_PER_VIEW) decisions.clear()
-        d = decideIn(viewOf(subject), request.kind, request.name)
+        d = decideIn(view, request.kind, request.name)
         decisions.set(request.name, d)
       }
       return d
