@@ -7,6 +7,7 @@
  * | tools/call                                 | tool `params.name`          |
  * | resources/read, resources/subscribe        | resource `params.uri`       |
  * | prompts/get                                | prompt `params.name`        |
+ * | completion/complete                        | `params.ref`: prompt `name` (ref/prompt) or resource `uri` (ref/resource) |
  * | tools/list, prompts/list                   | each item's `name`          |
  * | resources/list                             | each item's `uri`           |
  * | resources/templates/list                   | each item's `uriTemplate`   |
@@ -23,7 +24,7 @@ export const FORBIDDEN_BY_POLICY_MESSAGE = 'forbidden by policy'
 export type ListField = 'tools' | 'resources' | 'resourceTemplates' | 'prompts'
 type Id = string | number
 
-const GUARDED: Readonly<Record<string, { kind: AuthzKind; param: 'name' | 'uri' }>> = {
+const GUARDED: Readonly<Record<string, { kind: AuthzKind; param: 'name' | 'uri'; from?: undefined }>> = {
   'tools/call': { kind: 'tool', param: 'name' },
   'resources/read': { kind: 'resource', param: 'uri' },
   'resources/subscribe': { kind: 'resource', param: 'uri' },
@@ -78,6 +79,13 @@ function isId(v: unknown): v is Id {
   return typeof v === 'string' || typeof v === 'number'
 }
 
+/** What a completion request is about: argument values of a prompt, or of a resource template. */
+function completionTarget(params: Record<string, unknown>): { kind: AuthzKind; param: 'name' | 'uri'; from: Record<string, unknown> } {
+  const ref = (params.ref ?? {}) as Record<string, unknown>
+  // Unknown ref types are decided as a prompt named '' (denied unless a prompt glob `*` allows it): fail closed.
+  return ref.type === 'ref/resource' ? { kind: 'resource', param: 'uri', from: ref } : { kind: 'prompt', param: 'name', from: ref }
+}
+
 /** Decides one message: true = goes on. */
 function admit(e: Enforcement, m: unknown, out: Inspection): boolean {
   if (m === null || typeof m !== 'object' || Array.isArray(m)) return true
@@ -89,14 +97,14 @@ function admit(e: Enforcement, m: unknown, out: Inspection): boolean {
     if (isId(msg.id)) out.lists.set(msg.id, list.field)
     return true
   }
-  const guard = GUARDED[msg.method]
-  if (guard === undefined) return true
-  out.governed = true
   const params = (msg.params ?? {}) as Record<string, unknown>
-  const raw = params[guard.param]
+  const target = msg.method === 'completion/complete' ? completionTarget(params) : GUARDED[msg.method]
+  if (target === undefined) return true
+  out.governed = true
+  const raw = (target.from ?? params)[target.param]
   const name = typeof raw === 'string' ? raw : ''
-  const decision = safeDecide(e, guard.kind, name, params.arguments)
-  e.onDecision?.({ method: msg.method, kind: guard.kind, name, decision })
+  const decision = safeDecide(e, target.kind, name, msg.method === 'completion/complete' ? undefined : params.arguments)
+  e.onDecision?.({ method: msg.method, kind: target.kind, name, decision })
   if (decision.allowed) return true
   if (isId(msg.id)) out.denials.push({ jsonrpc: '2.0', id: msg.id, error: { code: FORBIDDEN_BY_POLICY_CODE, message: FORBIDDEN_BY_POLICY_MESSAGE } })
   return false // a denied notification is dropped
