@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project in one process tree, printed as tables and
  * written to bench/results.json.
  *
- *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp,sustained,workers]
+ *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp,sustained,workers,authz]
  *                                  [--rounds N] [--out path]
  *
  * Each group runs in fresh child processes. Every figure is a median over several runs with its
@@ -21,7 +21,7 @@ import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } f
 import { toolsCallTable, type ToolsCallResult } from './mcp-tools-call.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained', 'workers'] as const
+const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained', 'workers', 'authz'] as const
 type Group = (typeof GROUPS)[number]
 
 interface Args {
@@ -479,6 +479,24 @@ function printWorkers(r: WorkersResult): void {
   print(table(`--workers: /whoami with a proof per request, ${r.clients} clients, ${r.seconds} s per round, rounds alternating`, ['figure', 'value'], rows))
 }
 
+// ---------- authorization ----------
+
+async function authz(args: Args): Promise<Record<string, unknown>> {
+  return runNode('authz-decision.ts', args.quick ? ['--quick'] : [])
+}
+
+function printAuthz(r: Record<string, unknown>): void {
+  const label: Record<string, string> = {
+    warm: 'decision, caller and name seen before (per call)',
+    miss: 'decision, name never seen (merged matchers)',
+    new_caller: 'first decision of a new caller identity',
+    linear_scan: 'naive linear scan of every rule (for comparison)',
+  }
+  const rows = Object.entries(label).map(([k, text]) => [text, fmtStat(r[k] as Stat, 3)])
+  rows.push(['compile the policy (ms)', fmtStat(r.compile_ms as Stat, 1)])
+  print(table(`Authorization: one decision with ${String(r.rules)} rules (µs, median [min–max] of runs; target < 2 µs)`, ['figure', 'µs'], rows))
+}
+
 // ---------- main ----------
 
 async function main(): Promise<void> {
@@ -545,6 +563,12 @@ async function main(): Promise<void> {
     const r = await runWorkersBench({ seconds: args.quick ? 5 : 15, clients: 8, rounds: args.quick ? 1 : 3 }, progress)
     results.workers = r
     printWorkers(r)
+  }
+  if (args.only.has('authz')) {
+    progress('authorization decisions')
+    const r = await authz(args)
+    results.authz = r
+    printAuthz(r)
   }
   const meta = results.meta as Record<string, unknown>
   meta.loadavg_end = loadavg().map((x) => round(x, 2))

@@ -21,6 +21,10 @@ export const AUDIT_EVENTS = [
   'allowlist.reload_failed',
   'server.start',
   'server.stop',
+  'authz.denied',
+  'authz.allowed',
+  'authz.reload',
+  'authz.reload_failed',
 ] as const
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number]

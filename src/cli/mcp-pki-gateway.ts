@@ -28,6 +28,7 @@ import { createMcpAuth } from '../mcp/server.js'
 import { isClusterWorker, labelResponses, onPrimaryStop, reportReady, runPrimary, workerReplayStore } from '../server/cluster.js'
 import { createAuthServiceFromConfig, prepareServerFiles } from '../server/from-config.js'
 import { hardenHttpServer, httpServerOptions } from '../transport/connection-guard.js'
+import { startPolicyFromConfig } from '../authz/policy-from-config.js'
 import { tlsServerOptions } from '../transport/tls.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
 import { printableLines } from '../internal/text.js'
@@ -137,7 +138,18 @@ async function main(): Promise<void> {
   const configured = await createAuthServiceFromConfig(config, replayStore ? { replayStore } : {})
   // Sealed session ids (no in-memory binding): they survive a restart and work on every gateway of
   // a fleet (or worker) that shares auth.ticket_key (or, without one, the server key).
-  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, bindSessions: false })
+  const policy = await startPolicyFromConfig(opts.config, {
+    log(event, fields, level) {
+      configured.events.log(event, fields, level)
+      if (event === 'authz.reload_failed') process.stderr.write(`mcp-pki-gateway: policy edit refused: ${String(fields?.reason)}\n`)
+      else if (event === 'authz.reload') info(`policy reloaded from ${String(fields?.path)}: ${String(fields?.rules)} rules, default ${String(fields?.default)}`)
+    },
+  }).catch(async (err: unknown) => {
+    await configured.close()
+    throw err
+  })
+  if (policy !== undefined) info(`authorization: ${policy.current.ruleCount} rules, default ${policy.current.default} (${policy.source.file})`)
+  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, bindSessions: false, ...(policy === undefined ? {} : { authorization: policy }) })
   const gateway = createMcpGateway({
     mcpAuth,
     upstream,
@@ -183,6 +195,7 @@ async function main(): Promise<void> {
     if (isClusterWorker()) onPrimaryStop(stop)
   })
   await gateway.close()
+  policy?.close()
   await configured.close()
   // The IPC channel to the primary would keep a worker alive.
   if (isClusterWorker()) process.disconnect?.()

@@ -59,6 +59,7 @@
  * | transport.ssl.ca_file              | null                       |                                                  |
  * | transport.ssl.verify_mode          | none                       | none / optional / required                       |
  * | servers                            | {}                         | name → {url (required), fingerprint, audience}   |
+ * | authorization                      | (none)                     | per-tool policy, docs/authorization.md           |
  *
  * @module
  */
@@ -66,6 +67,7 @@ import { z } from 'zod'
 import { fromB64u } from '../internal/bytes.js'
 import { isBlockedFingerprint } from '../keys/point-check.js'
 import type { Config } from './types.js'
+import { authorizationSectionSchema } from '../authz/policy-schema.js'
 
 // ---------------------------------------------------------------------------------------------
 // Leaf schemas. A message that starts with "expected" gets `, got <value>` appended by the
@@ -356,8 +358,9 @@ export const configSchema = z.strictObject(
     audit: auditSchema.prefault({}),
     transport: transportSchema.prefault({}),
     servers: serversSchema.prefault({}),
+    authorization: z.lazy(() => authorizationSectionSchema).optional(),
   },
-  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, servers)' },
+  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, servers, authorization)' },
 )
 
 // Compile-time check: the schema's output is exactly the Config interface.

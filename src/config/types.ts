@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { AuthorizationSection } from '../authz/policy-schema.js'
+
 export type TransportType = 'http' | 'https' | 'ws' | 'wss'
 export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR'
 export type VerifyMode = 'none' | 'optional' | 'required'
@@ -120,4 +122,6 @@ export interface Config {
   }
   /** Client side: known servers by name. */
   servers: Record<string, ServerEntryConfig>
+  /** Server/gateway: per-tool authorization policy, inline or `policy_file` (docs/authorization.md). */
+  authorization?: AuthorizationSection | undefined
 }

@@ -27,6 +27,8 @@ import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import type { AuditSink, AuthService, RequestContext } from '../transport/auth-service.js'
 import type { SessionInfo } from '../session/session-verifier.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
+import { enforceNodeRequest, enforceWebRequest } from '../authz/http-enforcement.js'
+import type { Authorizer } from '../authz/types.js'
 
 /** The SDK's `AuthInfo` (`@modelcontextprotocol/sdk/server/auth/types.js`), structurally. */
 export interface McpAuthInfo {
@@ -85,6 +87,12 @@ export interface McpAuthOptions {
   maxHandshakeSize?: number
   /** Where refused session ids and handler errors are reported (the service audits auth failures itself). */
   audit?: AuditSink
+  /**
+   * Per-tool authorization (docs/authorization.md): a policy from `watchPolicy`/`compilePolicy`, or
+   * any {@link Authorizer}. Refused calls are answered `forbidden by policy` before the handler or
+   * upstream sees them; tools/resources/prompts lists are filtered. Default: none (authentication only).
+   */
+  authorization?: Authorizer
 }
 
 /** Who owns which MCP session id. */
@@ -461,6 +469,8 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
    */
   const VERIFIED = Symbol('mcp-pki-auth verified')
   const audit = options.audit
+  const authorization = options.authorization
+  if (authorization !== undefined && typeof authorization.decide !== 'function') throw new TypeError('authorization must be an Authorizer: an object with decide(subject, request)')
 
   function ctxOf(req: IncomingMessage): RequestContext {
     const remote = req.socket?.remoteAddress
@@ -613,7 +623,9 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     req.auth = authInfo
     req.rawBody = body
     if (!checkBinding(req, res, authInfo.clientId)) return
-    ;(req as unknown as Record<symbol, Verified>)[VERIFIED] = { authInfo, body }
+    if (authorization !== undefined && !enforceNodeRequest(req, res, authInfo, { authorizer: authorization, audit, transport })) return
+    // The policy may have re-serialized the body (filtered batch): remember what the handler gets.
+    ;(req as unknown as Record<symbol, Verified>)[VERIFIED] = { authInfo, body: req.rawBody }
     next(req)
   }
 
@@ -754,7 +766,14 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
           audit?.log('mcp.session_refused', { client_fingerprint: fp, owner_known: bindings.ownerOf(sid) !== undefined, transport }, 'WARN')
           return Response.json(SESSION_NOT_FOUND, { status: 404 })
         }
-        const response = await handler(request, authInfo)
+        let finish = (r: Response): Response => r
+        if (authorization !== undefined) {
+          const w = await enforceWebRequest(request, authInfo, { authorizer: authorization, audit, transport })
+          if ('answer' in w) return w.answer
+          request = w.request
+          finish = w.finish
+        }
+        const response = finish(await handler(request, authInfo))
         if (bindSessions && response.ok) {
           const opened = response.headers.get(SESSION_HEADER)
           if (sid === null && opened !== null) bindings.bind(opened, fp)

@@ -1,0 +1,183 @@
+/**
+ * Where a policy comes from and how it stays current: inline under `authorization:` in the
+ * server/gateway config file, or in the file `authorization.policy_file` names (relative to the
+ * config's folder). Either file is watched (fs.watch on its folder plus a stat poll) and a changed
+ * file is re-read, validated and compiled; a broken edit is refused with the parse error and its
+ * path while the last good policy keeps deciding.
+ * @module
+ */
+import { watch, type FSWatcher } from 'node:fs'
+import { readFile, stat } from 'node:fs/promises'
+import { basename, dirname, resolve } from 'node:path'
+import { parseDocument } from 'yaml'
+import { ConfigError } from '../errors.js'
+import { compilePolicy, type CompiledPolicy } from './compile-policy.js'
+import { authorizationSectionSchema, formatPolicyIssues, validatePolicyObject } from './policy-schema.js'
+import type { AuthzDecision, AuthzRequest, AuthzSubject, Authorizer } from './types.js'
+
+/** A policy's file and, for a policy inline in a config, the key it sits under. */
+export interface PolicySource {
+  readonly file: string
+  /** `authorization` when the policy is inline in a config file; undefined for a policy file. */
+  readonly section?: string | undefined
+}
+
+function policyError(file: string, problems: readonly string[], cause?: unknown): ConfigError {
+  return new ConfigError(`${file}: invalid policy:\n  ${problems.join('\n  ')}`, problems.map((p) => `${file}: ${p}`), { path: file, ...(cause === undefined ? {} : { cause }) })
+}
+
+function parseYaml(text: string, file: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!
+    const pos = e.linePos?.[0]
+    const first = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')
+    throw policyError(file, [pos ? `line ${pos.line}, column ${pos.col}: invalid YAML: ${first}` : `invalid YAML: ${first}`])
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    throw policyError(file, [`invalid YAML: ${err instanceof Error ? err.message : String(err)}`])
+  }
+}
+
+async function readText(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw policyError(file, [code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? 'error'})`], err)
+  }
+}
+
+/**
+ * Where the policy of a config file lives, or undefined when the config has no `authorization:`
+ * section (then nothing is authorized beyond authentication, as before). Throws ConfigError for an
+ * invalid section.
+ */
+export async function policySourceOf(configFile: string): Promise<PolicySource | undefined> {
+  const raw = parseYaml(await readText(configFile), configFile) as Record<string, unknown> | null
+  const section = raw !== null && typeof raw === 'object' ? raw.authorization : undefined
+  if (section === undefined) return undefined
+  const r = authorizationSectionSchema.safeParse(section ?? {})
+  if (!r.success) throw policyError(configFile, formatPolicyIssues(r.error.issues, ['authorization']))
+  if (r.data.policy_file !== undefined) return { file: resolve(dirname(resolve(configFile)), r.data.policy_file) }
+  return { file: resolve(configFile), section: 'authorization' }
+}
+
+/** Reads, validates and compiles the policy at `source`. Throws ConfigError naming file and path. */
+export async function loadPolicy(source: PolicySource): Promise<CompiledPolicy> {
+  const raw = parseYaml(await readText(source.file), source.file)
+  let doc: unknown = raw
+  const prefix: string[] = []
+  if (source.section !== undefined) {
+    doc = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>)[source.section] : undefined
+    prefix.push(source.section)
+    if (doc !== null && typeof doc === 'object' && 'policy_file' in doc) {
+      throw policyError(source.file, [`${source.section}.policy_file: moving an inline policy to a policy file needs a restart`])
+    }
+  }
+  const r = validatePolicyObject(doc, prefix)
+  if (!r.ok) throw policyError(source.file, r.problems)
+  return compilePolicy(r.policy)
+}
+
+export interface WatchPolicyOptions {
+  /** A new policy is in force. */
+  onReload?: (policy: CompiledPolicy) => void
+  /** A changed file was refused; the last good policy stays. */
+  onError?: (err: ConfigError) => void
+  /** Stat-poll interval in ms (fs.watch may miss edits on some file systems), default 250. */
+  pollIntervalMs?: number
+}
+
+/** An {@link Authorizer} that always asks the current policy, swapped in on every good edit. */
+export interface PolicyHolder extends Authorizer {
+  readonly source: PolicySource
+  readonly current: CompiledPolicy
+  /** Checks the file now and reloads if it changed. */
+  check(): Promise<void>
+  close(): void
+}
+
+async function signature(file: string): Promise<string> {
+  try {
+    const st = await stat(file, { bigint: true })
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+  } catch (err) {
+    return `error:${(err as NodeJS.ErrnoException).code ?? ''}`
+  }
+}
+
+/** Loads the policy at `source` (throws if it is invalid) and keeps it current. */
+export async function watchPolicy(source: PolicySource, options: WatchPolicyOptions = {}): Promise<PolicyHolder> {
+  let lastSig = await signature(source.file)
+  let current = await loadPolicy(source)
+  let closed = false
+  let running: Promise<void> | undefined
+  let again = false
+
+  const reloadIfChanged = async (): Promise<void> => {
+    const sig = await signature(source.file)
+    if (sig === lastSig || closed) return
+    lastSig = sig
+    try {
+      const next = await loadPolicy(source)
+      if (closed) return
+      current = next
+      options.onReload?.(next)
+    } catch (err) {
+      if (!closed) options.onError?.(err instanceof ConfigError ? err : policyError(source.file, [String(err)], err))
+    }
+  }
+  const check = (): Promise<void> => {
+    if (running !== undefined) {
+      again = true
+      return running
+    }
+    running = (async () => {
+      do {
+        again = false
+        await reloadIfChanged()
+      } while (again && !closed)
+    })().finally(() => (running = undefined))
+    return running
+  }
+
+  let watcher: FSWatcher | undefined
+  let debounce: NodeJS.Timeout | undefined
+  try {
+    watcher = watch(dirname(source.file), { persistent: false }, (_event, name) => {
+      if (name !== null && name !== basename(source.file)) return
+      if (debounce !== undefined) clearTimeout(debounce)
+      debounce = setTimeout(() => void check(), 20)
+      debounce.unref()
+    })
+    watcher.on('error', () => {
+      watcher?.close()
+      watcher = undefined
+    })
+  } catch {
+    watcher = undefined
+  }
+  const poll = setInterval(() => void check(), options.pollIntervalMs ?? 250)
+  poll.unref()
+
+  return {
+    source,
+    get current() {
+      return current
+    },
+    get auditAllowed() {
+      return current.auditAllowed
+    },
+    decide: (subject: AuthzSubject, request: AuthzRequest): AuthzDecision => current.decide(subject, request),
+    check,
+    close() {
+      closed = true
+      clearInterval(poll)
+      if (debounce !== undefined) clearTimeout(debounce)
+      watcher?.close()
+    },
+  }
+}
