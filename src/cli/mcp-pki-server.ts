@@ -4,7 +4,8 @@
  *
  *   mcp-pki-server --config server_config.yml
  *
- * One port serves `POST /auth`, `GET /health` and the WebSocket endpoint `/ws`; `transport.type`
+ * One port serves `POST /auth`, `GET /health`, `GET /ready` and the WebSocket endpoint `/ws`;
+ * `--metrics-port` (or `metrics.enabled`) adds `GET /metrics` on its own listener. `transport.type`
  * https or wss turns TLS on (`transport.ssl`). Every audit event is one line on stderr (the JSON
  * line itself when `audit.log_file` is null, else a short summary while the JSON goes to the file).
  * SIGTERM / SIGINT: stop accepting, finish what is in flight, close the stores, exit 0.
@@ -21,6 +22,7 @@ interface ServerCliOptions {
   config?: string
   host?: string
   port?: string
+  metricsPort?: string
 }
 
 function buildProgram(): Command {
@@ -29,6 +31,7 @@ function buildProgram(): Command {
     .option('--config <file>', 'server configuration file (YAML)')
     .option('--host <host>', 'listen on this address instead of transport.host')
     .option('--port <port>', 'listen on this port instead of transport.port (0 = any free port)')
+    .option('--metrics-port <port>', 'serve Prometheus GET /metrics on metrics.host at this port (turns metrics on; never the public port)')
     .version(PACKAGE_VERSION)
 }
 
@@ -46,17 +49,24 @@ function summaryLine(event: string, fields: Readonly<Record<string, unknown>>, l
   return parts.join(' ')
 }
 
+function portOption(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined
+  const port = Number(value)
+  if (!/^\d+$/.test(value) || !Number.isInteger(port) || port > 65535) throw new UsageError(`${flag} must be 0..65535, got "${value}"`)
+  return port
+}
+
 async function main(): Promise<void> {
   const program = configureProgram(buildProgram())
   program.parse(process.argv)
   const opts = program.opts<ServerCliOptions>()
   if (!opts.config) throw new UsageError('--config <file> is required', 'e.g. mcp-pki-server --config server_config.yml')
-  let port: number | undefined
-  if (opts.port !== undefined) {
-    port = Number(opts.port)
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got "${opts.port}"`)
-  }
+  const port = portOption(opts.port, '--port')
+  const metricsPort = portOption(opts.metricsPort, '--metrics-port')
   const { config, warnings } = await loadConfigFile(opts.config)
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === (port ?? config.transport.port)) {
+    throw new UsageError(`--metrics-port must differ from the public port ${metricsPort}: metrics are never served on the public port`)
+  }
   for (const w of warnings) warn(w)
 
   // With no log file, the JSON lines themselves go to stderr; otherwise to the file plus a summary here.
@@ -67,6 +77,7 @@ async function main(): Promise<void> {
     ...(toStderr ? {} : { onEvent: (event, fields, level) => { if (audit.isEnabled(event, level)) process.stderr.write(summaryLine(event, fields, level) + '\n') } }),
     ...(opts.host === undefined ? {} : { host: opts.host }),
     ...(port === undefined ? {} : { port }),
+    ...(metricsPort === undefined ? {} : { metricsPort }),
   }).catch(async (err: unknown) => {
     await audit.close()
     throw err
@@ -106,7 +117,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health) and ${server.wsUrl}\n` +
       `server key fingerprint: ${server.fingerprint}\n` +
-      `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n`,
+      `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n` +
+      (server.metrics ? `metrics: ${server.metrics.url}\n` : ''),
   )
 
   await done

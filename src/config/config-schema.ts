@@ -53,6 +53,9 @@
  * | transport.ssl.key_file             | null                       | required for https / wss                         |
  * | transport.ssl.ca_file              | null                       |                                                  |
  * | transport.ssl.verify_mode          | none                       | none / optional / required                       |
+ * | metrics.enabled                    | false                      | serve GET /metrics on its own listener           |
+ * | metrics.host                       | 127.0.0.1                  | never the public port; loopback by default       |
+ * | metrics.port                       | 9464                       | must differ from transport.port                  |
  * | servers                            | {}                         | name → {url (required), fingerprint, audience}   |
  *
  * @module
@@ -316,6 +319,15 @@ const transportSchema = z.strictObject(
   section('key: value pairs'),
 )
 
+const metricsSchema = z.strictObject(
+  {
+    enabled: bool().default(false),
+    host: nonEmptyString('a host name or address').default('127.0.0.1'),
+    port: portSchema.default(9464),
+  },
+  section('enabled, host, port'),
+)
+
 const serverEntrySchema = z.strictObject(
   {
     url: serverUrlSchema,
@@ -335,9 +347,10 @@ export const configSchema = z.strictObject(
     auth: authSchema.prefault({}),
     audit: auditSchema.prefault({}),
     transport: transportSchema.prefault({}),
+    metrics: metricsSchema.prefault({}),
     servers: serversSchema.prefault({}),
   },
-  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, servers)' },
+  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, metrics, servers)' },
 )
 
 // Compile-time check: the schema's output is exactly the Config interface.
@@ -356,6 +369,7 @@ const NULLABLE_SECTIONS: readonly (readonly string[])[] = [
   ['audit'],
   ['transport'],
   ['transport', 'ssl'],
+  ['metrics'],
   ['servers'],
 ]
 

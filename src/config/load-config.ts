@@ -26,6 +26,9 @@
  * | MCP_TRANSPORT_TYPE      | transport.type              | http, https, ws, wss                    |
  * | MCP_TRANSPORT_HOST      | transport.host              | host name or address                    |
  * | MCP_TRANSPORT_PORT      | transport.port              | 0-65535                                 |
+ * | MCP_METRICS_ENABLED     | metrics.enabled             | true/false/1/0/yes/no                   |
+ * | MCP_METRICS_HOST        | metrics.host                | host name or address                    |
+ * | MCP_METRICS_PORT        | metrics.port                | 0-65535                                 |
  * @module
  */
 import { readFile } from 'node:fs/promises'
@@ -176,6 +179,9 @@ const ENV_RULES: readonly EnvRule[] = [
   rule('MCP_TRANSPORT_TYPE', 'one of "http", "https", "ws", "wss"', enumEnv<TransportType>(TRANSPORT_TYPES), (c, v) => (c.transport.type = v)),
   rule('MCP_TRANSPORT_HOST', 'a host name or address', (v) => (v.trim() !== '' && !/\s/.test(v.trim()) ? v.trim() : undefined), (c, v) => (c.transport.host = v)),
   rule('MCP_TRANSPORT_PORT', 'a port number 0-65535', portEnv, (c, v) => (c.transport.port = v)),
+  rule('MCP_METRICS_ENABLED', 'true, false, 1, 0, yes or no', boolEnv, (c, v) => (c.metrics.enabled = v)),
+  rule('MCP_METRICS_HOST', 'a host name or address', (v) => (v.trim() !== '' && !/\s/.test(v.trim()) ? v.trim() : undefined), (c, v) => (c.metrics.host = v)),
+  rule('MCP_METRICS_PORT', 'a port number 0-65535', portEnv, (c, v) => (c.metrics.port = v)),
 ]
 
 /** Names of every environment variable that overrides the configuration. */
@@ -228,6 +234,13 @@ function crossCheck(config: Config): { problems: string[]; warnings: string[] } 
     warnings.push(
       'auth.ticket_key_rotation keeps ticket keys in this process only: with several processes (nonce_store redis) a client must finish each handshake on the process that began it',
     )
+  }
+  const m = config.metrics
+  if (m.enabled && m.port !== 0 && m.port === t.port) {
+    problems.push(`metrics.port: must differ from transport.port (${t.port}); metrics are never served on the public port, got ${m.port}`)
+  }
+  if (m.enabled && (m.host === '0.0.0.0' || m.host === '::' || m.host === '[::]' || m.host === '')) {
+    warnings.push(`metrics.host "${m.host}" serves /metrics to every network this machine is on; restrict it with a firewall or use 127.0.0.1`)
   }
   config.audit.filter_events.forEach((name, i) => {
     if (!isKnownEventFilter(name)) warnings.push(`audit.filter_events[${i}]: unknown event ${JSON.stringify(name)}; it will never match`)

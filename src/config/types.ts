@@ -102,6 +102,12 @@ export interface Config {
       verify_mode: VerifyMode
     }
   }
+  /** Prometheus metrics on a listener of their own (never the public port). */
+  metrics: {
+    enabled: boolean
+    host: string
+    port: number
+  }
   /** Client side: known servers by name. */
   servers: Record<string, ServerEntryConfig>
 }

@@ -35,6 +35,19 @@ export interface Limiter {
   retryAfterSeconds(key: string): number
 }
 
+/**
+ * Sees every handshake message and request check (for metrics; createAuthMetrics implements it).
+ * Called synchronously on the hot path: implementations must be cheap and must not throw.
+ */
+export interface AuthObserver {
+  /** A handshake message answered: `code` undefined = success; `step` is `auth_request`, `auth_response` or `unknown`. */
+  handshake(step: string, code: string | undefined, seconds: number, result?: HandshakeResult): void
+  /** A request check: `code` undefined = accepted (with its session). */
+  request(code: string | undefined, seconds: number, session?: SessionInfo): void
+  /** A rate limiter refused: per `address`, per client `key`, or an address blocked after `failures`. */
+  rateLimited(limiter: 'address' | 'key' | 'failures'): void
+}
+
 export interface AuthServiceOptions extends ServerHandshakeOptions {
   binding?: SessionBinding
   proofWindow?: number
@@ -50,6 +63,8 @@ export interface AuthServiceOptions extends ServerHandshakeOptions {
   proofNonceStore?: NonceStore
   /** Largest handshake message in bytes (default 16 KiB). */
   maxMessageSize?: number
+  /** Metrics observer (default none: no timing is taken). */
+  observer?: AuthObserver
 }
 
 export interface RequestContext {
@@ -102,6 +117,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
   const clock: Clock = options.clock ?? systemClock
   const maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
   const audit = options.audit
+  const observer = options.observer
   const serverFp = handshake.fingerprint
 
   function failure(err: unknown, ctx: RequestContext, step: string, clientFingerprint: string | undefined, started: number): AuthReply {
@@ -127,12 +143,14 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
       },
       error.code === 'internal_error' ? 'ERROR' : 'WARN',
     )
+    observer?.handshake(step, error.code, (performance.now() - started) / 1000)
     return { status: httpStatusFor(wire.code), headers, body, error }
   }
 
-  function limit(limiter: Limiter | undefined, key: string | undefined, what: string): void {
+  function limit(limiter: Limiter | undefined, key: string | undefined, what: 'address' | 'client key'): void {
     if (limiter === undefined || key === undefined) return
     if (!limiter.take(key)) {
+      observer?.rateLimited(what === 'address' ? 'address' : 'key')
       throw new AuthError('rate_limited', `too many handshakes from this ${what}; slow down`, { retryAfter: limiter.retryAfterSeconds(key) })
     }
   }
@@ -141,7 +159,10 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
     const limiter = options.perAddressFailureLimiter
     if (limiter === undefined || remote === undefined) return
     const wait = limiter.retryAfterSeconds(remote)
-    if (wait > 0) throw new AuthError('rate_limited', 'too many failed handshakes from this address; slow down', { retryAfter: wait })
+    if (wait > 0) {
+      observer?.rateLimited('failures')
+      throw new AuthError('rate_limited', 'too many failed handshakes from this address; slow down', { retryAfter: wait })
+    }
   }
 
   return {
@@ -162,6 +183,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         if (step === 'auth_request') {
           limit(options.perAddressLimiter, remote, 'address')
           const body = handshake.handleRequest(message, ctx)
+          observer?.handshake(step, undefined, (performance.now() - started) / 1000)
           return { status: 200, headers: {}, body }
         }
         if (step === 'auth_response') {
@@ -180,6 +202,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
             transport: ctx.transport,
             duration_ms: elapsed(started),
           })
+          observer?.handshake(step, undefined, (performance.now() - started) / 1000, result)
           return { status: 200, headers: {}, body: result.message, result }
         }
         throw new AuthError('invalid_message', 'message.type must be "auth_request" or "auth_response"')
@@ -192,10 +215,15 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
     },
 
     async verifyRequest(request, ctx = {}) {
+      // No clock read at all without an observer: the request path stays as it was.
+      const started = observer === undefined ? 0 : performance.now()
       try {
-        return await verifier.verify(request)
+        const session = await verifier.verify(request)
+        observer?.request(undefined, (performance.now() - started) / 1000, session)
+        return session
       } catch (err) {
         const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
+        observer?.request(error.code, (performance.now() - started) / 1000)
         audit?.log('session.rejected', { code: error.code, reason: error.message, method: request.method, target: request.target.slice(0, 200), remote: ctx.remote, transport: ctx.transport, at: clock() }, 'WARN')
         throw error
       }
