@@ -5,8 +5,9 @@
  *   mcp-pki-gateway --config server_config.yml --upstream http://127.0.0.1:3000/mcp
  *   mcp-pki-gateway --config server_config.yml --upstream-command "node server.js"
  *
- * Serves the handshake at /auth, an authenticated MCP endpoint at /mcp and /health, on the
- * config's transport.host/port (or --listen). The upstream learns the caller from
+ * Serves the handshake at /auth, an authenticated MCP endpoint at /mcp, /health and /ready, on the
+ * config's transport.host/port (or --listen); `--metrics-port` (or `metrics.enabled`) adds
+ * Prometheus `GET /metrics` on a listener of its own (metrics.host, default 127.0.0.1). The upstream learns the caller from
  * X-MCP-PKI-Fingerprint / X-MCP-PKI-Role / X-MCP-PKI-Org (HTTP) or MCP_PKI_FINGERPRINT /
  * MCP_PKI_ROLE / MCP_PKI_ORG in its environment (stdio, one process per MCP session).
  * @module
@@ -19,6 +20,9 @@ import { Command } from 'commander'
 import { loadConfig } from '../config/load-config.js'
 import { createMcpGateway, splitCommand, type Upstream } from '../mcp/gateway.js'
 import { createMcpAuth } from '../mcp/server.js'
+import { createAuthMetrics } from '../metrics/auth-metrics.js'
+import { addGatewayMetrics } from '../metrics/gateway-metrics.js'
+import { serveMetrics, type MetricsServer } from '../metrics/metrics-server.js'
 import { createAuthServiceFromConfig } from '../server/from-config.js'
 import { tlsServerOptions } from '../transport/tls.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
@@ -33,6 +37,7 @@ interface GatewayCliOptions {
   maxSessions: string
   idleTimeout: string
   quiet?: boolean
+  metricsPort?: string
 }
 
 function buildProgram(): Command {
@@ -50,6 +55,7 @@ function buildProgram(): Command {
     .option('--auth-path <path>', 'path of the handshake endpoint', '/auth')
     .option('--max-sessions <n>', 'stdio upstream: most concurrent sessions (processes)', '32')
     .option('--idle-timeout <seconds>', 'stdio upstream: stop a session after this long without a request', '1800')
+    .option('--metrics-port <port>', 'serve Prometheus GET /metrics on metrics.host at this port (turns metrics on; never the public port)')
     .option('--quiet', 'no informational lines on stderr')
 }
 
@@ -58,6 +64,13 @@ function parseListen(value: string): { host: string; port: number } {
   const port = m ? Number(m[2]) : NaN
   if (!m || port > 65535) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`)
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
+}
+
+function portOption(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined
+  const port = Number(value)
+  if (!/^\d+$/.test(value) || port > 65535) throw new UsageError(`${flag} must be 0..65535, got ${JSON.stringify(value)}`)
+  return port
 }
 
 function positiveInt(value: string, flag: string): number {
@@ -99,9 +112,16 @@ async function main(): Promise<void> {
 
   const config = await loadConfig(opts.config)
   const { host, port } = opts.listen !== undefined ? parseListen(opts.listen) : { host: config.transport.host, port: config.transport.port }
-  const configured = await createAuthServiceFromConfig(config)
+  const metricsPort = portOption(opts.metricsPort, '--metrics-port')
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) throw new UsageError(`--metrics-port must differ from the public port ${port}: metrics are never served on the public port`)
+  const metrics = config.metrics.enabled || metricsPort !== undefined ? createAuthMetrics() : undefined
+  const configured = await createAuthServiceFromConfig(config, metrics ? { metrics } : {})
   const mcpAuth = createMcpAuth(configured.service, { audit: configured.events })
+  // Open sessions: the stdio upstream's processes, or the MCP sessions bound to a key (HTTP upstream).
+  const gatewayMetrics = metrics ? addGatewayMetrics(metrics, () => ('url' in upstream ? mcpAuth.sessions.size : gateway.sessions)) : undefined
   const gateway = createMcpGateway({
+    readiness: () => configured.readiness.check(),
+    ...(gatewayMetrics ? { observer: gatewayMetrics.observer } : {}),
     mcpAuth,
     upstream,
     mcpPath: opts.mcpPath,
@@ -110,6 +130,15 @@ async function main(): Promise<void> {
     idleTimeoutMs,
     log: (line) => process.stderr.write(`mcp-pki-gateway: ${line}\n`),
   })
+  let metricsServer: MetricsServer | undefined
+  if (metrics !== undefined) {
+    metricsServer = await serveMetrics(metrics, { host: config.metrics.host, port: metricsPort ?? config.metrics.port }).catch(async (err: unknown) => {
+      await gateway.close()
+      await configured.close()
+      throw err
+    })
+    info(`metrics on ${metricsServer.url}`)
+  }
   const tls = config.transport.type === 'https'
   const server = tls ? https.createServer(await tlsServerOptions(config.transport.ssl), gateway.handler) : http.createServer(gateway.handler)
   await new Promise<void>((resolve, reject) => {
@@ -132,6 +161,7 @@ async function main(): Promise<void> {
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })
+  await metricsServer?.close()
   await gateway.close()
   await configured.close()
 }
