@@ -25,6 +25,8 @@ import { createSessionsSeen } from './sessions-seen.js'
 const HANDSHAKE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 const REQUEST_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]
 
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
 export interface AuthMetricsOptions {
   /** Collect prom-client's standard process and Node.js series (default true). */
   processMetrics?: boolean
@@ -66,7 +68,11 @@ export interface AuthMetrics {
 
 export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics {
   const registry = new Registry()
-  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry })
+  if (options.processMetrics ?? true) {
+    collectDefaultMetrics({ register: registry })
+    // Gauges named like counters (promtool rejects them); `nodejs_active_{handles,requests,resources}{type}` stay.
+    for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name)
+  }
   const registers = [registry]
 
   const handshakes = new Counter({ name: 'mcp_pki_handshakes_total', help: 'Completed and failed handshakes by result (success/failure) and precise error code (ok on success).', labelNames: ['result', 'code'] as const, registers })
