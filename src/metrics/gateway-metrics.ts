@@ -132,17 +132,18 @@ function answersIn(bytes: Buffer, contentType: string): Map<unknown, Record<stri
       if (m !== null && typeof m === 'object' && 'id' in m) found.set((m as { id: unknown }).id, m as Record<string, unknown>)
     }
   }
-  const parse = (json: string): void => {
+  const parse = (json: string): boolean => {
     try {
       add(JSON.parse(json))
+      return true
     } catch {
-      // not JSON (a partial stream or a keep-alive line): nothing to count
+      return false // not JSON (a partial stream or a keep-alive line): nothing to count
     }
   }
-  if (contentType.includes('text/event-stream')) {
+  // The content type is not always readable (writeHead may be given the headers directly): an
+  // answer that is not one JSON document is read as an SSE stream.
+  if (contentType.includes('text/event-stream') || !parse(text)) {
     for (const line of text.split(/\r?\n/)) if (line.startsWith('data:')) parse(line.slice(5).trim())
-  } else {
-    parse(text)
   }
   return found
 }
