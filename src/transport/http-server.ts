@@ -22,9 +22,9 @@ export interface AuthHttpHandlerOptions {
   path?: string
   /** Health endpoint (default `/health`); null = none. */
   healthPath?: string | null
-  /** Readiness endpoint (default `/ready`); null = none. Answers 200 only when `readiness` says ready. */
+  /** Readiness endpoint (default `/ready` when `readiness` is given, else none); null = none. */
   readyPath?: string | null
-  /** What `/ready` reports (default: always ready). */
+  /** What `/ready` reports: 200 when ready, else 503. */
   readiness?: () => Promise<{ ready: boolean; checks: Record<string, string> }>
   /** Largest accepted body in bytes (default 65,536). */
   maxBodySize?: number
@@ -136,7 +136,7 @@ function readBody(req: http.IncomingMessage, res: http.ServerResponse, max: numb
 export function createAuthHttpHandler(service: AuthService, opts: AuthHttpHandlerOptions = {}): AuthHttpHandler {
   const authPath = opts.path ?? '/auth'
   const healthPath = opts.healthPath === undefined ? '/health' : opts.healthPath
-  const readyPath = opts.readyPath === undefined ? '/ready' : opts.readyPath
+  const readyPath = opts.readyPath === undefined ? (opts.readiness === undefined ? null : '/ready') : opts.readyPath
   const maxBody = opts.maxBodySize ?? DEFAULT_MAX_BODY_SIZE
   if (!Number.isSafeInteger(maxBody) || maxBody < 1) throw new RangeError('maxBodySize must be a positive integer')
 
