@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project in one process tree, printed as tables and
  * written to bench/results.json.
  *
- *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp]
+ *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp,metrics]
  *                                  [--rounds N] [--out path]
  *
  * Each group runs in fresh child processes. Every figure is a median over several runs with its
@@ -18,7 +18,7 @@ import { makeCerts, type CertFiles } from './certs.js'
 import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } from './lib.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp'] as const
+const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'metrics'] as const
 type Group = (typeof GROUPS)[number]
 
 interface Args {
@@ -445,6 +445,45 @@ function flatten(v: Record<string, unknown>, prefix = ''): [string, unknown][] {
   return out
 }
 
+// ---------- metrics cost (bench/metrics-worker.ts, issue 12) ----------
+
+async function metricsCost(args: Args): Promise<Record<string, unknown>> {
+  const w = new Worker('./metrics-worker.ts')
+  try {
+    await w.ready()
+    const r = await w.request('metrics', { quick: args.quick })
+    return r.result as Record<string, unknown>
+  } finally {
+    await w.stop()
+  }
+}
+
+function printMetricsCost(r: Record<string, unknown>): void {
+  type Pair = { off_us: Stat; on_us: Stat; ratio_on_off: Stat; off_cpu_us: Stat; on_cpu_us: Stat; cpu_ratio_on_off: Stat }
+  const row = (name: string, x: Pair): string[][] => [
+    [`${name}: wall µs, metrics off / on`, `${fmtStat(x.off_us, 2)} / ${fmtStat(x.on_us, 2)}`],
+    [`${name}: wall ratio on / off, paired per round`, fmtStat(x.ratio_on_off, 3)],
+    [`${name}: CPU µs, metrics off / on`, `${fmtStat(x.off_cpu_us, 2)} / ${fmtStat(x.on_cpu_us, 2)}`],
+    [`${name}: CPU ratio on / off, paired per round (target ≤ 1.02)`, fmtStat(x.cpu_ratio_on_off, 3)],
+  ]
+  print(
+    table(`Metrics cost: same process, off and on alternating, ${String(r.rounds)} rounds (a scrape every second while on)`, ['figure', 'median [min–max]'], [
+      ...row('handshake, server time', r.handshake_server as Pair),
+      ...row('request check (verifyRequest)', r.request_verify as Pair),
+    ]),
+  )
+  const added = r.added_per_request as { observer_ns: Stat; nonce_wrapper_ns: Stat }
+  const req = r.request_verify as Pair
+  const total = added.observer_ns.median + added.nonce_wrapper_ns.median
+  print(
+    table('Metrics cost: work added to one request check, timed alone', ['figure', 'median [min–max]'], [
+      ['observer calls (ns)', fmtStat(added.observer_ns, 1)],
+      ['nonce store wrapper (ns, wrapped − bare insert)', fmtStat(added.nonce_wrapper_ns, 1)],
+      ['added / request check CPU with metrics off (target ≤ 2%)', `${fmt((100 * total) / 1000 / req.off_cpu_us.median, 2)} %`],
+    ]),
+  )
+}
+
 // ---------- main ----------
 
 async function main(): Promise<void> {
@@ -498,6 +537,12 @@ async function main(): Promise<void> {
     const r = await mcp(args)
     results.mcp = r
     printMcp(r)
+  }
+  if (args.only.has('metrics')) {
+    progress('metrics cost (off vs on)')
+    const r = await metricsCost(args)
+    results.metrics = r
+    printMetricsCost(r)
   }
   const meta = results.meta as Record<string, unknown>
   meta.loadavg_end = loadavg().map((x) => round(x, 2))

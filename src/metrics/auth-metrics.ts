@@ -19,10 +19,13 @@ import type { NonceStore } from '../nonce/nonce-store.js'
 import type { AuthObserver } from '../transport/auth-service.js'
 import { codeLabel, OK_CODE } from './labels.js'
 import { instrumentNonceStore, type NonceStoreSeries } from './nonce-store-metrics.js'
+import { createDeferredCounter } from './deferred-counter.js'
 import { createSessionsSeen } from './sessions-seen.js'
 
 /** Seconds: from a fast in-memory check to a slow Redis round trip. */
 const HANDSHAKE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+/** One request in this many (a power of two) is timed: two clock reads would cost more than the 2% budget of a request check. */
+export const REQUEST_SAMPLE = 8
 const REQUEST_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]
 
 const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
@@ -75,15 +78,19 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
   }
   const registers = [registry]
 
-  const handshakes = new Counter({ name: 'mcp_pki_handshakes_total', help: 'Completed and failed handshakes by result (success/failure) and precise error code (ok on success).', labelNames: ['result', 'code'] as const, registers })
-  const handshakeSeconds = new Histogram({ name: 'mcp_pki_handshake_duration_seconds', help: 'Server time spent on one handshake message, by step (auth_request, auth_response).', labelNames: ['step'] as const, buckets: HANDSHAKE_BUCKETS, registers })
-  const requests = new Counter({ name: 'mcp_pki_requests_total', help: 'Authenticated requests checked, by result (success/failure) and precise error code (ok on success).', labelNames: ['result', 'code'] as const, registers })
-  const requestSeconds = new Histogram({ name: 'mcp_pki_request_verification_duration_seconds', help: 'Time to verify one request made with a session (token, proof, nonce, revocation).', buckets: REQUEST_BUCKETS, registers })
-  const rateLimited = new Counter({ name: 'mcp_pki_rate_limit_refusals_total', help: 'Handshake messages refused by a rate limiter (address, key, failures).', labelNames: ['limiter'] as const, registers })
+  // Hot-path counts are plain numbers, handed to prom-client when scraped (deferred-counter.ts).
+  const handshakeCounts = createDeferredCounter<'result' | 'code'>()
+  const requestCounts = createDeferredCounter<'result' | 'code'>()
+  const rateLimitCounts = createDeferredCounter<'limiter'>()
+  new Counter({ name: 'mcp_pki_handshakes_total', help: 'Completed and failed handshakes by result (success/failure) and precise error code (ok on success).', labelNames: ['result', 'code'] as const, registers, collect() { handshakeCounts.flush(this) } })
+  const handshakeSeconds = new Histogram({ name: 'mcp_pki_handshake_duration_seconds', help: 'Server time spent on one handshake message, by step (auth_request, auth_response, unknown).', labelNames: ['step'] as const, buckets: HANDSHAKE_BUCKETS, registers })
+  new Counter({ name: 'mcp_pki_requests_total', help: 'Authenticated requests checked, by result (success/failure) and precise error code (ok on success).', labelNames: ['result', 'code'] as const, registers, collect() { requestCounts.flush(this) } })
+  const requestSeconds = new Histogram({ name: 'mcp_pki_request_verification_duration_seconds', help: `Time to verify one request made with a session (token, proof, nonce, revocation); one request in ${REQUEST_SAMPLE} is timed.`, buckets: REQUEST_BUCKETS, registers })
+  new Counter({ name: 'mcp_pki_rate_limit_refusals_total', help: 'Handshake messages refused by a rate limiter (address, key, failures).', labelNames: ['limiter'] as const, registers, collect() { rateLimitCounts.flush(this) } })
   const reloads = new Counter({ name: 'mcp_pki_allowlist_reloads_total', help: 'Allowlist file reloads by result (success/failure; a failure keeps the last good list).', labelNames: ['result'] as const, registers })
   const redisErrors = new Counter({ name: 'mcp_pki_redis_errors_total', help: 'Redis connection and command errors (nonce store and revocation list).', registers })
   const sessions = createSessionsSeen(options.maxSessionsSeen ?? 100_000)
-  new Gauge({ name: 'mcp_pki_sessions_live', help: 'Sessions this process issued or saw used that have not expired yet (bounded count).', registers, collect() { this.set(sessions.live()) } })
+  new Gauge({ name: 'mcp_pki_sessions_live', help: 'Sessions this process issued or saw used that have not expired yet (bounded count; requests are sampled).', registers, collect() { this.set(sessions.live()) } })
 
   const allowlists: AllowlistSource[] = []
   new Gauge({ name: 'mcp_pki_allowlist_entries', help: 'Client keys on the allowlist now.', registers, collect() { this.set(allowlists.reduce((n, a) => n + a.size, 0)) } })
@@ -103,12 +110,14 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
       this.set(lag)
     },
   })
+  const nonceCounts = createDeferredCounter<'store' | 'result'>()
   const nonceSeries: NonceStoreSeries = {
-    operations: new Counter({ name: 'mcp_pki_nonce_store_operations_total', help: 'Nonce store check-and-insert results by store (handshake/proof) and result (ok, replay, full = refused for lack of room, error).', labelNames: ['store', 'result'] as const, registers }),
+    counts: nonceCounts,
     roundTrip: new Histogram({ name: 'mcp_pki_redis_round_trip_seconds', help: 'Round-trip time of one Redis nonce store command.', labelNames: ['store'] as const, buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5], registers }),
     redisErrors,
     stores: [],
   }
+  new Counter({ name: 'mcp_pki_nonce_store_operations_total', help: 'Nonce store check-and-insert results by store (handshake/proof) and result (ok, replay, full = refused for lack of room, error).', labelNames: ['store', 'result'] as const, registers, collect() { nonceCounts.flush(this) } })
   new Gauge({ name: 'mcp_pki_nonce_store_entries', help: 'Live nonces in the store (for Redis: those this process inserted).', labelNames: ['store'] as const, registers, async collect() {
     for (const s of nonceSeries.stores) this.set({ store: s.name }, await s.store.size())
   } })
@@ -116,31 +125,34 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
     for (const s of nonceSeries.stores) if (s.capacity !== undefined) this.set({ store: s.name }, s.capacity)
   } })
 
-  // Label children bound once: the hot path does no label lookup for successes.
-  const handshakeOk = handshakes.labels('success', OK_CODE)
-  const requestOk = requests.labels('success', OK_CODE)
+  const handshakeOk = handshakeCounts.cell('success', OK_CODE)
+  const requestOk = requestCounts.cell('success', OK_CODE)
   const stepSeconds = { auth_request: handshakeSeconds.labels('auth_request'), auth_response: handshakeSeconds.labels('auth_response'), unknown: handshakeSeconds.labels('unknown') }
+  let requestTick = 0
 
   const observer: AuthObserver = {
     handshake(step, code, seconds, result) {
       const timer = step === 'auth_request' || step === 'auth_response' ? stepSeconds[step] : stepSeconds.unknown
       timer.observe(seconds)
-      if (code !== undefined) handshakes.labels('failure', codeLabel(code)).inc()
+      if (code !== undefined) handshakeCounts.add('failure', codeLabel(code))
       else if (result !== undefined) {
-        handshakeOk.inc()
+        handshakeOk.n++
         sessions.saw(result.sessionId, result.expiresAt)
       }
     },
+    get sampleRequest() {
+      return (++requestTick & (REQUEST_SAMPLE - 1)) === 0
+    },
     request(code, seconds, session) {
-      requestSeconds.observe(seconds)
-      if (code !== undefined) requests.labels('failure', codeLabel(code)).inc()
-      else {
-        requestOk.inc()
+      if (code !== undefined) requestCounts.add('failure', codeLabel(code))
+      else requestOk.n++
+      if (seconds >= 0) {
+        requestSeconds.observe(seconds)
         if (session !== undefined) sessions.saw(session.sessionId, session.expiresAt)
       }
     },
     rateLimited(limiter) {
-      rateLimited.labels(limiter).inc()
+      rateLimitCounts.add(limiter)
     },
   }
 

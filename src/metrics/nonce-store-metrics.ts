@@ -5,11 +5,12 @@
  * @module
  */
 import type { Counter, Histogram } from 'prom-client'
+import type { DeferredCounter } from './deferred-counter.js'
 import { InMemoryNonceStore } from '../nonce/memory-nonce-store.js'
 import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
 
 export interface NonceStoreSeries {
-  operations: Counter<'store' | 'result'>
+  counts: DeferredCounter<'store' | 'result'>
   roundTrip: Histogram<'store'>
   redisErrors: Counter
   /** The stores whose size (and capacity) are read at scrape time. */
@@ -19,15 +20,16 @@ export interface NonceStoreSeries {
 export function instrumentNonceStore(store: NonceStore, name: string, series: NonceStoreSeries): NonceStore {
   const capacity = store instanceof InMemoryNonceStore ? store.maxEntries : undefined
   series.stores.push({ name, store, capacity })
-  const counted: Record<NonceResult, Counter.Internal> = {
-    ok: series.operations.labels(name, 'ok'),
-    replay: series.operations.labels(name, 'replay'),
-    full: series.operations.labels(name, 'full'),
+  const counted: Record<NonceResult, { n: number }> = {
+    ok: series.counts.cell(name, 'ok'),
+    replay: series.counts.cell(name, 'replay'),
+    full: series.counts.cell(name, 'full'),
   }
-  const failed = series.operations.labels(name, 'error')
+  const failed = series.counts.cell(name, 'error')
   const roundTrip = series.roundTrip.labels(name)
   const count = (result: NonceResult): NonceResult => {
-    counted[result]?.inc()
+    const cell = counted[result]
+    if (cell !== undefined) cell.n++
     return result
   }
   const wrapped: NonceStore = {
@@ -36,7 +38,7 @@ export function instrumentNonceStore(store: NonceStore, name: string, series: No
       try {
         answer = store.checkAndInsert(nonce, expiresAt)
       } catch (err) {
-        failed.inc()
+        failed.n++
         throw err
       }
       if (typeof answer === 'string') return count(answer)
@@ -47,7 +49,7 @@ export function instrumentNonceStore(store: NonceStore, name: string, series: No
           return count(result)
         },
         (err: unknown) => {
-          failed.inc()
+          failed.n++
           series.redisErrors.inc()
           throw err
         },

@@ -42,7 +42,9 @@ export interface Limiter {
 export interface AuthObserver {
   /** A handshake message answered: `code` undefined = success; `step` is `auth_request`, `auth_response` or `unknown`. */
   handshake(step: string, code: string | undefined, seconds: number, result?: HandshakeResult): void
-  /** A request check: `code` undefined = accepted (with its session). */
+  /** Read once per request check: true = time this one (a sample keeps clock reads off most requests). */
+  readonly sampleRequest: boolean
+  /** A request check: `code` undefined = accepted (with its session); `seconds` is -1 when not sampled. */
   request(code: string | undefined, seconds: number, session?: SessionInfo): void
   /** A rate limiter refused: per `address`, per client `key`, or an address blocked after `failures`. */
   rateLimited(limiter: 'address' | 'key' | 'failures'): void
@@ -215,15 +217,15 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
     },
 
     async verifyRequest(request, ctx = {}) {
-      // No clock read at all without an observer: the request path stays as it was.
-      const started = observer === undefined ? 0 : performance.now()
+      // No clock read without an observer, and only on sampled requests with one.
+      const started = observer !== undefined && observer.sampleRequest ? performance.now() : -1
       try {
         const session = await verifier.verify(request)
-        observer?.request(undefined, (performance.now() - started) / 1000, session)
+        observer?.request(undefined, started < 0 ? -1 : (performance.now() - started) / 1000, session)
         return session
       } catch (err) {
         const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
-        observer?.request(error.code, (performance.now() - started) / 1000)
+        observer?.request(error.code, started < 0 ? -1 : (performance.now() - started) / 1000)
         audit?.log('session.rejected', { code: error.code, reason: error.message, method: request.method, target: request.target.slice(0, 200), remote: ctx.remote, transport: ctx.transport, at: clock() }, 'WARN')
         throw error
       }
