@@ -109,3 +109,39 @@ describe('gateway metrics', () => {
     checkCommon(metrics)
   })
 })
+
+test('examples/mcp-server.ts (the documented library call) serves /metrics when MCP_METRICS_ENABLED is set', { timeout: 60_000 }, async () => {
+  const d = await makeDeployment()
+  deployments.push(d)
+  const example = new URL('../../examples/mcp-server.ts', import.meta.url).pathname
+  const child = spawn(process.execPath, ['--import', 'tsx', example, '--config', d.serverConfig, '--port', '0'], {
+    env: { ...process.env, MCP_METRICS_ENABLED: 'true', MCP_METRICS_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  children.push(child)
+  let out = ''
+  let err = ''
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()))
+  const [metricsUrl, mcpUrl] = await new Promise<[string, string]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no metrics/listening lines; stdout ${out}; stderr ${err}`)), 20_000)
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString()
+      const m = /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(out)
+      const s = /MCP server on (http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(out)
+      if (m && s) {
+        clearTimeout(timer)
+        resolve([m[1]!, s[1]!])
+      }
+    })
+  })
+  const config = await d.writeClientConfig('client', { serverUrl: mcpUrl.replace(/\/mcp$/, '/auth') })
+  const authFetch = await createAuthFetchFromConfig(config, mcpUrl, { interactive: false })
+  const client = new Client({ name: 'example-client', version: '1.0.0' })
+  await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: authFetch }))
+  await client.callTool({ name: 'whoami', arguments: {} })
+  await client.close()
+  const text = await (await fetch(metricsUrl)).text()
+  assert.equal(sample(text, 'mcp_pki_handshakes_total{result="success",code="ok"}'), 1)
+  assert.ok((sample(text, 'mcp_pki_requests_total{result="success",code="ok"}') ?? 0) >= 3, text)
+  assert.equal((await fetch(mcpUrl.replace(/\/mcp$/, '/metrics'))).status === 200, false, 'not on the public port')
+})
