@@ -3,7 +3,7 @@
  * in its own temp dir on a free loopback port, scraping the given targets every second.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '../integration/redis-helpers.js'
@@ -89,4 +89,11 @@ export async function startPrometheus(targets: string[]): Promise<RunningPrometh
 export function promtoolCheckMetrics(exposition: string): { status: number | null; output: string } {
   const r = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8' })
   return { status: r.status, output: `${r.stdout}${r.stderr}` }
+}
+
+/** The PromQL expressions of the Grafana dashboard in docs/. */
+export async function dashboardExpressions(): Promise<string[]> {
+  const file = new URL('../../docs/grafana/mcp-pki-auth-dashboard.json', import.meta.url)
+  const dash = JSON.parse(await readFile(file, 'utf8')) as { panels: { targets?: { expr: string }[] }[] }
+  return dash.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr))
 }

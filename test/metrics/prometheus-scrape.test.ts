@@ -15,7 +15,7 @@ import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 import { startServerFromConfig, type RunningServer } from '../../src/server/start-server.js'
 import { createWhoamiHandler, sessionHeaders } from '../../src/server/whoami.js'
 import { authenticate, authenticateWithConfig, clientSetupFromConfig } from '../../src/transport/http-client.js'
-import { promtoolCheckMetrics, startPrometheus, type RunningPrometheus } from './prometheus-helpers.js'
+import { dashboardExpressions, promtoolCheckMetrics, startPrometheus, type RunningPrometheus } from './prometheus-helpers.js'
 
 const HANDSHAKES = 5
 const REQUESTS_PER_SESSION = 3
@@ -98,6 +98,9 @@ test('a real Prometheus sees the handshake and request counts of known traffic; 
   assert.equal(await prometheus.waitFor('mcp_pki_allowlist_entries', is(1)), 1)
   assert.equal(await prometheus.waitFor('mcp_pki_nonce_store_capacity{store="handshake"}', is(10000)), 10000)
   assert.equal(await prometheus.waitFor('sum(mcp_pki_nonce_store_operations_total{store="proof",result="replay"})', is(REPLAYS)), REPLAYS)
+
+  // Every query of the Grafana dashboard is valid PromQL for this Prometheus.
+  for (const expr of await dashboardExpressions()) await prometheus.query(expr.replaceAll('$__rate_interval', '1m'))
 
   const exposition = await (await fetch(server.metrics!.url)).text()
   const check = promtoolCheckMetrics(exposition)
