@@ -49,7 +49,7 @@ test('the metrics config block in docs/operations.md validates', async () => {
 
 test('the library snippet in docs/operations.md runs as pasted and serves /metrics', { timeout: 60_000 }, async () => {
   const snippet = blocks(await metricsSection(), 'ts')[0]
-  assert.ok(snippet?.includes('serveMetrics'))
+  assert.ok(snippet !== undefined && snippet.includes('serveMetrics'))
   const port = await freePort()
   const dir = await mkdtemp(join(tmpdir(), 'mcp-snippet-'))
   // Inside the package folder so `import … from 'mcp-pki-auth'` resolves to this package (dist/).
