@@ -50,7 +50,7 @@ export interface GatewayOptions {
   readyPath?: string
   /** What `/ready` reports (default: always ready). */
   readiness?: () => Promise<{ ready: boolean; checks: Record<string, string> }>
-  /** Metrics hook (createGatewayMetrics().observer); default none. */
+  /** Metrics hook (addGatewayMetrics(metrics, …).observer); default none. */
   observer?: GatewayObserver
 }
 

@@ -40,7 +40,10 @@ export interface Limiter {
  * Called synchronously on the hot path: implementations must be cheap and must not throw.
  */
 export interface AuthObserver {
-  /** A handshake message answered: `code` undefined = success; `step` is `auth_request`, `auth_response` or `unknown`. */
+  /**
+   * A handshake message answered: `code` undefined = success. `step` is the message type as the
+   * peer sent it (`unknown` when unparsable): map it onto a fixed set before using it as a label.
+   */
   handshake(step: string, code: string | undefined, seconds: number, result?: HandshakeResult): void
   /** Read once per request check: true = time this one (a sample keeps clock reads off most requests). */
   readonly sampleRequest: boolean
