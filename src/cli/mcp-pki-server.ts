@@ -115,7 +115,7 @@ async function main(): Promise<void> {
     process.on('SIGINT', stop)
   })
   process.stdout.write(
-    `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health) and ${server.wsUrl}\n` +
+    `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health, GET /ready) and ${server.wsUrl}\n` +
       `server key fingerprint: ${server.fingerprint}\n` +
       `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n` +
       (server.metrics ? `metrics: ${server.metrics.url}\n` : ''),
