@@ -26,7 +26,7 @@ test('bench/run.ts --quick --only metrics prints off/on figures and ratios and w
     assert.match(r.stdout, /one scrape, CPU µs/)
     assert.match(r.stdout, /handshake, server time: CPU ratio on \/ off, target ≤ 1\.02 \(control \/ off\)/)
     assert.match(r.stdout, /request check \(verifyRequest\): CPU ratio on \/ off/)
-    assert.match(r.stdout, /added \/ request check CPU with metrics off \(target ≤ 2%\) +\| +[\d.]+ %/)
+    assert.match(r.stdout, /added \/ request check CPU with metrics off \(target ≤ 2%\) +\| +-?[\d.]+ %/)
     const json = JSON.parse(await readFile(out, 'utf8')) as { metrics: Record<string, Record<string, { median: number; runs: number[] }>> }
     for (const group of ['handshake_server', 'request_verify']) {
       for (const figure of ['off_us', 'on_us', 'ratio_on_off', 'off_cpu_us', 'on_cpu_us', 'cpu_ratio_on_off', 'control_ratio', 'control_cpu_ratio']) {
