@@ -20,6 +20,7 @@ import type { AuthObserver } from '../transport/auth-service.js'
 import { codeLabel, OK_CODE } from './labels.js'
 import { instrumentNonceStore, type NonceStoreSeries } from './nonce-store-metrics.js'
 import { createDeferredCounter } from './deferred-counter.js'
+import { DeferredHistogram } from './deferred-histogram.js'
 import { createSessionsSeen } from './sessions-seen.js'
 
 /** Seconds: from a fast in-memory check to a slow Redis round trip. */
@@ -83,14 +84,14 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
   const requestCounts = createDeferredCounter<'result' | 'code'>()
   const rateLimitCounts = createDeferredCounter<'limiter'>()
   new Counter({ name: 'mcp_pki_handshakes_total', help: 'Completed and failed handshakes by result (success/failure) and precise error code (ok on success).', labelNames: ['result', 'code'] as const, registers, collect() { handshakeCounts.flush(this) } })
-  const handshakeSeconds = new Histogram({ name: 'mcp_pki_handshake_duration_seconds', help: 'Server time spent on one handshake message, by step (auth_request, auth_response, unknown).', labelNames: ['step'] as const, buckets: HANDSHAKE_BUCKETS, registers })
+  const handshakeSeconds = new DeferredHistogram({ name: 'mcp_pki_handshake_duration_seconds', help: 'Server time spent on one handshake message, by step (auth_request, auth_response, unknown).', labelNames: ['step'] as const, buckets: HANDSHAKE_BUCKETS, registers })
   new Counter({ name: 'mcp_pki_requests_total', help: 'Authenticated requests checked, by result (success/failure) and precise error code (ok on success).', labelNames: ['result', 'code'] as const, registers, collect() { requestCounts.flush(this) } })
-  const requestSeconds = new Histogram({ name: 'mcp_pki_request_verification_duration_seconds', help: `Time to verify one request made with a session (token, proof, nonce, revocation); one request in ${REQUEST_SAMPLE} is timed.`, buckets: REQUEST_BUCKETS, registers })
+  const requestSeconds = new DeferredHistogram({ name: 'mcp_pki_request_verification_duration_seconds', help: `Time to verify one request made with a session (token, proof, nonce, revocation); one request in ${REQUEST_SAMPLE} is timed.`, buckets: REQUEST_BUCKETS, registers })
   new Counter({ name: 'mcp_pki_rate_limit_refusals_total', help: 'Handshake messages refused by a rate limiter (address, key, failures).', labelNames: ['limiter'] as const, registers, collect() { rateLimitCounts.flush(this) } })
   const reloads = new Counter({ name: 'mcp_pki_allowlist_reloads_total', help: 'Allowlist file reloads by result (success/failure; a failure keeps the last good list).', labelNames: ['result'] as const, registers })
   const redisErrors = new Counter({ name: 'mcp_pki_redis_errors_total', help: 'Redis connection and command errors (nonce store and revocation list).', registers })
   const sessions = createSessionsSeen(options.maxSessionsSeen ?? 100_000)
-  new Gauge({ name: 'mcp_pki_sessions_live', help: 'Sessions this process issued or saw used that have not expired yet (bounded count; requests are sampled).', registers, collect() { this.set(sessions.live()) } })
+  new Gauge({ name: 'mcp_pki_sessions_live', help: 'Sessions this process issued or saw used that have not expired yet (counts up to a bound; requests are sampled).', registers, collect() { this.set(sessions.live()) } })
 
   const allowlists: AllowlistSource[] = []
   new Gauge({ name: 'mcp_pki_allowlist_entries', help: 'Client keys on the allowlist now.', registers, collect() { this.set(allowlists.reduce((n, a) => n + a.size, 0)) } })
@@ -128,6 +129,7 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
   const handshakeOk = handshakeCounts.cell('success', OK_CODE)
   const requestOk = requestCounts.cell('success', OK_CODE)
   const stepSeconds = { auth_request: handshakeSeconds.labels('auth_request'), auth_response: handshakeSeconds.labels('auth_response'), unknown: handshakeSeconds.labels('unknown') }
+  const requestTimer = requestSeconds.labels() // the series shows 0 before the first sample
   let requestTick = 0
 
   const observer: AuthObserver = {
@@ -147,7 +149,7 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
       if (code !== undefined) requestCounts.add('failure', codeLabel(code))
       else requestOk.n++
       if (seconds >= 0) {
-        requestSeconds.observe(seconds)
+        requestTimer.observe(seconds)
         if (session !== undefined) sessions.saw(session.sessionId, session.expiresAt)
       }
     },

@@ -1,6 +1,7 @@
 /**
- * Live sessions seen by this process: session id → expiry, bounded (the oldest entry makes room),
- * swept when read. Holds session ids only (never tokens) and never exposes them.
+ * Live sessions seen by this process: session id → expiry, swept when read. Bounded: once `max`
+ * sessions are live, more are not remembered until some expire (the count saturates at `max`;
+ * evicting instead would cost a walk over deleted map slots on every new session). Holds session ids only (never tokens) and never exposes them.
  * @module
  */
 
@@ -15,8 +16,7 @@ export function createSessionsSeen(max: number): SessionsSeen {
   const expiries = new Map<string, number>()
   return {
     saw(sessionId, expiresAt) {
-      if (expiries.has(sessionId)) return
-      if (expiries.size >= max) expiries.delete(expiries.keys().next().value as string)
+      if (expiries.size >= max || expiries.has(sessionId)) return
       expiries.set(sessionId, expiresAt)
     },
     live(now = Date.now()) {

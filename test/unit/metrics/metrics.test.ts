@@ -118,13 +118,16 @@ test('audit events feed reload and Redis error counts; the revocation lag grows 
   assert.ok((sample(text, 'mcp_pki_revocation_sync_lag_seconds') ?? 0) > 0)
 })
 
-test('live sessions: expired ones are forgotten, the count is bounded', () => {
+test('live sessions: expired ones are forgotten, the count saturates at its bound', () => {
   const seen = createSessionsSeen(3)
   seen.saw('a', 1_000)
   seen.saw('b', 5_000)
   assert.equal(seen.live(2_000), 1)
   for (const id of ['c', 'd', 'e', 'f']) seen.saw(id, 10_000)
   assert.equal(seen.live(2_000), 3)
+  assert.equal(seen.live(6_000), 2, 'b expired; f was never remembered')
+  seen.saw('g', 10_000)
+  assert.equal(seen.live(6_000), 3)
   assert.throws(() => createSessionsSeen(0), RangeError)
 })
 
