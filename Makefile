@@ -50,12 +50,16 @@ test-performance: build redis
 test-cross-language: install
 	$(NODE_TEST) test/unit/handshake/vectors.test.ts
 
-# What the tests need: the npm packages and a Redis on 127.0.0.1:6379 (installed with apt-get when
-# missing). CI (.ci/run) calls this target, and only this one, to prepare the machine.
+# What the tests need: the npm packages, a Redis on 127.0.0.1:6379 and Prometheus (installed with
+# apt-get when missing). CI (.ci/run) calls this target, and only this one, to prepare the machine.
 setup-test-env: install
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || command -v redis-server >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
 	  else echo "redis-server is not installed: sudo apt-get install redis-server (or brew install redis)" >&2; exit 1; fi; }
+	@# The metrics tests run a real Prometheus and promtool (Debian's prometheus package has both).
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	  else echo "prometheus is not installed: sudo apt-get install prometheus" >&2; exit 1; fi; }
 	@$(MAKE) --no-print-directory redis
 
 typecheck: install

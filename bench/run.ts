@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project in one process tree, printed as tables and
  * written to bench/results.json.
  *
- *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp,sustained,workers,authz]
+ *   node --import tsx bench/run.ts [--quick] [--only floor,inprocess,session,network,memory,mcp,sustained,workers,authz,metrics]
  *                                  [--rounds N] [--out path]
  *
  * Each group runs in fresh child processes. Every figure is a median over several runs with its
@@ -21,7 +21,7 @@ import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } f
 import { toolsCallTable, type ToolsCallResult } from './mcp-tools-call.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained', 'workers', 'authz'] as const
+const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained', 'workers', 'authz', 'metrics'] as const
 type Group = (typeof GROUPS)[number]
 
 interface Args {
@@ -497,6 +497,45 @@ function printAuthz(r: Record<string, unknown>): void {
   print(table(`Authorization: one decision with ${String(r.rules)} rules (µs, median [min–max] of runs; target < 2 µs)`, ['figure', 'µs'], rows))
 }
 
+// ---------- metrics cost (bench/metrics-worker.ts, issue 12) ----------
+
+async function metricsCost(args: Args): Promise<Record<string, unknown>> {
+  const w = new Worker('./metrics-worker.ts')
+  try {
+    await w.ready()
+    const r = await w.request('metrics', { quick: args.quick })
+    return r.result as Record<string, unknown>
+  } finally {
+    await w.stop()
+  }
+}
+
+function printMetricsCost(r: Record<string, unknown>): void {
+  type Pair = { off_us: Stat; on_us: Stat; ratio_on_off: Stat; off_cpu_us: Stat; on_cpu_us: Stat; cpu_ratio_on_off: Stat; control_ratio: Stat; control_cpu_ratio: Stat }
+  const row = (name: string, x: Pair): string[][] => [
+    [`${name}: wall µs, metrics off / on`, `${fmtStat(x.off_us, 2)} / ${fmtStat(x.on_us, 2)}`],
+    [`${name}: wall ratio on / off (control / off)`, `${fmtStat(x.ratio_on_off, 3)} (${fmtStat(x.control_ratio, 3)})`],
+    [`${name}: CPU µs, metrics off / on`, `${fmtStat(x.off_cpu_us, 2)} / ${fmtStat(x.on_cpu_us, 2)}`],
+    [`${name}: CPU ratio on / off, target ≤ 1.02 (control / off)`, `${fmtStat(x.cpu_ratio_on_off, 3)} (${fmtStat(x.control_cpu_ratio, 3)})`],
+  ]
+  print(
+    table(`Metrics cost: same process, off / on / control (no metrics) taking turns (one handshake / 100 checks at a time), ${String(r.rounds)} rounds`, ['figure', 'median [min–max]'], [
+      ...row('handshake, server time', r.handshake_server as Pair),
+      ...row('request check (verifyRequest)', r.request_verify as Pair),
+    ]),
+  )
+  const added = r.added_per_request as { added_ns: Stat; bare_insert_ns: Stat }
+  const req = r.request_verify as Pair
+  print(
+    table('Metrics cost: work added to one request check, timed alone (alternating chunks)', ['figure', 'median [min–max]'], [
+      ['bare in-memory nonce insert (ns)', fmtStat(added.bare_insert_ns, 1)],
+      ['added: nonce store wrapper + observer calls (ns)', fmtStat(added.added_ns, 1)],
+      ['added / request check CPU with metrics off (target ≤ 2%)', `${fmt((100 * added.added_ns.median) / 1000 / req.off_cpu_us.median, 2)} %`],
+      ['one scrape, CPU µs (once per scrape interval, not per request)', fmtStat(r.scrape_cpu_us as Stat, 0)],
+    ]),
+  )
+}
+
 // ---------- main ----------
 
 async function main(): Promise<void> {
@@ -569,6 +608,12 @@ async function main(): Promise<void> {
     const r = await authz(args)
     results.authz = r
     printAuthz(r)
+  }
+  if (args.only.has('metrics')) {
+    progress('metrics cost (off vs on)')
+    const r = await metricsCost(args)
+    results.metrics = r
+    printMetricsCost(r)
   }
   const meta = results.meta as Record<string, unknown>
   meta.loadavg_end = loadavg().map((x) => round(x, 2))

@@ -5,7 +5,9 @@
  *
  * Serves POST /auth (the handshake) and an authenticated Streamable HTTP MCP endpoint at /mcp on
  * one port. Tools: `whoami` (who called: key fingerprint, role, org) and `admin_echo` (role admin only).
- * See docs/mcp-server.md. Outside this repository import from 'mcp-pki-auth' and
+ * With `metrics.enabled` (or MCP_METRICS_ENABLED=true) it also serves Prometheus GET /metrics on
+ * metrics.host:metrics.port (default 127.0.0.1:9464), a listener of its own.
+ * See docs/mcp-server.md and docs/operations.md. Outside this repository import from 'mcp-pki-auth' and
  * 'mcp-pki-auth/mcp/server' instead of '../src/…'.
  */
 import { randomUUID } from 'node:crypto'
@@ -18,6 +20,8 @@ import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
 import { loadConfig } from '../src/config/load-config.js'
 import { callerOf, createMcpAuth, mountMcpAuth, requireRole, type McpRequest } from '../src/mcp/server.js'
+import { createAuthMetrics } from '../src/metrics/auth-metrics.js'
+import { serveMetrics } from '../src/metrics/metrics-server.js'
 import { createAuthServiceFromConfig } from '../src/server/from-config.js'
 
 const { values } = parseArgs({ options: { config: { type: 'string', default: 'server_config.yml' }, port: { type: 'string' }, host: { type: 'string' } } })
@@ -59,7 +63,11 @@ async function handleMcp(req: McpRequest, res: ServerResponse): Promise<void> {
 }
 
 const config = await loadConfig(values.config!)
-const { service, close } = await createAuthServiceFromConfig(config)
+// Metrics: the service reports to `metrics`; serveMetrics puts GET /metrics on its own listener.
+const metrics = config.metrics.enabled ? createAuthMetrics() : undefined
+const { service, close } = await createAuthServiceFromConfig(config, metrics ? { metrics } : {})
+const metricsListener = metrics ? await serveMetrics(metrics, { host: config.metrics.host, port: config.metrics.port }) : undefined
+if (metricsListener) console.log(`metrics on ${metricsListener.url}`)
 const mcpAuth = createMcpAuth(service)
 const server = createServer()
 mountMcpAuth(server, mcpAuth, { handler: handleMcp }) // POST /auth + authenticated /mcp
@@ -73,5 +81,6 @@ server.listen(port, host, () => {
 process.once('SIGINT', () => {
   server.close()
   server.closeAllConnections()
+  void metricsListener?.close()
   void close()
 })

@@ -99,13 +99,23 @@ export { RateLimiter } from './ratelimit/token-bucket.js'
 
 // Server and transports
 export { createAuthService } from './transport/auth-service.js'
-export type { AuthService, AuthServiceOptions, AuthReply, RequestContext } from './transport/auth-service.js'
+export type { AuthService, AuthServiceOptions, AuthReply, RequestContext, AuthObserver } from './transport/auth-service.js'
 export { createAuthServiceFromConfig } from './server/from-config.js'
 export { startServerFromConfig } from './server/start-server.js'
 export { createAuthHttpHandler, createAuthHttpServer } from './transport/http-server.js'
 export { authenticate, authenticateWithConfig } from './transport/http-client.js'
 export { createAuthWebSocketServer } from './transport/ws-server.js'
 export { authenticateWebSocket } from './transport/ws-client.js'
+
+// Metrics and readiness
+export { createAuthMetrics } from './metrics/auth-metrics.js'
+export type { AuthMetrics, AuthMetricsOptions } from './metrics/auth-metrics.js'
+export { serveMetrics, DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT } from './metrics/metrics-server.js'
+export type { MetricsServer, MetricsServerOptions } from './metrics/metrics-server.js'
+export { addGatewayMetrics } from './metrics/gateway-metrics.js'
+export type { GatewayMetrics } from './metrics/gateway-metrics.js'
+export { createReadiness } from './metrics/readiness.js'
+export type { Readiness, ReadinessReport, ReadinessCheck } from './metrics/readiness.js'
 
 // MCP integration
 export { createMcpAuth, mountMcpAuth, callerOf, requireRole } from './mcp/server.js'

@@ -234,6 +234,8 @@ async function main(): Promise<void> {
     const loaded = await loadConfigFile(file)
     config = loaded.config
     report.warnings.push(...loaded.warnings)
+    const m = config.metrics
+    if (m.enabled) report.info.push(`metrics: GET /metrics on ${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}, a listener of its own (GET /ready stays on the public port)`)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     for (const problem of err.problems) report.errors.push(problem.startsWith(`${file}:`) ? problem : `${file}: ${problem}`)

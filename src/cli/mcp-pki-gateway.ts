@@ -5,8 +5,9 @@
  *   mcp-pki-gateway --config server_config.yml --upstream http://127.0.0.1:3000/mcp
  *   mcp-pki-gateway --config server_config.yml --upstream-command "node server.js"
  *
- * Serves the handshake at /auth, an authenticated MCP endpoint at /mcp and /health, on the
- * config's transport.host/port (or --listen). The upstream learns the caller from
+ * Serves the handshake at /auth, an authenticated MCP endpoint at /mcp, /health and /ready, on the
+ * config's transport.host/port (or --listen); `--metrics-port` (or `metrics.enabled`) adds
+ * Prometheus `GET /metrics` on a listener of its own (metrics.host, default 127.0.0.1). The upstream learns the caller from
  * X-MCP-PKI-Fingerprint / X-MCP-PKI-Role / X-MCP-PKI-Org (HTTP) or MCP_PKI_FINGERPRINT /
  * MCP_PKI_ROLE / MCP_PKI_ORG in its environment (stdio, one process per MCP session).
  *
@@ -29,6 +30,9 @@ import { isClusterWorker, labelResponses, onPrimaryStop, reportReady, runPrimary
 import { createAuthServiceFromConfig, prepareServerFiles } from '../server/from-config.js'
 import { hardenHttpServer, httpServerOptions } from '../transport/connection-guard.js'
 import { startPolicyFromConfig } from '../authz/policy-from-config.js'
+import { createAuthMetrics } from '../metrics/auth-metrics.js'
+import { addGatewayMetrics } from '../metrics/gateway-metrics.js'
+import { serveMetrics, type MetricsServer } from '../metrics/metrics-server.js'
 import { tlsServerOptions } from '../transport/tls.js'
 import { configureProgram, runCli, UsageError } from './shared/output.js'
 import { printableLines } from '../internal/text.js'
@@ -45,6 +49,7 @@ interface GatewayCliOptions {
   idleTimeout: string
   quiet?: boolean
   workers?: string
+  metricsPort?: string
 }
 
 function buildProgram(): Command {
@@ -63,6 +68,7 @@ function buildProgram(): Command {
     .option('--max-sessions <n>', 'stdio upstream: most concurrent sessions (processes)', '32')
     .option('--idle-timeout <seconds>', 'stdio upstream: stop a session after this long without a request', '1800')
     .option('--workers <n>', 'serve the port from n processes (default transport.workers, 1; needs --upstream); "auto" = one per core')
+    .option('--metrics-port <port>', 'serve Prometheus GET /metrics on metrics.host at this port (turns metrics on; never the public port)')
     .option('--quiet', 'no informational lines on stderr')
 }
 
@@ -71,6 +77,13 @@ function parseListen(value: string): { host: string; port: number } {
   const port = m ? Number(m[2]) : NaN
   if (!m || port > 65535) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`)
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
+}
+
+function portOption(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined
+  const port = Number(value)
+  if (!/^\d+$/.test(value) || port > 65535) throw new UsageError(`${flag} must be 0..65535, got ${JSON.stringify(value)}`)
+  return port
 }
 
 function positiveInt(value: string, flag: string): number {
@@ -126,6 +139,11 @@ async function main(): Promise<void> {
   const config = await loadConfig(opts.config)
   const { host, port } = opts.listen !== undefined ? parseListen(opts.listen) : { host: config.transport.host, port: config.transport.port }
   const workers = workersOrUsage(opts.workers, config, port)
+  const metricsPort = portOption(opts.metricsPort, '--metrics-port')
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) throw new UsageError(`--metrics-port must differ from the public port ${port}: metrics are never served on the public port`)
+  if (workers > 1 && (metricsPort !== undefined || config.metrics.enabled)) {
+    throw new UsageError('metrics are served by a single process for now: run with --workers 1, or turn metrics off (each worker would need its own listener)')
+  }
   if (workers > 1 && opts.upstreamCommand !== undefined) {
     throw new UsageError('--workers needs --upstream <url>: a stdio upstream keeps each MCP session in the one process that started it')
   }
@@ -135,7 +153,8 @@ async function main(): Promise<void> {
     return
   }
   const replayStore = workerReplayStore(config)
-  const configured = await createAuthServiceFromConfig(config, replayStore ? { replayStore } : {})
+  const metrics = config.metrics.enabled || metricsPort !== undefined ? createAuthMetrics() : undefined
+  const configured = await createAuthServiceFromConfig(config, { ...(replayStore ? { replayStore } : {}), ...(metrics ? { metrics } : {}) })
   // Sealed session ids (no in-memory binding): they survive a restart and work on every gateway of
   // a fleet (or worker) that shares auth.ticket_key (or, without one, the server key).
   const policy = await startPolicyFromConfig(opts.config, {
@@ -150,7 +169,11 @@ async function main(): Promise<void> {
   })
   if (policy !== undefined) info(`authorization: ${policy.current.ruleCount} rules, default ${policy.current.default} (${policy.source.file})`)
   const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, bindSessions: false, ...(policy === undefined ? {} : { authorization: policy }) })
+  // Open sessions: the stdio upstream's processes, or the MCP sessions bound to a key (HTTP upstream).
+  const gatewayMetrics = metrics ? addGatewayMetrics(metrics, () => ('url' in upstream ? mcpAuth.sessions.size : gateway.sessions)) : undefined
   const gateway = createMcpGateway({
+    readiness: () => configured.readiness.check(),
+    ...(gatewayMetrics ? { observer: gatewayMetrics.observer } : {}),
     mcpAuth,
     upstream,
     sessionIdKey: sessionIdRoot(config, configured.keyPair),
@@ -160,6 +183,15 @@ async function main(): Promise<void> {
     idleTimeoutMs,
     log: (line) => process.stderr.write(`mcp-pki-gateway: ${printableLines(line)}\n`),
   })
+  let metricsServer: MetricsServer | undefined
+  if (metrics !== undefined) {
+    metricsServer = await serveMetrics(metrics, { host: config.metrics.host, port: metricsPort ?? config.metrics.port }).catch(async (err: unknown) => {
+      await gateway.close()
+      await configured.close()
+      throw err
+    })
+    info(`metrics on ${metricsServer.url}`)
+  }
   const tls = config.transport.type === 'https'
   // The handshake server's limits: header/request timeouts, transport.max_connections with a
   // per-address cap, the oldest idle connection giving way when full. No idle backstop on
@@ -194,6 +226,7 @@ async function main(): Promise<void> {
     process.once('SIGTERM', stop)
     if (isClusterWorker()) onPrimaryStop(stop)
   })
+  await metricsServer?.close()
   await gateway.close()
   policy?.close()
   await configured.close()

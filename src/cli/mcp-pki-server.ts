@@ -4,7 +4,8 @@
  *
  *   mcp-pki-server --config server_config.yml
  *
- * One port serves `POST /auth`, `GET /health` and the WebSocket endpoint `/ws`; `transport.type`
+ * One port serves `POST /auth`, `GET /health`, `GET /ready` and the WebSocket endpoint `/ws`;
+ * `--metrics-port` (or `metrics.enabled`) adds `GET /metrics` on its own listener. `transport.type`
  * https or wss turns TLS on (`transport.ssl`). Every audit event is one line on stderr (the JSON
  * line itself when `audit.log_file` is null, else a short summary while the JSON goes to the file).
  * SIGTERM / SIGINT: stop accepting, finish what is in flight, close the stores, exit 0.
@@ -30,6 +31,7 @@ interface ServerCliOptions {
   host?: string
   port?: string
   workers?: string
+  metricsPort?: string
 }
 
 function buildProgram(): Command {
@@ -39,6 +41,7 @@ function buildProgram(): Command {
     .option('--host <host>', 'listen on this address instead of transport.host')
     .option('--port <port>', 'listen on this port instead of transport.port (0 = any free port)')
     .option('--workers <n>', 'serve the port from n processes (default transport.workers, 1); "auto" = one per core')
+    .option('--metrics-port <port>', 'serve Prometheus GET /metrics on metrics.host at this port (turns metrics on; never the public port)')
     .version(PACKAGE_VERSION)
 }
 
@@ -57,18 +60,28 @@ function summaryLine(event: string, fields: Readonly<Record<string, unknown>>, l
   return parts.join(' ')
 }
 
+function portOption(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined
+  const port = Number(value)
+  if (!/^\d+$/.test(value) || !Number.isInteger(port) || port > 65535) throw new UsageError(`${flag} must be 0..65535, got "${value}"`)
+  return port
+}
+
 async function main(): Promise<void> {
   const program = configureProgram(buildProgram())
   program.parse(process.argv)
   const opts = program.opts<ServerCliOptions>()
   if (!opts.config) throw new UsageError('--config <file> is required', 'e.g. mcp-pki-server --config server_config.yml')
-  let port: number | undefined
-  if (opts.port !== undefined) {
-    port = Number(opts.port)
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got "${opts.port}"`)
-  }
+  const port = portOption(opts.port, '--port')
+  const metricsPort = portOption(opts.metricsPort, '--metrics-port')
   const { config, warnings } = await loadConfigFile(opts.config)
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === (port ?? config.transport.port)) {
+    throw new UsageError(`--metrics-port must differ from the public port ${metricsPort}: metrics are never served on the public port`)
+  }
   const workers = workersOrUsage(opts.workers, config, port ?? config.transport.port)
+  if (workers > 1 && (metricsPort !== undefined || config.metrics.enabled)) {
+    throw new UsageError('metrics are served by a single process for now: run with --workers 1, or turn metrics off (each worker would need its own listener)')
+  }
   if (workers > 1 && !isClusterWorker()) {
     for (const w of warnings) warn(w)
     await prepareServerFiles(config)
@@ -87,6 +100,7 @@ async function main(): Promise<void> {
     ...(opts.host === undefined ? {} : { host: opts.host }),
     ...(port === undefined ? {} : { port }),
     ...(replayStore ? { replayStore } : {}),
+    ...(metricsPort === undefined ? {} : { metricsPort }),
   }).catch(async (err: unknown) => {
     replayStore?.close()
     await audit.close()
@@ -124,9 +138,10 @@ async function main(): Promise<void> {
     if (isClusterWorker()) onPrimaryStop((signal) => { if (!stopping) stop(signal) })
   })
   const banner =
-    `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health) and ${server.wsUrl}\n` +
+    `mcp-pki-server ${PACKAGE_VERSION} listening on ${server.authUrl} (POST /auth, GET /health, GET /ready) and ${server.wsUrl}\n` +
     `server key fingerprint: ${server.fingerprint}\n` +
-    `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n`
+    `allowlist: ${config.acl.allowlist_path} (${server.configured.allowlist.size} client keys)\n` +
+    (server.metrics ? `metrics: ${server.metrics.url}\n` : '')
   if (isClusterWorker()) reportReady(banner)
   else process.stdout.write(banner)
 

@@ -58,6 +58,9 @@
  * | transport.ssl.key_file             | null                       | required for https / wss                         |
  * | transport.ssl.ca_file              | null                       |                                                  |
  * | transport.ssl.verify_mode          | none                       | none / optional / required                       |
+ * | metrics.enabled                    | false                      | serve GET /metrics on its own listener           |
+ * | metrics.host                       | 127.0.0.1                  | never the public port; loopback by default       |
+ * | metrics.port                       | 9464                       | must differ from transport.port                  |
  * | servers                            | {}                         | name → {url (required), fingerprint, audience}   |
  * | authorization                      | (none)                     | per-tool policy, docs/authorization.md           |
  *
@@ -338,6 +341,15 @@ const transportSchema = z.strictObject(
   section('key: value pairs'),
 )
 
+const metricsSchema = z.strictObject(
+  {
+    enabled: bool().default(false),
+    host: nonEmptyString('a host name or address').default('127.0.0.1'),
+    port: portSchema.default(9464),
+  },
+  section('enabled, host, port'),
+)
+
 const serverEntrySchema = z.strictObject(
   {
     url: serverUrlSchema,
@@ -357,10 +369,11 @@ export const configSchema = z.strictObject(
     auth: authSchema.prefault({}),
     audit: auditSchema.prefault({}),
     transport: transportSchema.prefault({}),
+    metrics: metricsSchema.prefault({}),
     servers: serversSchema.prefault({}),
     authorization: z.lazy(() => authorizationSectionSchema).optional(),
   },
-  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, servers, authorization)' },
+  { error: 'expected a mapping of sections (keys, acl, auth, audit, transport, metrics, servers, authorization)' },
 )
 
 // Compile-time check: the schema's output is exactly the Config interface.
@@ -379,6 +392,7 @@ const NULLABLE_SECTIONS: readonly (readonly string[])[] = [
   ['audit'],
   ['transport'],
   ['transport', 'ssl'],
+  ['metrics'],
   ['servers'],
 ]
 

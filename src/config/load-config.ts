@@ -29,6 +29,9 @@
  * | MCP_TRANSPORT_HOST      | transport.host              | host name or address                    |
  * | MCP_TRANSPORT_PORT      | transport.port              | 0-65535                                 |
  * | MCP_WORKERS             | transport.workers           | positive integer or "auto"              |
+ * | MCP_METRICS_ENABLED     | metrics.enabled             | true/false/1/0/yes/no                   |
+ * | MCP_METRICS_HOST        | metrics.host                | host name or address                    |
+ * | MCP_METRICS_PORT        | metrics.port                | 0-65535                                 |
  * @module
  */
 import { readFile } from 'node:fs/promises'
@@ -184,6 +187,9 @@ const ENV_RULES: readonly EnvRule[] = [
   rule('MCP_TRANSPORT_HOST', 'a host name or address', (v) => (v.trim() !== '' && !/\s/.test(v.trim()) ? v.trim() : undefined), (c, v) => (c.transport.host = v)),
   rule('MCP_TRANSPORT_PORT', 'a port number 0-65535', portEnv, (c, v) => (c.transport.port = v)),
   rule('MCP_WORKERS', 'a positive integer or "auto"', workersEnv, (c, v) => (c.transport.workers = v)),
+  rule('MCP_METRICS_ENABLED', 'true, false, 1, 0, yes or no', boolEnv, (c, v) => (c.metrics.enabled = v)),
+  rule('MCP_METRICS_HOST', 'a host name or address', (v) => (v.trim() !== '' && !/\s/.test(v.trim()) ? v.trim() : undefined), (c, v) => (c.metrics.host = v)),
+  rule('MCP_METRICS_PORT', 'a port number 0-65535', portEnv, (c, v) => (c.metrics.port = v)),
 ]
 
 /** Names of every environment variable that overrides the configuration. */
@@ -243,6 +249,13 @@ function crossCheck(config: Config): { problems: string[]; warnings: string[] } 
       'auth.ticket_key_rotation: keeps ticket keys in one process, so it cannot be combined with transport.workers other than 1 ' +
         '(leave both ticket settings null to derive the ticket key from the server key, or set auth.ticket_key)',
     )
+  }
+  const m = config.metrics
+  if (m.enabled && m.port !== 0 && m.port === t.port) {
+    problems.push(`metrics.port: must differ from transport.port (${t.port}); metrics are never served on the public port, got ${m.port}`)
+  }
+  if (m.enabled && (m.host === '0.0.0.0' || m.host === '::' || m.host === '[::]' || m.host === '')) {
+    warnings.push(`metrics.host "${m.host}" serves /metrics to every network this machine is on; restrict it with a firewall or use 127.0.0.1`)
   }
   config.audit.filter_events.forEach((name, i) => {
     if (!isKnownEventFilter(name)) warnings.push(`audit.filter_events[${i}]: unknown event ${JSON.stringify(name)}; it will never match`)

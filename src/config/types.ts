@@ -120,6 +120,12 @@ export interface Config {
       verify_mode: VerifyMode
     }
   }
+  /** Prometheus metrics on a listener of their own (never the public port). */
+  metrics: {
+    enabled: boolean
+    host: string
+    port: number
+  }
   /** Client side: known servers by name. */
   servers: Record<string, ServerEntryConfig>
   /** Server/gateway: per-tool authorization policy, inline or `policy_file` (docs/authorization.md). */

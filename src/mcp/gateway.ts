@@ -21,6 +21,7 @@ import https from 'node:https'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
+import { answerReady } from '../transport/http-server.js'
 import { callerOf, type McpAuth, type McpRequest } from './server.js'
 import { bridgeTransports, type McpTransport } from './bridge.js'
 import { createSessionIdSealer, type SessionIdSealer } from './session-id-seal.js'
@@ -60,6 +61,25 @@ export interface GatewayOptions {
   upstreamIdleTimeoutMs?: number
   /** Diagnostics (stderr in the CLI). */
   log?: (line: string) => void
+  /** Default `/ready` (503 while `readiness` says not ready). */
+  readyPath?: string
+  /** What `/ready` reports (default: always ready). */
+  readiness?: () => Promise<{ ready: boolean; checks: Record<string, string> }>
+  /** Metrics hook (addGatewayMetrics(metrics, …).observer); default none. */
+  observer?: GatewayObserver
+}
+
+/**
+ * Sees what the gateway forwards (for metrics). Called synchronously; must be cheap and not throw.
+ */
+export interface GatewayObserver {
+  /**
+   * One upstream exchange: its HTTP status (undefined = no answer) and the seconds until the
+   * response head (HTTP upstream) or until the response was complete (stdio upstream).
+   */
+  upstream(status: number | undefined, seconds: number): void
+  /** An authenticated MCP request about to be forwarded; may listen on `res` for its answer. */
+  forwarding(req: McpRequest, res: ServerResponse): void
 }
 
 export interface Gateway {
@@ -165,7 +185,7 @@ export function splitCommand(line: string): string[] {
 /** Errors of a request sent on a reused keep-alive connection that the upstream was closing. */
 const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_DESTROYED'])
 
-function httpForwarder(upstream: URL, o: { idleTimeoutMs: number; log: (line: string) => void }): (req: McpRequest, res: ServerResponse) => void {
+function httpForwarder(upstream: URL, o: { idleTimeoutMs: number; log: (line: string) => void; observer: GatewayObserver | undefined }): (req: McpRequest, res: ServerResponse) => void {
   // `timeout` closes idle pooled sockets; with it set, Node also honours the upstream's
   // `Keep-Alive: timeout=N` hint (closing one second before it).
   const agentOptions = { keepAlive: true, maxSockets: 256, timeout: o.idleTimeoutMs }
@@ -179,6 +199,7 @@ function httpForwarder(upstream: URL, o: { idleTimeoutMs: number; log: (line: st
     const headers = upstreamHeaders(req.headers, req)
     if (body.byteLength > 0) headers['content-length'] = String(body.byteLength)
     let current: http.ClientRequest | undefined
+    const started = o.observer === undefined ? 0 : performance.now()
     res.on('close', () => {
       if (!res.writableFinished) current?.destroy()
     })
@@ -189,6 +210,7 @@ function httpForwarder(upstream: URL, o: { idleTimeoutMs: number; log: (line: st
       let answered = false
       up.on('response', (upRes) => {
         answered = true
+        o.observer?.upstream(upRes.statusCode, (performance.now() - started) / 1000)
         const out: OutgoingHttpHeaders = {}
         for (const [name, value] of Object.entries(upRes.headers)) {
           if (value !== undefined && !HOP_BY_HOP.has(name.toLowerCase())) out[name] = value
@@ -206,6 +228,7 @@ function httpForwarder(upstream: URL, o: { idleTimeoutMs: number; log: (line: st
           send(true)
           return
         }
+        o.observer?.upstream(undefined, (performance.now() - started) / 1000)
         o.log(`upstream ${target.origin}${target.pathname}: ${err.code ?? err.message}`)
         if (!res.headersSent) sendJson(res, 502, jsonRpcError(-32603, 'mcp-pki-gateway: the upstream MCP server is not reachable'))
         else res.destroy()
@@ -286,7 +309,7 @@ interface StdioSession {
 
 function stdioForwarder(
   upstream: { command: string; args?: string[]; cwd?: string; env?: Record<string, string> },
-  o: { maxSessions: number; idleTimeoutMs: number; log: (line: string) => void },
+  o: { maxSessions: number; idleTimeoutMs: number; log: (line: string) => void; observer: GatewayObserver | undefined },
 ): { handle(req: McpRequest, res: ServerResponse): Promise<void>; readonly size: number; close(): Promise<void> } {
   const sessions = new Map<string, StdioSession>()
   let starting = 0
@@ -352,6 +375,11 @@ function stdioForwarder(
       return sessions.size
     },
     async handle(req, res) {
+      const observer = o.observer
+      if (observer !== undefined) {
+        const started = performance.now()
+        res.once('finish', () => observer.upstream(res.statusCode, (performance.now() - started) / 1000))
+      }
       const sid = req.headers['mcp-session-id']
       if (typeof sid === 'string') {
         const s = sessions.get(sid)
@@ -388,28 +416,35 @@ export function createMcpGateway(options: GatewayOptions): Gateway {
   const mcpPath = options.mcpPath ?? '/mcp'
   const authPath = options.authPath ?? '/auth'
   const healthPath = options.healthPath ?? '/health'
+  const readyPath = options.readyPath ?? '/ready'
+  const observer = options.observer
   const log = options.log ?? (() => {})
   let forward: (req: McpRequest, res: ServerResponse) => unknown
   let stdio: ReturnType<typeof stdioForwarder> | undefined
   if ('url' in options.upstream) {
     const url = new URL(String(options.upstream.url))
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError('upstream url must be http:// or https://')
-    forward = httpForwarder(url, { idleTimeoutMs: options.upstreamIdleTimeoutMs ?? 4_000, log })
+    forward = httpForwarder(url, { idleTimeoutMs: options.upstreamIdleTimeoutMs ?? 4_000, log, observer })
   } else {
     if (typeof options.upstream.command !== 'string' || options.upstream.command === '') throw new TypeError('upstream command is required')
-    stdio = stdioForwarder(options.upstream, { maxSessions: options.maxSessions ?? 32, idleTimeoutMs: options.idleTimeoutMs ?? 30 * 60_000, log })
+    stdio = stdioForwarder(options.upstream, { maxSessions: options.maxSessions ?? 32, idleTimeoutMs: options.idleTimeoutMs ?? 30 * 60_000, log, observer })
     forward = stdio.handle
   }
   if (options.sessionIdKey !== undefined) {
     if (mcpAuth.bindsSessions !== false) throw new TypeError('with sessionIdKey, create mcpAuth with bindSessions: false (the sealed id is the binding)')
     forward = sealSessionIds(createSessionIdSealer(options.sessionIdKey), forward, log)
   }
-  const protectedMcp = mcpAuth.protect(forward)
+  const observed = observer === undefined ? forward : (req: McpRequest, res: ServerResponse) => {
+    observer.forwarding(req, res)
+    return forward(req, res)
+  }
+  const protectedMcp = mcpAuth.protect(observed)
   const handler: RequestListener = (req, res) => {
     const p = pathOf(req.url)
     if (p === mcpPath) protectedMcp(req, res)
     else if (p === authPath) mcpAuth.authHandler(req, res)
     else if (p === healthPath && (req.method === 'GET' || req.method === 'HEAD')) sendJson(res, 200, { status: 'ok', server_fingerprint: mcpAuth.service.fingerprint })
+    else if (p === readyPath) answerReady(req, res, options.readiness)
     else sendJson(res, 404, { error: 'not_found', error_description: `this gateway serves ${authPath} and ${mcpPath}` })
   }
   return {

@@ -19,6 +19,8 @@ import { generateKeyPair, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { InMemoryNonceStore } from '../nonce/memory-nonce-store.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
 import { RedisNonceStore, scrubCredentials } from '../nonce/redis-nonce-store.js'
+import type { AuthMetrics } from '../metrics/auth-metrics.js'
+import { createReadiness, type Readiness, type ReadinessCheck } from '../metrics/readiness.js'
 import { RateLimiter } from '../ratelimit/token-bucket.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
 import { rotatingTicketKeys, ticketKeyFrom, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
@@ -38,6 +40,8 @@ export interface FromConfigOptions {
    * Closed by close().
    */
   replayStore?: NonceStore
+  /** Metrics to report to (createAuthMetrics); default none. */
+  metrics?: AuthMetrics
 }
 
 export interface ConfiguredAuthService {
@@ -48,6 +52,8 @@ export interface ConfiguredAuthService {
   /** The audit sink the service writes to (audit plus onEvent). */
   events: AuditSink
   nonceStore: NonceStore
+  /** What `/ready` answers: the allowlist is loaded and the Redis stores (if any) are reachable. */
+  readiness: Readiness
   /** Checks the allowlist file now and reloads if it changed. */
   reloadAllowlist(): Promise<void>
   /** Stops watching, closes the stores and (if created here) the audit log. */
@@ -85,14 +91,17 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
   const ownsAudit = opts.audit === undefined
   const audit = opts.audit ?? AuditLogger.fromConfig(config.audit)
   const onEvent = opts.onEvent
-  const events: AuditSink = onEvent
-    ? {
-        log(event, fields = {}, level = 'INFO') {
-          audit.log(event, fields, level)
-          onEvent(event, fields, level)
-        },
-      }
-    : audit
+  const metrics = opts.metrics
+  const events: AuditSink =
+    onEvent || metrics
+      ? {
+          log(event, fields = {}, level = 'INFO') {
+            audit.log(event, fields, level)
+            onEvent?.(event, fields, level)
+            metrics?.observeEvent(event, fields)
+          },
+        }
+      : audit
 
   const closers: Array<() => unknown> = []
   const closeAll = async (): Promise<void> => {
@@ -130,6 +139,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     const ns = config.auth.nonce_store
     let nonceStore: NonceStore
     let revocation: RedisRevocationList | undefined
+    const storeChecks: Record<string, ReadinessCheck> = {}
     if (ns.type === 'redis') {
       // Redis may quote AUTH arguments back in an error: never let the password reach the audit log.
       const onError = (err: Error): void => events.log('server.error', { component: 'redis', reason: scrubCredentials(err.message, ns.url) }, 'ERROR')
@@ -147,6 +157,9 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       closers.push(() => rl.close())
       await rl.ready()
       revocation = rl
+      storeChecks.nonce_store = () => redisStore.ready(200)
+      storeChecks.revocation_list = () => rl.synced
+      metrics?.watchRevocation(rl)
     } else if (opts.replayStore) {
       const shared = opts.replayStore
       closers.push(() => shared.close?.())
@@ -162,6 +175,12 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       closers.push(() => mem.close())
       nonceStore = mem
     }
+
+    if (metrics !== undefined) {
+      metrics.watchAllowlist(holder)
+      nonceStore = metrics.instrumentNonceStore(nonceStore, 'handshake')
+    }
+    const readiness = createReadiness({ allowlist: () => holder.current !== undefined, ...storeChecks })
 
     const rl = config.auth.rate_limit
     const perAddressLimiter = rl.per_address > 0 ? new RateLimiter({ ratePerSecond: rl.per_address, burst: rl.burst, ...(clock ? { clock } : {}) }) : undefined
@@ -196,6 +215,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       ...(perAddressFailureLimiter ? { perAddressFailureLimiter } : {}),
       ...(perKeyLimiter ? { perKeyLimiter } : {}),
       ...(clock ? { clock } : {}),
+      ...(metrics ? { observer: metrics.observer } : {}),
     })
 
     return {
@@ -205,6 +225,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       audit,
       events,
       nonceStore,
+      readiness,
       reloadAllowlist: () => watcher.check(),
       close: closeAll,
     }

@@ -34,6 +34,24 @@ export interface Limiter {
   retryAfterSeconds(key: string): number
 }
 
+/**
+ * Sees every handshake message and request check (for metrics; createAuthMetrics implements it).
+ * Called synchronously on the hot path: implementations must be cheap and must not throw.
+ */
+export interface AuthObserver {
+  /**
+   * A handshake message answered: `code` undefined = success. `step` is the message type as the
+   * peer sent it (`unknown` when unparsable): map it onto a fixed set before using it as a label.
+   */
+  handshake(step: string, code: string | undefined, seconds: number, result?: HandshakeResult): void
+  /** Read once per request check: true = time this one (a sample keeps clock reads off most requests). */
+  readonly sampleRequest: boolean
+  /** A request check: `code` undefined = accepted (with its session); `seconds` is -1 when not sampled. */
+  request(code: string | undefined, seconds: number, session?: SessionInfo): void
+  /** A rate limiter refused: per `address`, per client `key`, or an address blocked after `failures`. */
+  rateLimited(limiter: 'address' | 'key' | 'failures'): void
+}
+
 export interface AuthServiceOptions extends ServerHandshakeOptions {
   binding?: SessionBinding
   proofWindow?: number
@@ -47,6 +65,8 @@ export interface AuthServiceOptions extends ServerHandshakeOptions {
   perKeyLimiter?: Limiter
   /** Largest handshake message in bytes (default 16 KiB). */
   maxMessageSize?: number
+  /** Metrics observer (default none: no timing is taken). */
+  observer?: AuthObserver
 }
 
 export interface RequestContext {
@@ -107,6 +127,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
   const clock: Clock = options.clock ?? systemClock
   const maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
   const audit = options.audit
+  const observer = options.observer
   const serverFp = handshake.fingerprint
 
   function failure(err: unknown, ctx: RequestContext, step: string, clientFingerprint: string | undefined, started: number): AuthReply {
@@ -132,12 +153,14 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
       },
       error.code === 'internal_error' ? 'ERROR' : 'WARN',
     )
+    observer?.handshake(step, error.code, (performance.now() - started) / 1000)
     return { status: httpStatusFor(wire.code), headers, body, error }
   }
 
-  function limit(limiter: Limiter | undefined, key: string | undefined, what: string): void {
+  function limit(limiter: Limiter | undefined, key: string | undefined, what: 'address' | 'client key'): void {
     if (limiter === undefined || key === undefined) return
     if (!limiter.take(key)) {
+      observer?.rateLimited(what === 'address' ? 'address' : 'key')
       throw new AuthError('rate_limited', `too many handshakes from this ${what}; slow down`, { retryAfter: limiter.retryAfterSeconds(key) })
     }
   }
@@ -146,7 +169,10 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
     const limiter = options.perAddressFailureLimiter
     if (limiter === undefined || remote === undefined) return
     const wait = limiter.retryAfterSeconds(remote)
-    if (wait > 0) throw new AuthError('rate_limited', 'too many failed handshakes from this address; slow down', { retryAfter: wait })
+    if (wait > 0) {
+      observer?.rateLimited('failures')
+      throw new AuthError('rate_limited', 'too many failed handshakes from this address; slow down', { retryAfter: wait })
+    }
   }
 
   return {
@@ -167,6 +193,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         if (step === 'auth_request') {
           limit(options.perAddressLimiter, remote, 'address')
           const body = handshake.handleRequest(message, ctx)
+          observer?.handshake(step, undefined, (performance.now() - started) / 1000)
           return { status: 200, headers: {}, body }
         }
         if (step === 'auth_response') {
@@ -185,6 +212,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
             transport: ctx.transport,
             duration_ms: elapsed(started),
           })
+          observer?.handshake(step, undefined, (performance.now() - started) / 1000, result)
           return { status: 200, headers: {}, body: result.message, result }
         }
         throw new AuthError('invalid_message', 'message.type must be "auth_request" or "auth_response"')
@@ -197,31 +225,52 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
     },
 
     async verifyRequest(request, ctx = {}) {
+      // No clock read without an observer, and only on sampled requests with one.
+      const started = observer !== undefined && observer.sampleRequest ? performance.now() : -1
       try {
         if (request.context === undefined) request.context = ctx
-        return await verifier.verify(request)
+        const session = await verifier.verify(request)
+        observer?.request(undefined, secondsSince(started), session)
+        return session
       } catch (err) {
-        return rejected(err, request, ctx)
+        return rejected(err, request, ctx, started)
       }
     },
 
     verifyRequestNow(request, ctx) {
+      const started = observer !== undefined && observer.sampleRequest ? performance.now() : -1
       try {
         const r = verifier.verifyNow(request)
-        return r instanceof Promise ? r.catch((err: unknown) => rejected(err, request, ctx)) : r
+        if (r instanceof Promise) {
+          return r.then(
+            (session) => {
+              observer?.request(undefined, secondsSince(started), session)
+              return session
+            },
+            (err: unknown) => rejected(err, request, ctx, started),
+          )
+        }
+        observer?.request(undefined, secondsSince(started), r)
+        return r
       } catch (err) {
-        return rejected(err, request, ctx)
+        return rejected(err, request, ctx, started)
       }
     },
   }
 
   /** Audits a refused request and throws its AuthError. */
-  function rejected(err: unknown, request: RequestToVerify, context: RequestContext | (() => RequestContext) = {}): never {
+  function rejected(err: unknown, request: RequestToVerify, context: RequestContext | (() => RequestContext) = {}, started = -1): never {
     const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
+    observer?.request(error.code, secondsSince(started))
     const ctx = typeof context === 'function' ? context() : context
     audit?.log('session.rejected', { code: error.code, reason: error.message, method: request.method, target: request.target.slice(0, 200), remote: ctx.remote, transport: ctx.transport, at: clock() }, 'WARN')
     throw error
   }
+}
+
+/** Seconds since a sampled start (performance.now()), or -1 when the request was not sampled. */
+function secondsSince(started: number): number {
+  return started < 0 ? -1 : (performance.now() - started) / 1000
 }
 
 function elapsed(started: number): number {

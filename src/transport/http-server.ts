@@ -23,6 +23,10 @@ export interface AuthHttpHandlerOptions {
   path?: string
   /** Health endpoint (default `/health`); null = none. */
   healthPath?: string | null
+  /** Readiness endpoint (default `/ready` when `readiness` is given, else none); null = none. */
+  readyPath?: string | null
+  /** What `/ready` reports: 200 when ready, else 503. */
+  readiness?: () => Promise<{ ready: boolean; checks: Record<string, string> }>
   /** Largest accepted body in bytes (default 65,536). */
   maxBodySize?: number
   /** Called after every handshake reply (e.g. to hand the session to the application). */
@@ -133,6 +137,7 @@ function readBody(req: http.IncomingMessage, res: http.ServerResponse, max: numb
 export function createAuthHttpHandler(service: AuthService, opts: AuthHttpHandlerOptions = {}): AuthHttpHandler {
   const authPath = opts.path ?? '/auth'
   const healthPath = opts.healthPath === undefined ? '/health' : opts.healthPath
+  const readyPath = opts.readyPath === undefined ? (opts.readiness === undefined ? null : '/ready') : opts.readyPath
   const maxBody = opts.maxBodySize ?? DEFAULT_MAX_BODY_SIZE
   if (!Number.isSafeInteger(maxBody) || maxBody < 1) throw new RangeError('maxBodySize must be a positive integer')
 
@@ -177,12 +182,35 @@ export function createAuthHttpHandler(service: AuthService, opts: AuthHttpHandle
       sendJson(res, 200, { status: 'ok', fingerprint: service.fingerprint, protocol: PROTOCOL_VERSION, version: PACKAGE_VERSION })
       return
     }
+    if (readyPath !== null && path === readyPath) {
+      answerReady(req, res, opts.readiness)
+      return
+    }
     if (next) {
       next()
       return
     }
     sendJson(res, 404, { status: 'error', message: `no such endpoint; the handshake is POST ${authPath}` })
   }
+}
+
+/**
+ * `GET /ready`: 200 `{"status":"ready"}` or 503 `{"status":"not_ready"}` with each check's state.
+ * Shared with the MCP gateway.
+ */
+export function answerReady(req: http.IncomingMessage, res: http.ServerResponse, readiness: AuthHttpHandlerOptions['readiness']): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    sendJson(res, 405, { status: 'error', message: 'use GET for the readiness endpoint' }, { allow: 'GET, HEAD' })
+    return
+  }
+  if (readiness === undefined) {
+    sendJson(res, 200, { status: 'ready', checks: {} })
+    return
+  }
+  readiness().then(
+    (r) => sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not_ready', checks: r.checks }, r.ready ? NO_HEADERS : { 'retry-after': '1' }),
+    () => sendJson(res, 503, { status: 'not_ready', checks: {} }, { 'retry-after': '1' }),
+  )
 }
 
 function isEncrypted(req: http.IncomingMessage): boolean {

@@ -139,7 +139,7 @@ test('unknown keys are errors with a suggestion', () => {
   const problems = problemsOf(() => parseConfig('auth:\n  nonce_cache_sise: 5\nbogus_section: {}\n', { env: NO_ENV }))
   assert.deepEqual(problems, [
     'unknown key "auth.nonce_cache_sise" (did you mean "nonce_cache_size"?)',
-    'unknown key "bogus_section" (known keys: keys, acl, auth, audit, transport, servers, authorization)',
+    'unknown key "bogus_section" (known keys: keys, acl, auth, audit, transport, metrics, servers, authorization)',
   ])
 })
 
