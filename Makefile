@@ -27,13 +27,8 @@ redis:
 	@for i in $$(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 0.1; done; echo "redis did not start" >&2; exit 1
 
 # Every test suite (unit, integration, security, CLI, MCP end to end).
-# The --workers tests run first, on their own: run side by side with test/authz/sdk-authz.test.ts
-# both files hang (seen 3 times, reproduced with the two alone; each passes alone). Cause not found
-# yet; see the closing note of this session. The closing count lines are those of the main run.
-SERIAL_TESTS := test/integration/workers.test.ts
 test: build redis
-	$(NODE_TEST) $(SERIAL_TESTS)
-	$(NODE_TEST) $$(find test -name '*.test.ts' | grep -v -F -x $(addprefix -e ,$(SERIAL_TESTS)) | sort)
+	$(NODE_TEST) $$(find test -name '*.test.ts' | sort)
 
 test-unit: install
 	$(NODE_TEST) $$(find test/unit -name '*.test.ts' | sort)

@@ -43,8 +43,11 @@ interface Reply {
   body: unknown
 }
 
-/** One request on its own connection (agent: false), so round-robin can pick any worker. */
-function request(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+/**
+ * One request on its own connection (agent: false), so round-robin can pick any worker. It fails
+ * after `timeoutMs` instead of waiting for ever (see the killed-worker test for why one can hang).
+ */
+function request(url: string, method: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 15_000): Promise<Reply> {
   const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body)
   return new Promise((resolveReply, reject) => {
     const req = http.request(url, { method, agent: false, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
@@ -61,6 +64,7 @@ function request(url: string, method: string, body?: unknown, headers: Record<st
       })
     })
     req.on('error', reject)
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer to ${method} ${url} in ${timeoutMs} ms`)))
     req.end(text)
   })
 }
@@ -165,9 +169,14 @@ describe('mcp-pki-server --workers 2 (in-memory replay store in the primary)', (
   test('a killed worker is replaced, the other keeps serving; SIGTERM stops them all with exit 0', async () => {
     const victim = await srv.waitFor(/worker 1 \(pid (\d+)\) listening/)
     process.kill(Number(victim[1]), 'SIGKILL')
-    // The other worker answers while the replacement starts.
-    const during = await request(`${base}/health`, 'GET')
-    assert.equal(during.status, 200)
+    // The other worker answers while the replacement starts. A connection the primary handed to
+    // the victim just as it died is never answered (Node's round-robin cluster keeps it open:
+    // nodejs/node-v0.x-archive#7928, docs/operations.md says so), so a client times out and retries.
+    let during: Reply | undefined
+    for (let attempt = 0; attempt < 3 && during === undefined; attempt++) {
+      during = await request(`${base}/health`, 'GET', undefined, {}, 3_000).catch(() => undefined)
+    }
+    assert.equal(during?.status, 200)
     await srv.waitFor(/worker 1 \(pid \d+\) exited \(signal SIGKILL\); started worker 3/)
     await srv.waitFor(/worker 3 \(pid \d+\) listening/)
     const seen = new Set<string>()
