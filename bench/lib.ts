@@ -218,3 +218,22 @@ export function table(title: string, header: string[], rows: string[][]): string
   const sep = '|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|'
   return [`\n### ${title}\n`, line(header), sep, ...rows.map(line)].join('\n') + '\n'
 }
+
+/** Forks `script` (a bench file run under tsx) with `args` and an IPC channel; output inherited. */
+export function forkBench(script: string, args: string[]): ChildProcess {
+  return fork(script, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+}
+
+/** The first IPC message of `p` that `pred` accepts; rejects if `p` exits first. */
+export function nextMessage<T>(p: ChildProcess, pred: (m: T) => boolean): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const on = (m: T): void => {
+      if (pred(m)) {
+        p.off('message', on)
+        resolve(m)
+      }
+    }
+    p.on('message', on)
+    p.once('exit', (code) => reject(new Error(`child exited with ${code}`)))
+  })
+}

@@ -11,12 +11,13 @@
  * Also the `sustained` group of bench/run.ts (20 s with --quick, 600 s otherwise).
  * @module
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import * as http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { forkBench, nextMessage } from './lib.js'
 
 const SELF = fileURLToPath(import.meta.url)
 
@@ -109,30 +110,15 @@ async function loadRole(o: { port: number; clientConfig: string; authUrl: string
 
 // ---------- driver ----------
 
-function child(args: string[]): ChildProcess {
-  return fork(SELF, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-}
-
-function once<T>(p: ChildProcess, pred: (m: T) => boolean): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const on = (m: T): void => {
-      if (pred(m)) {
-        p.off('message', on)
-        resolve(m)
-      }
-    }
-    p.on('message', on)
-    p.once('exit', (code) => reject(new Error(`child exited with ${code}`)))
-  })
-}
+const child = (args: string[]): ChildProcess => forkBench(SELF, args)
 
 export async function runSustained(seconds: number, clients: number, log: (line: string) => void = () => undefined): Promise<SustainedResult> {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-sustained-'))
   const server = child(['server', dir])
   try {
-    const ready = await once<{ ready?: boolean; port: number; clientConfig: string; authUrl: string }>(server, (m) => m.ready === true)
+    const ready = await nextMessage<{ ready?: boolean; port: number; clientConfig: string; authUrl: string }>(server, (m) => m.ready === true)
     const stats = async (): Promise<{ rssMiB: number; windows: number }> => {
-      const p = once<{ rssMiB?: number; windows: number }>(server, (m) => m.rssMiB !== undefined)
+      const p = nextMessage<{ rssMiB?: number; windows: number }>(server, (m) => m.rssMiB !== undefined)
       server.send({ cmd: 'stats' })
       return (await p) as { rssMiB: number; windows: number }
     }
@@ -153,7 +139,7 @@ export async function runSustained(seconds: number, clients: number, log: (line:
         log(`${ticks} s: ${Math.round(rps)} requests/s, server RSS ${Math.round(s.rssMiB)} MiB, ${s.windows} live windows`)
       })
     })
-    const fin = await once<{ finished?: boolean; done: number; statuses: Record<string, number> }>(load, (m) => m.finished === true)
+    const fin = await nextMessage<{ finished?: boolean; done: number; statuses: Record<string, number> }>(load, (m) => m.finished === true)
     const endStats = await stats()
     const serverBusy = Object.entries(fin.statuses).filter(([k]) => k.startsWith('503')).reduce((a, [, n]) => a + n, 0)
     return {

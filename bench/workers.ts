@@ -13,13 +13,14 @@
  * @module
  */
 import cluster from 'node:cluster'
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { forkBench, nextMessage } from './lib.js'
 
 const SELF = fileURLToPath(import.meta.url)
 
@@ -166,22 +167,7 @@ async function ipcRole(): Promise<void> {
 
 // ---------- driver ----------
 
-function child(args: string[]): ChildProcess {
-  return fork(SELF, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-}
-
-function once<T>(p: ChildProcess, pred: (m: T) => boolean): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const on = (m: T): void => {
-      if (pred(m)) {
-        p.off('message', on)
-        resolve(m)
-      }
-    }
-    p.on('message', on)
-    p.once('exit', (code) => reject(new Error(`child exited with ${code}`)))
-  })
-}
+const child = (args: string[]): ChildProcess => forkBench(SELF, args)
 
 async function freePort(): Promise<number> {
   const s = net.createServer()
@@ -196,9 +182,9 @@ async function measure(workers: number, seconds: number, clients: number, non200
   const port = await freePort()
   const server = child(['server', dir, String(workers), String(port)])
   try {
-    const ready = await once<{ ready?: boolean; clientConfig: string }>(server, (m) => m.ready === true)
+    const ready = await nextMessage<{ ready?: boolean; clientConfig: string }>(server, (m) => m.ready === true)
     const load = child(['load', JSON.stringify({ port, clientConfig: ready.clientConfig, seconds, clients })])
-    const fin = await once<{ finished?: boolean; rps: number; statuses: Record<string, number> }>(load, (m) => m.finished === true)
+    const fin = await nextMessage<{ finished?: boolean; rps: number; statuses: Record<string, number> }>(load, (m) => m.finished === true)
     for (const [k, v] of Object.entries(fin.statuses)) non200[k] = (non200[k] ?? 0) + v
     return fin.rps
   } finally {
@@ -222,7 +208,7 @@ export async function runWorkersBench(o: { seconds: number; clients: number; rou
     log(`round ${r + 1}: 2 workers ${two.at(-1)} requests/s`)
   }
   const ipcChild = child(['ipc'])
-  const { ipc } = await once<{ ipc?: IpcCost }>(ipcChild, (m) => m.ipc !== undefined) as { ipc: IpcCost }
+  const { ipc } = await nextMessage<{ ipc?: IpcCost }>(ipcChild, (m) => m.ipc !== undefined) as { ipc: IpcCost }
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
   return { seconds: o.seconds, clients: o.clients, one, two, ratio: Math.round((median(two) / median(one)) * 100) / 100, non200, ipc }
 }

@@ -6,10 +6,10 @@
  * replaced by an empty list; `autoCreate` only applies when the file does not exist.
  * @module
  */
-import { watch, type FSWatcher } from 'node:fs'
 import { mkdir, open, readFile, stat } from 'node:fs/promises'
-import { basename, dirname } from 'node:path'
+import { dirname } from 'node:path'
 import { AuthError } from '../errors.js'
+import { watchFileChanges } from '../internal/file-watch.js'
 import { Allowlist, ENTRY_LINE_BYTES, LineLayoutReader, entryHasKey } from './allowlist.js'
 import { withFileLock, writeFileAtomic, type LockOptions } from './file-lock.js'
 import type { AllowlistEntry, KeyLookup, LookupResult } from './types.js'
@@ -316,90 +316,31 @@ export interface AllowlistWatcher {
   check(): Promise<void>
 }
 
-async function signature(path: string): Promise<string> {
-  try {
-    const st = await stat(path, { bigint: true })
-    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
-  } catch (err) {
-    return isMissing(err) ? 'missing' : `error:${(err as NodeJS.ErrnoException).code ?? ''}`
-  }
-}
-
 /**
- * Watches `path` (fs.watch on its directory, since a rename-over replaces the inode, plus a
- * stat poll) and swaps a freshly loaded list into `holder` on every change. A broken or missing
- * file keeps the last good list and is reported through `onError`.
+ * Watches `path` (../internal/file-watch.ts) and swaps a freshly loaded list into `holder` on
+ * every change. A broken or missing file keeps the last good list and is reported through `onError`.
  */
 export function watchAllowlistFile(path: string, holder: AllowlistHolder, options: WatchAllowlistOptions = {}): AllowlistWatcher {
-  const name = basename(path)
   let closed = false
-  let running: Promise<void> | undefined
-  let again = false
-  let lastSig: string | undefined
-  let debounce: NodeJS.Timeout | undefined
-
-  const reloadIfChanged = async (): Promise<void> => {
-    const sig = await signature(path)
-    if (sig === lastSig || closed) return
-    lastSig = sig
-    try {
-      const next = await loadAllowlistFile(path)
-      if (closed) return
-      holder.current = next
-      options.onReload?.(next)
-    } catch (err) {
-      if (closed) return
-      options.onError?.(err instanceof AuthError ? err : fileError(path, err))
-    }
-  }
-
-  const check = (): Promise<void> => {
-    if (running) {
-      again = true
-      return running
-    }
-    running = (async () => {
-      do {
-        again = false
-        await reloadIfChanged()
-      } while (again && !closed)
-    })().finally(() => {
-      running = undefined
-    })
-    return running
-  }
-
-  // The first signature is the file as the holder's list was loaded from (best effort).
-  void signature(path).then((sig) => {
-    lastSig ??= sig
+  const watcher = watchFileChanges(path, {
+    pollIntervalMs: options.pollIntervalMs ?? 1000,
+    debounceMs: 25,
+    async onChange() {
+      try {
+        const next = await loadAllowlistFile(path)
+        if (closed) return
+        holder.current = next
+        options.onReload?.(next)
+      } catch (err) {
+        if (!closed) options.onError?.(err instanceof AuthError ? err : fileError(path, err))
+      }
+    },
   })
-
-  let watcher: FSWatcher | undefined
-  try {
-    watcher = watch(dirname(path), { persistent: false }, (_event, filename) => {
-      if (filename !== null && filename !== name) return
-      if (debounce) clearTimeout(debounce)
-      debounce = setTimeout(() => void check(), 25)
-      debounce.unref()
-    })
-    watcher.on('error', () => {
-      // fall back to polling only
-      watcher?.close()
-      watcher = undefined
-    })
-  } catch {
-    watcher = undefined
-  }
-  const poll = setInterval(() => void check(), options.pollIntervalMs ?? 1000)
-  poll.unref()
-
   return {
     close() {
       closed = true
-      clearInterval(poll)
-      if (debounce) clearTimeout(debounce)
-      watcher?.close()
+      watcher.close()
     },
-    check,
+    check: watcher.check,
   }
 }

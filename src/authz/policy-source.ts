@@ -6,11 +6,11 @@
  * path while the last good policy keeps deciding.
  * @module
  */
-import { watch, type FSWatcher } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
-import { basename, dirname, resolve } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { ConfigError } from '../errors.js'
+import { fileSignature, watchFileChanges } from '../internal/file-watch.js'
 import { compilePolicy, type CompiledPolicy } from './compile-policy.js'
 import { authorizationSectionSchema, formatPolicyIssues, validatePolicyObject } from './policy-schema.js'
 import type { AuthzDecision, AuthzRequest, AuthzSubject, Authorizer } from './types.js'
@@ -100,68 +100,26 @@ export interface PolicyHolder extends Authorizer {
   close(): void
 }
 
-async function signature(file: string): Promise<string> {
-  try {
-    const st = await stat(file, { bigint: true })
-    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
-  } catch (err) {
-    return `error:${(err as NodeJS.ErrnoException).code ?? ''}`
-  }
-}
-
 /** Loads the policy at `source` (throws if it is invalid) and keeps it current. */
 export async function watchPolicy(source: PolicySource, options: WatchPolicyOptions = {}): Promise<PolicyHolder> {
-  let lastSig = await signature(source.file)
+  const initialSignature = await fileSignature(source.file)
   let current = await loadPolicy(source)
   let closed = false
-  let running: Promise<void> | undefined
-  let again = false
-
-  const reloadIfChanged = async (): Promise<void> => {
-    const sig = await signature(source.file)
-    if (sig === lastSig || closed) return
-    lastSig = sig
-    try {
-      const next = await loadPolicy(source)
-      if (closed) return
-      current = next
-      options.onReload?.(next)
-    } catch (err) {
-      if (!closed) options.onError?.(err instanceof ConfigError ? err : policyError(source.file, [String(err)], err))
-    }
-  }
-  const check = (): Promise<void> => {
-    if (running !== undefined) {
-      again = true
-      return running
-    }
-    running = (async () => {
-      do {
-        again = false
-        await reloadIfChanged()
-      } while (again && !closed)
-    })().finally(() => (running = undefined))
-    return running
-  }
-
-  let watcher: FSWatcher | undefined
-  let debounce: NodeJS.Timeout | undefined
-  try {
-    watcher = watch(dirname(source.file), { persistent: false }, (_event, name) => {
-      if (name !== null && name !== basename(source.file)) return
-      if (debounce !== undefined) clearTimeout(debounce)
-      debounce = setTimeout(() => void check(), 20)
-      debounce.unref()
-    })
-    watcher.on('error', () => {
-      watcher?.close()
-      watcher = undefined
-    })
-  } catch {
-    watcher = undefined
-  }
-  const poll = setInterval(() => void check(), options.pollIntervalMs ?? 250)
-  poll.unref()
+  const watcher = watchFileChanges(source.file, {
+    initialSignature,
+    pollIntervalMs: options.pollIntervalMs ?? 250,
+    debounceMs: 20,
+    async onChange() {
+      try {
+        const next = await loadPolicy(source)
+        if (closed) return
+        current = next
+        options.onReload?.(next)
+      } catch (err) {
+        if (!closed) options.onError?.(err instanceof ConfigError ? err : policyError(source.file, [String(err)], err))
+      }
+    },
+  })
 
   return {
     source,
@@ -172,12 +130,10 @@ export async function watchPolicy(source: PolicySource, options: WatchPolicyOpti
       return current.auditAllowed
     },
     decide: (subject: AuthzSubject, request: AuthzRequest): AuthzDecision => current.decide(subject, request),
-    check,
+    check: watcher.check,
     close() {
       closed = true
-      clearInterval(poll)
-      if (debounce !== undefined) clearTimeout(debounce)
-      watcher?.close()
+      watcher.close()
     },
   }
 }
