@@ -1,7 +1,8 @@
 /**
  * Allowlist races: an operator's change to the allowlist file is never undone by the server, and
  * a handshake is judged on the entry as the file has it now; concurrent writers all succeed and
- * clean up after writers that were killed.
+ * clean up after writers that were killed, and a stale lock (with a breaker that died) neither
+ * loses an entry nor makes a waiter spin past its timeout.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -160,7 +161,7 @@ test('the next writer removes temp files left by writers killed mid-write (and o
 
 // From the red-team round 3, finding 5 (fixed).
 test('acquireFileLock facing a stale lock and a breaker file that looks alive (killed in the last 5 s, or dated in the future) sleeps while it waits and honours its timeout', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'mcp-redteam3-lock-'))
+  const dir = await mkdtemp(join(tmpdir(), 'mcp-security-lock-'))
   onCleanup(() => rm(dir, { recursive: true, force: true }))
   const path = join(dir, 'allowlist.json')
   await writeFile(path, '{}')

@@ -3,6 +3,7 @@
  * Mcp-Session-Id (issue 9, finding 2; docs/PROTOCOL.md §6). On mcp-pki/1 the MAC covered method,
  * target, body and time only, and the replay key was per session id: a second token over the same
  * session key, a twin service sharing the ticket key, or another MCP session took the proof.
+ * It also covers exactly one method, target and body, and the handler is handed exactly those.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

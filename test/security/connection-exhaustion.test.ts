@@ -2,7 +2,8 @@
  * Connection exhaustion: idle and slowloris connections from many addresses cannot fill the
  * connection table against legitimate clients. When the table is full the connection idle the
  * longest gives way; the per-address cap still holds; a connection serving a request is never
- * evicted.
+ * evicted. Slow senders told 408, silent sockets and refused WebSocket upgrades let go of their
+ * slot even when the peer keeps its half-open socket and goes on sending.
  */
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -14,6 +15,7 @@ import { authenticate } from '../../src/transport/http-client.js'
 import { createAuthService } from '../../src/transport/auth-service.js'
 import { createAuthHttpServer, type AuthHttpServer } from '../../src/transport/http-server.js'
 import { guardConnections } from '../../src/transport/connection-guard.js'
+import { createAuthWebSocketServer, type AuthWebSocketServer } from '../../src/transport/ws-server.js'
 import { makeParties, TestNonceStore } from '../helpers/fixtures.js'
 import { holdConnections } from '../helpers/connection-attack.js'
 import { honestHandshake } from './helpers/auth-endpoint.js'
@@ -120,6 +122,17 @@ async function smallHttpServer(): Promise<{ http: AuthHttpServer; port: number }
   const addr = await s.listen()
   onCleanup(() => s.close(100))
   return { http: s, port: addr.port }
+}
+
+/** smallHttpServer's settings with the WebSocket server attached (each test closes it itself). */
+async function upgradeServer(): Promise<{ s: AuthHttpServer; ws: AuthWebSocketServer; port: number }> {
+  const p = makeParties()
+  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(1000), audience: AUD })
+  const s = createAuthHttpServer({ service, timeoutSec: 1, maxConnections: 8 })
+  const ws = createAuthWebSocketServer({ service })
+  ws.attach(s.server)
+  const { port } = await s.listen()
+  return { s, ws, port }
 }
 
 /** GET /health from `localAddress`: the status, or the error. */
@@ -263,13 +276,7 @@ test('slowloris on headers and on the body, and silent sockets, from two address
 
 // From the red-team round 4, finding 6 (fixed).
 test('a refused WebSocket upgrade (404 for another path) is closed, so a half-open peer that keeps sending does not hold its connection slot', async (t) => {
-  const { createAuthWebSocketServer } = await import('../../src/transport/ws-server.js')
-  const p = makeParties()
-  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(1000), audience: AUD })
-  const s = createAuthHttpServer({ service, timeoutSec: 1, maxConnections: 8 })
-  const ws = createAuthWebSocketServer({ service })
-  ws.attach(s.server)
-  const { port } = await s.listen()
+  const { s, ws, port } = await upgradeServer()
   const upgrade = 'GET /not-ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n'
   const peers = await Promise.all([0, 1].map(() => slowPeer(port, '127.0.0.8', upgrade, 'z')))
   t.after(async () => {
@@ -285,13 +292,7 @@ test('a refused WebSocket upgrade (404 for another path) is closed, so a half-op
 
 // From the red-team round 4, finding 6 (fixed).
 test('a peer that sends a few bytes after its WebSocket upgrade was refused and then leaves does not keep the server socket open: the slot is freed and a graceful close() ends', async (t) => {
-  const { createAuthWebSocketServer } = await import('../../src/transport/ws-server.js')
-  const p = makeParties()
-  const service = createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore(1000), audience: AUD })
-  const s = createAuthHttpServer({ service, timeoutSec: 1, maxConnections: 8 })
-  const ws = createAuthWebSocketServer({ service })
-  ws.attach(s.server)
-  const { port } = await s.listen()
+  const { s, ws, port } = await upgradeServer()
   let closedServer = false
   t.after(async () => {
     await ws.close()

@@ -10,6 +10,32 @@ import { MCP_BODY, send, sleep } from './helpers/loopback-http.js'
 import { sessionSetup } from './helpers/mcp-session.js'
 import { fetchFront } from './helpers/sandbox-servers.js'
 
+/**
+ * Writes `request` (raw HTTP, its body possibly unfinished) on a new connection and resolves the
+ * response head as soon as it arrives, without sending anything more: 'closed', 'error' or
+ * 'no answer' (4 s) otherwise.
+ */
+function responseHead(port: number, request: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port })
+    let data = ''
+    sock.on('data', (d: Buffer) => {
+      data += d.toString()
+      if (data.includes('\r\n\r\n')) {
+        resolve(data)
+        sock.destroy()
+      }
+    })
+    sock.on('error', () => resolve('error'))
+    sock.on('close', () => resolve(data || 'closed'))
+    sock.write(request)
+    setTimeout(() => {
+      resolve('no answer')
+      sock.destroy()
+    }, 4000).unref()
+  })
+}
+
 // From the red-team round 2 (held).
 test('oversized bodies (declared or streamed) are 413 and reach nothing; a client that goes away aborts request.signal', async () => {
   let aborted = 0
@@ -49,45 +75,12 @@ test('a stranger with a made-up bearer token cannot make the MCP endpoint wait f
   const bogus = `Bearer ${'A'.repeat(174)}`
   // Headers declare a 4 MiB body; only 1 KiB is ever sent. The token is checked first, so the
   // answer comes without the rest of the body.
-  const answer = new Promise<string>((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port: s.port })
-    let data = ''
-    sock.on('data', (d: Buffer) => {
-      data += d.toString()
-      if (data.includes('\r\n\r\n')) {
-        resolve(data)
-        sock.destroy()
-      }
-    })
-    sock.on('error', () => resolve('error'))
-    sock.on('close', () => resolve(data || 'closed'))
-    sock.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${4 * 1024 * 1024}\r\nAuthorization: ${bogus}\r\nMCP-PKI-Proof: ${s.proof()}\r\n\r\n${'x'.repeat(1024)}`)
-    setTimeout(() => {
-      resolve('no answer')
-      sock.destroy()
-    }, 4000).unref()
-  })
+  const answer = responseHead(s.port, `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${4 * 1024 * 1024}\r\nAuthorization: ${bogus}\r\nMCP-PKI-Proof: ${s.proof()}\r\n\r\n${'x'.repeat(1024)}`)
   assert.match(await answer, /^HTTP\/1\.1 401 /)
   // The same through fetchHandler / verifyWebRequest (fetch-native runtimes): a body that never ends.
   const handle = s.mcpAuth.fetchHandler(() => Response.json({ reached: true }))
   const port = await fetchFront(handle)
-  const r = await new Promise<string>((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port })
-    let data = ''
-    sock.on('data', (d: Buffer) => {
-      data += d.toString()
-      if (data.includes('\r\n\r\n')) {
-        resolve(data)
-        sock.destroy()
-      }
-    })
-    sock.on('error', () => resolve('error'))
-    sock.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nAuthorization: ${bogus}\r\n\r\n400\r\n${'x'.repeat(1024)}\r\n`)
-    setTimeout(() => {
-      resolve('no answer')
-      sock.destroy()
-    }, 4000).unref()
-  })
+  const r = await responseHead(port, `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nAuthorization: ${bogus}\r\n\r\n400\r\n${'x'.repeat(1024)}\r\n`)
   assert.match(r, /^HTTP\/1\.1 401 /)
   // An honest request still works where its session was made; a fetch front on another port (no
   // socket to check the audience against, no auth.audience) refuses the session (mcp-pki/2: a

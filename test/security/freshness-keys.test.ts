@@ -1,7 +1,8 @@
 /**
  * Freshness (version, timestamp windows, challenge expiry) and trust in keys on both sides.
  * Boundaries are exact: |now - ts| <= tolerance passes, one millisecond more fails; a challenge
- * is usable while now < expires_at.
+ * is usable while now < expires_at; the same holds for request proofs and session expiry over
+ * HTTP. Ephemeral keys are never reused, and timestamps are formatted exactly as toISOString.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -1,6 +1,7 @@
 /**
  * Malformed input through the transport-independent service (4xx with a clear code, the service
- * keeps serving), and the order of the server's checks: cheap rejection first.
+ * keeps serving; on /ws an invalid UTF-8 frame closes the connection), and the order of the
+ * server's checks: cheap rejection first.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -7,9 +7,18 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequestProof } from '../../src/session/session-token.js'
 import { MCP_BODY, send } from './helpers/loopback-http.js'
-import { listenerSession, mcpListener } from './helpers/mcp-listener.js'
+import { listenerSession, mcpListener, type ListenerSetup } from './helpers/mcp-listener.js'
 
 const VARIANTS = ['/mcp/', '//mcp', '/MCP', '/%6dcp', '/mcp%20', '/./mcp', '/mcp/../mcp', '/other']
+
+/** An authenticated POST to /mcp?x=1 (the query in its proof target) reaches the MCP transport, and is the only request that did. */
+async function authenticatedQueryReaches(s: ListenerSetup): Promise<void> {
+  const session = await listenerSession(s)
+  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp?x=1', body: MCP_BODY })
+  const ok = await send({ port: s.port }, { path: '/mcp?x=1', body: MCP_BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
+  assert.equal(ok.status, 200, ok.text)
+  assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
+}
 
 // From the red-team, MCP endpoints (finding, fixed).
 test(
@@ -32,11 +41,7 @@ test(
     assert.equal(health.status, 200, health.text)
     assert.deepEqual(s.reached, [])
     // An authenticated request to exactly mcpPath still reaches the existing listener.
-    const session = await listenerSession(s)
-    const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp?x=1', body: MCP_BODY })
-    const ok = await send({ port: s.port }, { path: '/mcp?x=1', body: MCP_BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
-    assert.equal(ok.status, 200, ok.text)
-    assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
+    await authenticatedQueryReaches(s)
   },
 )
 
@@ -49,9 +54,5 @@ test('mountMcpAuth with options.handler (docs pattern): no path variant reaches 
   }
   assert.deepEqual(s.reached, [])
   // And an authenticated request with the query in its proof target does reach it.
-  const session = await listenerSession(s)
-  const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp?x=1', body: MCP_BODY })
-  const ok = await send({ port: s.port }, { path: '/mcp?x=1', body: MCP_BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
-  assert.equal(ok.status, 200, ok.text)
-  assert.deepEqual(s.reached, ['POST /mcp?x=1 auth=yes'])
+  await authenticatedQueryReaches(s)
 })

@@ -3,7 +3,8 @@
  * a replay memory that began empty — a restarted process, a Redis restarted without persistence or
  * flushed — accepts nothing whose single use was decided before it began, while live sessions
  * survive the restart; and fleet members whose clocks differ by ±3 s cannot re-accept what
- * another member accepted. Each test would pass a replay on mcp-pki/1.
+ * another member accepted. Each test would pass a replay on mcp-pki/1. And a proof sent on many
+ * connections at once is accepted exactly once.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -1,6 +1,7 @@
 /**
  * Sessions after the handshake: forged/expired/foreign tokens, sender-constrained proofs,
- * revocation by allowlist removal, and a full nonce store that fails closed without evicting.
+ * revocation by allowlist removal, and a full nonce store that fails closed without evicting
+ * (and that a client's own requests never fill).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

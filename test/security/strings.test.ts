@@ -2,7 +2,8 @@
  * Strings (issue 9, finding 5, the logging half): peer text never reaches a terminal or a log
  * raw. C0/C1 controls (U+009B is CSI, the one-byte ESC [), DEL, the line separators, bidi
  * controls and lone surrogates are escaped in the audit log (as JSON \u escapes: the value is
- * kept), in the server's stderr lines, in CLI error lines and in protocol error text.
+ * kept), in the server's stderr lines, in CLI error lines and in protocol error text; and a
+ * server's error text never puts them into the client's error.
  */
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
