@@ -1,19 +1,23 @@
 /**
  * Allowlist races: an operator's change to the allowlist file is never undone by the server, and
  * a handshake is judged on the entry as the file has it now; concurrent writers all succeed and
- * clean up after writers that were killed.
+ * clean up after writers that were killed, and a stale lock (with a breaker that died) neither
+ * loses an entry nor makes a waiter spin past its timeout.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
+import { hostname, tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { AllowlistHolder, loadAllowlistFile, persistCompletedEntry, updateAllowlistFile } from '../../src/allowlist/allowlist-file.js'
 import { makeHarness, expectCode } from '../helpers/handshake-harness.js'
 import { makeParties } from '../helpers/fixtures.js'
+import { acquireFileLock } from '../../src/allowlist/file-lock.js'
+import { onCleanup } from './helpers/cleanup.js'
+import { sandbox } from './helpers/sandbox-servers.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -153,4 +157,78 @@ test('the next writer removes temp files left by writers killed mid-write (and o
       live.kill('SIGKILL')
     }
   })
+})
+
+// From the red-team round 3, finding 5 (fixed).
+test('acquireFileLock facing a stale lock and a breaker file that looks alive (killed in the last 5 s, or dated in the future) sleeps while it waits and honours its timeout', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mcp-security-lock-'))
+  onCleanup(() => rm(dir, { recursive: true, force: true }))
+  const path = join(dir, 'allowlist.json')
+  await writeFile(path, '{}')
+  const deadLock = `999999999 ${hostname()} 1 00\n` // a pid that cannot exist: stale
+  // 1. a breaker dated an hour ahead: it is stale too, removed, and the lock is taken
+  await writeFile(`${path}.lock`, deadLock)
+  await writeFile(`${path}.lock.break`, '')
+  const future = new Date(Date.now() + 3600_000)
+  await utimes(`${path}.lock.break`, future, future)
+  const release = await acquireFileLock(path, { timeoutMs: 3000 })
+  await release()
+  assert.deepEqual((await readdir(dir)).sort(), ['allowlist.json'])
+  // 2. a breaker that just died: the waiter waits (sleeping) and honours its timeout
+  await writeFile(`${path}.lock`, deadLock)
+  await writeFile(`${path}.lock.break`, '')
+  let loops = 0
+  const spin = setInterval(() => loops++, 1)
+  const outcome = await Promise.race([
+    acquireFileLock(path, { timeoutMs: 300 }).then(
+      async (rel) => {
+        await rel()
+        return 'acquired'
+      },
+      (e: Error & { code?: string }) => e.code,
+    ),
+    new Promise((r) => setTimeout(() => r('hung past its timeout'), 8000)),
+  ])
+  clearInterval(spin)
+  assert.equal(outcome, 'allowlist_invalid')
+  assert.ok(loops > 0, 'the event loop ran while waiting')
+  // 3. with the default timeout it gets through once the dead breaker is stale
+  await rm(`${path}.lock.break`)
+  const old = new Date(Date.now() - 60_000)
+  await writeFile(`${path}.lock.break`, '')
+  await utimes(`${path}.lock.break`, old, old)
+  await (await acquireFileLock(path, { timeoutMs: 2000 }))()
+  assert.deepEqual((await readdir(dir)).sort(), ['allowlist.json'])
+})
+
+// From the red-team round 3 (held).
+test('3 × 12 concurrent `mcp-allowlist add` processes with a stale lock and a dead breaker planted each round lose no entry and leave no lock', async () => {
+  assert.ok(existsSync(ALLOWLIST_BIN), `${ALLOWLIST_BIN} is missing: build first (npx tsc -p tsconfig.json)`)
+  const sb = await sandbox()
+  const path = sb.serverAllowlistPath
+  const fps: string[] = []
+  for (let round = 0; round < 3; round++) {
+    await writeFile(`${path}.lock`, `999999999 ${hostname()} ${Date.now()} 00\n`)
+    await writeFile(`${path}.lock.break`, '')
+    const old = new Date(Date.now() - 60_000)
+    await utimes(`${path}.lock.break`, old, old)
+    const batch = Array.from({ length: 12 }, (_, i) => (round * 16 + i + 1).toString(16).padStart(2, '0').repeat(32))
+    fps.push(...batch)
+    const runs = await Promise.all(
+      batch.map(
+        (fp) =>
+          new Promise<{ status: number | null; stderr: string }>((r) => {
+            const child = spawn(process.execPath, [ALLOWLIST_BIN, 'add', '--config', sb.serverConfigPath, '--fingerprint', fp], { stdio: ['ignore', 'ignore', 'pipe'] })
+            let stderr = ''
+            child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+            child.on('close', (status) => r({ status, stderr }))
+          }),
+      ),
+    )
+    for (const r of runs) assert.equal(r.status, 0, r.stderr)
+    const keys = Object.keys((JSON.parse(await readFile(path, 'utf8')) as { keys: Record<string, unknown> }).keys)
+    for (const fp of fps) assert.ok(keys.includes(fp), `round ${round}: ${fp.slice(0, 8)} lost`)
+    const left = (await readdir(join(path, '..'))).filter((n) => n.includes('.lock'))
+    assert.deepEqual(left, [], 'no lock or breaker left')
+  }
 })

@@ -1,16 +1,21 @@
 /**
  * Freshness (version, timestamp windows, challenge expiry) and trust in keys on both sides.
  * Boundaries are exact: |now - ts| <= tolerance passes, one millisecond more fails; a challenge
- * is usable while now < expires_at.
+ * is usable while now < expires_at; the same holds for request proofs and session expiry over
+ * HTTP. Ephemeral keys are never reused, and timestamps are formatted exactly as toISOString.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { toWireError } from '../../src/errors.js'
-import { createServerTrust } from '../../src/handshake/client-handshake.js'
+import { createClientHandshake, createServerTrust } from '../../src/handshake/client-handshake.js'
 import { generateKeyPair } from '../../src/keys/key-pair.js'
 import { createAuthService } from '../../src/transport/auth-service.js'
 import { TestAllowlist, TestClock } from '../helpers/fixtures.js'
 import { codeOf, expectCode, makeHarness, wire } from '../helpers/handshake-harness.js'
+import { formatTimestamp } from '../../src/internal/clock.js'
+import { MCP_BODY, send } from './helpers/loopback-http.js'
+import { expectRefused, sessionSetup } from './helpers/mcp-session.js'
+import { startServer } from './helpers/sandbox-servers.js'
 
 test('wrong version in message 1 or 3: unsupported_version (400 on the wire, not folded)', async () => {
   const h = makeHarness()
@@ -195,4 +200,76 @@ test('a server clock behind the client by more than challenge_ttl (but inside th
   const h = makeHarness({ clientClock, serverClock, server: { challengeTtl: 60 } })
   const run = await h.run()
   assert.equal(run.session.serverFingerprint, h.p.server.fingerprint)
+})
+
+// From the red-team round 2 (held).
+test('proof window and session expiry hold at the exact boundaries (server clock controlled)', async () => {
+  const s = await sessionSetup()
+  const now = s.clock.ms
+  // |now − t| = 30 s passes (both sides), 30.001 s does not.
+  assert.equal((await send(s.to, { body: MCP_BODY, headers: s.headers(s.proof({ at: now - 30_000 })) })).status, 200)
+  assert.equal((await send(s.to, { body: MCP_BODY, headers: s.headers(s.proof({ at: now + 30_000 })) })).status, 200)
+  await expectRefused(s, await send(s.to, { body: MCP_BODY, headers: s.headers(s.proof({ at: now - 30_001 })) }), 401, 'proof_invalid', 'too old')
+  await expectRefused(s, await send(s.to, { body: MCP_BODY, headers: s.headers(s.proof({ at: now + 30_001 })) }), 401, 'proof_invalid', 'too new')
+  // A proof from the future, replayed until the last instant its window allows, is still a replay.
+  const future = s.proof({ at: now + 30_000 })
+  assert.equal((await send(s.to, { body: MCP_BODY, headers: s.headers(future) })).status, 200)
+  s.clock.ms = now + 60_000
+  await expectRefused(s, await send(s.to, { body: MCP_BODY, headers: s.headers(future) }), 401, 'replay_detected', 'future proof at its last valid instant')
+  // Session expiry: one ms before is fine; at expires_at (and later, and back again) it is over.
+  const expiresAt = s.session.expiresAt
+  s.clock.ms = expiresAt - 1
+  assert.equal((await send(s.to, { body: MCP_BODY, headers: s.headers(s.proof()) })).status, 200)
+  s.clock.ms = expiresAt
+  await expectRefused(s, await send(s.to, { body: MCP_BODY, headers: s.headers(s.proof()) }), 401, 'session_expired', 'at expires_at')
+  s.clock.ms = expiresAt + 1
+  await expectRefused(s, await send(s.to, { body: MCP_BODY, headers: s.headers(s.proof()) }), 401, 'session_expired', 'after expires_at')
+  assert.equal(s.seen.length, 4)
+})
+
+// From the red-team round 2 (held).
+test('no ephemeral key is ever used twice: 60 handshakes (20 at once) give 120 distinct X25519 keys and 60 distinct session keys', async () => {
+  const { sb, port } = await startServer({ auth: { rate_limit: { per_address: 0, per_key: 0 } } })
+  const run = async (): Promise<{ client: string; server: string; key: string }> => {
+    const c = createClientHandshake({ keyPair: sb.clientKey, audience: `http://127.0.0.1:${port}`, serverTrust: () => ({}) })
+    const m1 = c.start() as unknown as { client_ephemeral: string }
+    const r2 = await send({ port }, { path: '/auth', body: JSON.stringify(m1) })
+    assert.equal(r2.status, 200, r2.text)
+    const r4 = await send({ port }, { path: '/auth', body: JSON.stringify(await c.handleChallenge(r2.json)) })
+    assert.equal(r4.status, 200, r4.text)
+    const session = c.handleComplete(r4.json)
+    return { client: m1.client_ephemeral, server: String(r2.json.server_ephemeral), key: session.sessionKey.toString('hex') }
+  }
+  const results: Array<{ client: string; server: string; key: string }> = []
+  for (let i = 0; i < 20; i++) results.push(await run())
+  results.push(...(await Promise.all(Array.from({ length: 20 }, run))))
+  for (let i = 0; i < 20; i++) results.push(await run())
+  const ephemerals = new Set(results.flatMap((r) => [r.client, r.server]))
+  assert.equal(ephemerals.size, 120)
+  assert.equal(new Set(results.map((r) => r.key)).size, 60)
+})
+
+// From the red-team round 3 (held).
+test('formatTimestamp equals Date#toISOString (or throws the same) for edge values and for interleaved seconds', () => {
+  const same = (ms: number): void => {
+    let want: string
+    try {
+      want = new Date(ms).toISOString()
+    } catch (e) {
+      assert.throws(() => formatTimestamp(ms), (e as Error).constructor as new () => Error, String(ms))
+      return
+    }
+    assert.equal(formatTimestamp(ms), want, String(ms))
+  }
+  const edges = [0, -0, 1, 9, 10, 99, 100, 999, 1000, 1001, -1, -999, -1000, -1001, 0.5, 999.9999, 1000.4, -0.5, 1e15, 253402300799999, 253402300800000, 8.64e15, -8.64e15, 8.64e15 + 1, -62198755200000, Number.MAX_SAFE_INTEGER, NaN, Infinity, -Infinity, 2 ** 53 + 2]
+  for (const x of edges) same(x)
+  // The cache holds two seconds: walk three seconds round-robin, and back and forth across boundaries.
+  const base = Date.UTC(2026, 10, 26, 10, 59, 59, 998)
+  const seq: number[] = []
+  for (let i = 0; i < 50; i++) seq.push(base + (i % 3) * 1000 + (i % 7), base + 1 - (i % 2) * 2, base + 2, base + 1000 * (i % 2) - 1)
+  for (let i = 0; i < 20000; i++) {
+    const t = Math.floor(Math.random() * 253402300800000)
+    seq.push(t, t + 1000, t - 1, t, t + 1.5, -t)
+  }
+  for (const x of seq) same(x)
 })

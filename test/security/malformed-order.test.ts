@@ -1,6 +1,7 @@
 /**
  * Malformed input through the transport-independent service (4xx with a clear code, the service
- * keeps serving), and the order of the server's checks: cheap rejection first.
+ * keeps serving; on /ws an invalid UTF-8 frame closes the connection), and the order of the
+ * server's checks: cheap rejection first.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -17,6 +18,11 @@ import type { AuthRequestWire } from '../../src/protocol/messages.js'
 import { createAuthService, type AuthService } from '../../src/transport/auth-service.js'
 import { makeParties, TestClock, TestNonceStore, type Parties } from '../helpers/fixtures.js'
 import { AUDIENCE, codeOf, wire } from '../helpers/handshake-harness.js'
+import type * as net from 'node:net'
+import WebSocket from 'ws'
+import { honestHandshake } from './helpers/auth-endpoint.js'
+import { sleep } from './helpers/loopback-http.js'
+import { startServer } from './helpers/sandbox-servers.js'
 
 function setup(nonceStore?: NonceStore): { p: Parties; clock: TestClock; nonces: NonceStore; service: AuthService; handshake: () => Promise<void> } {
   const p = makeParties()
@@ -196,4 +202,23 @@ test('cheap rejection first: malformed input costs nothing; at message 3 an unkn
   assert.deepEqual(await observe(() => server.handleResponse(badSig(m3))), ['invalid_signature', ['lookup']], 'replay + bad signature')
   assert.deepEqual(await observe(() => server.handleResponse(m3)), ['replay_detected', ['lookup', 'nonce']])
   assert.equal(inner.size(), 1)
+})
+
+// From the red-team, handshake server (held).
+test('an invalid UTF-8 text frame on /ws closes the connection (1007) and the server keeps serving', async () => {
+  const { sb, running: server, port } = await startServer()
+  const ws = new WebSocket(server.wsUrl)
+  await new Promise((r, j) => {
+    ws.once('open', r)
+    ws.once('error', j)
+  })
+  const code = new Promise<number>((r) => ws.once('close', (c: number) => r(c)))
+  // A raw masked text frame with bytes that are not UTF-8.
+  const sock = (ws as unknown as { _socket: net.Socket })._socket
+  const payload = Buffer.from([0x7b, 0xff, 0xfe, 0x7d])
+  const mask = Buffer.from([1, 2, 3, 4])
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!))
+  sock.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]))
+  assert.equal(await Promise.race([code, sleep(3000).then(() => -1)]), 1007)
+  assert.equal(await honestHandshake(sb, port), 'ok')
 })

@@ -14,6 +14,8 @@ import { signingInput } from '../../src/protocol/transcript.js'
 import { createRequestProof } from '../../src/session/session-token.js'
 import { TestAllowlist, TestNonceStore } from '../helpers/fixtures.js'
 import { AUDIENCE, expectCode, makeHarness, wire } from '../helpers/handshake-harness.js'
+import { postAuth } from './helpers/auth-endpoint.js'
+import { startServer } from './helpers/sandbox-servers.js'
 
 test('a replayed message 3 is refused with replay_detected and grants nothing', async () => {
   const h = makeHarness()
@@ -156,4 +158,22 @@ test('domain separation: a signature over the same transcript under one context 
   // And fromB64u refuses what b64u never produces, so a signature has one encoding only.
   const sig = b64u(signBytes(kp.privateKey, Buffer.alloc(1)))
   assert.equal(fromB64u(sig + '='), undefined)
+})
+
+// From the red-team, handshake server (held).
+test('relay over HTTP: a relay that rewrites nothing is left with a token it cannot use; a replayed message 3 is replay_detected', async () => {
+  const { sb, running: server, port } = await startServer()
+  const c = createClientHandshake({ keyPair: sb.clientKey, audience: `http://127.0.0.1:${port}/auth`, serverTrust: () => ({}) })
+  const r2 = await postAuth(port, c.start())
+  const m3 = await c.handleChallenge(r2.body)
+  const r4 = await postAuth(port, m3)
+  assert.equal(r4.status, 200)
+  const replay = await postAuth(port, m3)
+  assert.equal(replay.status, 401)
+  assert.equal(replay.body.error?.code, 'replay_detected')
+  // The relay saw message 4 (the token) but never the session key.
+  const session = c.handleComplete(r4.body)
+  const token = String(r4.body.session_token)
+  assert.equal(session.token, token)
+  await assert.rejects(server.configured.service.verifyRequest({ authorization: `Bearer ${token}`, proof: undefined, method: 'POST', target: '/mcp', body: '' }), { code: 'proof_missing' })
 })

@@ -3,7 +3,8 @@
  * a replay memory that began empty — a restarted process, a Redis restarted without persistence or
  * flushed — accepts nothing whose single use was decided before it began, while live sessions
  * survive the restart; and fleet members whose clocks differ by ±3 s cannot re-accept what
- * another member accepted. Each test would pass a replay on mcp-pki/1.
+ * another member accepted. Each test would pass a replay on mcp-pki/1. And a proof sent on many
+ * connections at once is accepted exactly once.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -19,6 +20,8 @@ import { ticketKeyFrom } from '../../src/session/ticket.js'
 import { TestClock } from '../helpers/fixtures.js'
 import { AUDIENCE, codeOf, expectCode, makeHarness, wire, type Harness, type Run } from '../helpers/handshake-harness.js'
 import { freePort } from '../integration/redis-helpers.js'
+import { MCP_BODY, replyCode, send } from './helpers/loopback-http.js'
+import { sessionSetup } from './helpers/mcp-session.js'
 
 const BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
@@ -192,4 +195,14 @@ test('fleet members whose clocks differ by ±3 s: what one accepted, the other r
   // Both members agree on the epoch (one Redis).
   assert.equal(storeA.epoch(), storeB.epoch())
   void AUDIENCE
+})
+
+// From the red-team round 2 (held).
+test('the same proof sent on 8 connections at once is accepted exactly once', async () => {
+  const s = await sessionSetup()
+  const proof = s.proof()
+  const replies = await Promise.all(Array.from({ length: 8 }, () => send(s.to, { body: MCP_BODY, headers: s.headers(proof) })))
+  const statuses = replies.map((r) => `${r.status}:${replyCode(r) ?? ''}`).sort()
+  assert.deepEqual(statuses, ['200:', ...Array.from({ length: 7 }, () => '401:replay_detected')])
+  assert.equal(s.seen.length, 1)
 })

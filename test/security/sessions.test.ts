@@ -1,6 +1,7 @@
 /**
  * Sessions after the handshake: forged/expired/foreign tokens, sender-constrained proofs,
- * revocation by allowlist removal, and a full nonce store that fails closed without evicting.
+ * revocation by allowlist removal, and a full nonce store that fails closed without evicting
+ * (and that a client's own requests never fill).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -13,6 +14,9 @@ import { createSessionVerifier } from '../../src/session/session-verifier.js'
 import { createAuthService } from '../../src/transport/auth-service.js'
 import { TestClock } from '../helpers/fixtures.js'
 import { codeOf, expectCode, makeHarness, wire, type Harness, type Run } from '../helpers/handshake-harness.js'
+import { createClientHandshake } from '../../src/handshake/client-handshake.js'
+import { honestHandshake, postAuth } from './helpers/auth-endpoint.js'
+import { startServer } from './helpers/sandbox-servers.js'
 
 const BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
@@ -170,3 +174,29 @@ test('a full nonce store: server_busy (503 + Retry-After), nothing evicted, reco
   h.clientClock.ms = clock.ms
   assert.equal((await h.run()).session.serverFingerprint, h.p.server.fingerprint)
 })
+
+// From the red-team, handshake server (held).
+test(
+  'one authenticated client sending more requests than the nonce store holds makes nothing server_busy',
+  async () => {
+    const { sb, running: server, port } = await startServer({ auth: { nonce_cache_size: 20 } })
+    const c = createClientHandshake({ keyPair: sb.clientKey, audience: `http://127.0.0.1:${port}/auth`, serverTrust: () => ({}) })
+    const r2 = await postAuth(port, c.start())
+    const session = c.handleComplete((await postAuth(port, await c.handleChallenge(r2.body))).body)
+    // The client's own requests: 25 legitimate, distinct proofs (bounded).
+    let busy = 0
+    for (let i = 0; i < 25; i++) {
+      const proof = createRequestProof({ session: session, method: 'POST', target: '/mcp', body: '' })
+      try {
+        await server.configured.service.verifyRequest({ authorization: `Bearer ${session.token}`, proof, method: 'POST', target: '/mcp', body: '' })
+      } catch (err) {
+        if ((err as { code?: string }).code === 'server_busy') busy++
+        else throw err
+      }
+    }
+    // mcp-pki/2: requests are remembered in a per-session window, not in the handshake nonce store
+    // (20 entries here): 25 requests fill nothing, and handshakes keep working.
+    assert.equal(busy, 0, 'requests never fill the handshake nonce store')
+    assert.equal(await honestHandshake(sb, port), 'ok')
+  },
+)

