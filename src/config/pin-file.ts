@@ -40,11 +40,10 @@ export async function updatePinnedFingerprint(file: string, name: string, from: 
   const current = (pinned as string).toLowerCase()
   if (current === to) return
   if (current !== from) fail(`it pins ${current}, not ${from} (edited meanwhile?)`)
-  try {
-    await access(file, constants.W_OK)
-  } catch {
-    fail(`the file is not writable; make it writable (chmod u+w ${file}) or re-pin by hand`)
-  }
+  // A file without its owner's write bit is read-only on purpose, even for root (who may write anything).
+  let writable = (mode! & 0o200) !== 0
+  if (writable) writable = await access(file, constants.W_OK).then(() => true, () => false)
+  if (!writable) fail(`the file is not writable; make it writable (chmod u+w ${file}) or re-pin by hand`)
   doc.setIn(['servers', name, 'fingerprint'], to)
   await replaceFile(file, doc.toString(), mode!).catch((err: unknown) => fail(`it could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`))
 }
