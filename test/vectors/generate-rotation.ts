@@ -157,7 +157,8 @@ export async function generateRotationVectors(): Promise<Record<string, unknown>
     },
   ].map((f) => ({ ...f, expected: 'ignored: the pin stays', pinned_after: from.fingerprint }))
 
-  const { server_key_update: _ignored, ...announceWithout } = announce.messages.m4
+  const announceWithout: Partial<AuthCompleteWire> = { ...announce.messages.m4 }
+  delete announceWithout.server_key_update
   return {
     description:
       'mcp-pki/2 server-key rotation (docs/PROTOCOL.md §15). Inputs are those of handshake-v2.json; from = RFC 8032 TEST 2 (the server key there), to = TEST 3. ' +

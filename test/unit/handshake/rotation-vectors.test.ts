@@ -100,8 +100,8 @@ test('rotation vectors: without a rotation message 4 is unchanged (handshake-v2.
   assert.equal(V.without_update_equals_plain_m4, true)
   const plain = JSON.parse(readFileSync(VECTORS_PATH, 'utf8')) as any
   assert.equal('server_key_update' in plain.messages.m4, false)
-  const { server_key_update: _u, ...rest } = V.announce.messages.m4
-  assert.deepEqual(Object.keys(rest), Object.keys(plain.messages.m4))
+  const rest = Object.keys(V.announce.messages.m4).filter((k) => k !== 'server_key_update')
+  assert.deepEqual(rest, Object.keys(plain.messages.m4))
 })
 
 /** The client engine with the vector inputs, fed the recorded message 2 and the given message 4. */
@@ -141,7 +141,8 @@ test('rotation vectors: the client engine moves the pin on the genuine update an
   }
   // Switched phase: message 2's key is not the pin; without the update the handshake is refused.
   const S = V.switched.messages
-  const { server_key_update: _u, ...bare } = S.m4
+  const bare = { ...S.m4 }
+  delete bare.server_key_update
   await assert.rejects(clientRun(S.m2, bare, V.inputs.from_fingerprint), { code: 'server_key_mismatch' })
   await assert.rejects(clientRun(S.m2, { ...S.m4, server_key_update: V.announce.messages.m4.server_key_update }, V.inputs.from_fingerprint), { code: 'server_key_mismatch' })
   assert.equal((await clientRun(S.m2, S.m4, V.inputs.from_fingerprint)).pin.pinned(), V.inputs.to_fingerprint)
