@@ -14,6 +14,7 @@
 import { AuthError } from '../errors.js'
 import { b64u } from '../internal/bytes.js'
 import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { weakEd25519KeyReason } from '../keys/point-check.js'
 import { CONTEXT } from '../protocol/constants.js'
 import { keyUpdateTranscript, type ServerKeyUpdate, type ServerKeyUpdateWire } from '../protocol/server-key-update.js'
 import { signingInput } from '../protocol/transcript.js'
@@ -113,6 +114,9 @@ function judge(pin: string, c: KeyUpdateContext): string | undefined {
   const to = fingerprintOf(u.toPublicKey)
   if (c.presented !== from && c.presented !== to) return 'the key update names neither key of this handshake'
   if (pin !== from && pin !== to) return `the key update (${from.slice(0, 16)}… → ${to.slice(0, 16)}…) does not involve the pinned key`
+  // A small-order key "verifies" a fixed signature for every message: it proves nothing (point-check.ts).
+  const weak = weakEd25519KeyReason(u.toPublicKey) ?? weakEd25519KeyReason(u.fromPublicKey)
+  if (weak !== undefined) return `the key update names a key that is not usable (${weak})`
   if (!verifyServerKeyUpdate(c.t4, u)) return `the key update (${from.slice(0, 16)}… → ${to.slice(0, 16)}…) does not verify for this handshake`
   return pin === from ? 'advance' : 'keep'
 }

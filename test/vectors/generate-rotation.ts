@@ -155,6 +155,15 @@ export async function generateRotationVectors(): Promise<Record<string, unknown>
       name: 'update from a key that is not pinned (attacker → to, signatures of the genuine update)',
       update: { from_public_key: b64u(attacker.publicKeyRaw), to_public_key: b64u(to.publicKeyRaw), from_signature: good.from_signature, to_signature: good.to_signature },
     },
+    {
+      name: 'successor is the identity point (small order: one fixed signature verifies every message), signed by the pinned key',
+      update: (() => {
+        const identity = Buffer.alloc(32)
+        identity[0] = 1
+        const tuWeak = keyUpdateTranscript(announce.t4, from.publicKeyRaw, identity)
+        return { from_public_key: b64u(from.publicKeyRaw), to_public_key: b64u(identity), from_signature: b64u(signBytes(from.privateKey, signingInput(CONTEXT.serverKeyUpdate, tuWeak))), to_signature: b64u(Buffer.concat([identity, Buffer.alloc(32)])) }
+      })(),
+    },
   ].map((f) => ({ ...f, expected: 'ignored: the pin stays', pinned_after: from.fingerprint }))
 
   const announceWithout: Partial<AuthCompleteWire> = { ...announce.messages.m4 }

@@ -55,6 +55,10 @@ function independentVerdict(messages: any, update: any, pinned: string): string 
   const presented = hex(sha(ub(messages.m2.server_public_key)))
   const fps = [hex(sha(from)), hex(sha(to))]
   if (!fps.includes(presented) || !fps.includes(pinned)) return pinned
+  // §15 / §7: no small-order key (here: the identity point, 01 00…00, the one the vectors use).
+  const identity = Buffer.alloc(32)
+  identity[0] = 1
+  if (from.equals(identity) || to.equals(identity)) return pinned
   const tu = Buffer.concat([t4Of(messages), lp(from), lp(to)])
   const ok =
     verify(null, sigin('mcp-pki/2 server-key-update', tu), edPub(from), ub(update.from_signature)) &&
