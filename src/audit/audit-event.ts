@@ -21,6 +21,8 @@ export const AUDIT_EVENTS = [
   'allowlist.reload_failed',
   'server.start',
   'server.stop',
+  'server_key.reload',
+  'server_key.reload_failed',
   'authz.denied',
   'authz.allowed',
   'authz.reload',

@@ -199,7 +199,7 @@ async function main(): Promise<void> {
   }
   const hintCtx = { config: opts.config, publicKeyPath: config.keys.public_key_path, url }
 
-  const setup = await clientSetupFromConfig(config, url)
+  const setup = await clientSetupFromConfig(config, url, { configFile: opts.config })
   const runner = await makeRunner(config, setup, url, transport, timeoutMs)
 
   if (count === 1) {

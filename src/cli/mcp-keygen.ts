@@ -5,6 +5,7 @@
  *   mcp-keygen --output-dir ./keys --key-name server
  *   mcp-keygen --show-fingerprint ./keys/server_public.pem
  *   mcp-keygen --extract-public --private-key ./keys/server_private.pem --output-file ./keys/server_public.pem
+ *   mcp-keygen rotate start|switch|end|status --config server.yaml   (keygen-rotate.ts)
  * @module
  */
 import { chmod, mkdir, stat } from 'node:fs/promises'
@@ -28,6 +29,7 @@ import {
   type PublicKeyFormat,
 } from '../keys/key-file.js'
 import { generateKeyPair, opensshFingerprintOf } from '../keys/key-pair.js'
+import { rotateMain } from './keygen-rotate.js'
 import { configureProgram, printJson, printLine, runCli, UsageError } from './shared/output.js'
 
 type OutputFormat = 'text' | 'json'
@@ -99,6 +101,7 @@ Exit status: 0 success, 1 failure, 2 usage error.`,
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'rotate') return rotateMain(process.argv.slice(3))
   const program = buildProgram()
   program.parse(process.argv)
   if (program.args.length > 0) throw new UsageError(`unexpected argument: ${program.args[0]}`)

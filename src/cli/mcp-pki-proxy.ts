@@ -121,6 +121,7 @@ async function connect(config: Config, serverUrl: URL, opts: ProxyOptions, http:
   const authFetch = await createAuthFetchFromConfig(config, serverUrl, {
     // stdin carries MCP messages: never prompt on it (trust on first use must be decided in advance).
     interactive: false,
+    configFile: opts.config, // a verified server-key rotation moves the pin there
     fetch: http,
     mcpFetch: http,
     ...(connectMs === undefined ? {} : { timeoutMs: connectMs }),

@@ -13,6 +13,10 @@
  * | keys.auto_generate                 | false                      |                                                  |
  * | keys.certificate_path              | null                       | OpenSSH certificate (<key>-cert.pub) to present  |
  * | keys.agent                         | false                      | sign through ssh-agent ($SSH_AUTH_SOCK)          |
+ * | keys.next_private_key_path         | null                       | server-key rotation: the successor key; null =   |
+ * |                                    |                            | private_key_path with .next before .pem          |
+ * | keys.previous_private_key_path     | null                       | the retired key, kept after a switch; null =     |
+ * |                                    |                            | private_key_path with .previous before .pem      |
  * | acl.allowlist_path                 | ./keys/allowlist.json      |                                                  |
  * | acl.auto_create                    | true                       |                                                  |
  * | acl.metadata_required              | false                      |                                                  |
@@ -232,6 +236,8 @@ const keysSchema = z.strictObject(
     auto_generate: bool().default(false),
     certificate_path: nullablePath().default(null),
     agent: bool().default(false),
+    next_private_key_path: nullablePath().default(null),
+    previous_private_key_path: nullablePath().default(null),
   },
   section('key: value pairs'),
 )

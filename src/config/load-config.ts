@@ -99,6 +99,8 @@ function resolveFilePaths(config: Config, baseDir: string): void {
   config.keys.private_key_path = r(config.keys.private_key_path)
   config.keys.public_key_path = r(config.keys.public_key_path)
   if (config.keys.certificate_path !== null) config.keys.certificate_path = r(config.keys.certificate_path)
+  if (config.keys.next_private_key_path !== null) config.keys.next_private_key_path = r(config.keys.next_private_key_path)
+  if (config.keys.previous_private_key_path !== null) config.keys.previous_private_key_path = r(config.keys.previous_private_key_path)
   config.acl.allowlist_path = r(config.acl.allowlist_path)
   if (config.audit.log_file !== null) config.audit.log_file = r(config.audit.log_file)
   const ssl = config.transport.ssl

@@ -35,6 +35,13 @@ export interface Config {
      * first ed25519 key it holds): the private key file is not read.
      */
     agent: boolean
+    /**
+     * Server-key rotation (docs/operations.md): the successor of the server key, announced while
+     * this file exists. null = `private_key_path` with `.next` before its `.pem` (or appended).
+     */
+    next_private_key_path: string | null
+    /** The retired server key, still proven to clients that pinned it. null = `.previous` likewise. */
+    previous_private_key_path: string | null
   }
   acl: {
     allowlist_path: string

@@ -24,6 +24,8 @@ import {
 import { challengeFieldsOf, finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
 import type { ProofSession } from '../session/session-token.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type Ephemeral, type EphemeralSource, type SessionKeys } from './common.js'
+import { createPinnedServerKey, type PinnedServerKeyOptions } from './pinned-server-key.js'
+import { mayAwaitKeyUpdate, settleServerKeyUpdate, type PinRotation } from './server-key-rotation.js'
 
 /** What the client learned and holds after a successful handshake (a {@link ProofSession}). */
 export interface ClientSession extends ProofSession {
@@ -49,7 +51,10 @@ export interface ClientSession extends ProofSession {
  * trusted; throws AuthError (`server_key_unknown`, `server_key_mismatch`, `key_expired`,
  * `server_key_rejected`) when not.
  */
-export type ServerTrust = (fingerprint: string, publicKeyRaw: Buffer) => Promise<Readonly<Record<string, unknown>> | undefined> | Readonly<Record<string, unknown>> | undefined
+export type ServerTrust = ((fingerprint: string, publicKeyRaw: Buffer) => Promise<Readonly<Record<string, unknown>> | undefined> | Readonly<Record<string, unknown>> | undefined) & {
+  /** A pin that may follow a server-key rotation proven in the handshake (server-key-rotation.ts). */
+  readonly rotation?: PinRotation
+}
 
 export interface ServerTrustOptions {
   /** The client's allowlist of server keys (like ssh known_hosts). */
@@ -58,13 +63,20 @@ export interface ServerTrustOptions {
   pinnedFingerprint?: string | null
   /** Trust on first use: asked about a key that is not on the allowlist; true = trust (and remember). */
   onUnknownKey?: (fingerprint: string, publicKeyRaw: Buffer) => Promise<boolean> | boolean
+  /**
+   * A pinned fingerprint follows the server's key rotation (docs/PROTOCOL.md §15) unless this is
+   * false; `persist` records the new pin (default: memory only), `log` reports changes.
+   */
+  keyRotation?: PinnedServerKeyOptions | false
   clock?: Clock
 }
 
 export function createServerTrust(o: ServerTrustOptions): ServerTrust {
   const clock = o.clock ?? systemClock
-  const pinned = o.pinnedFingerprint?.toLowerCase() ?? null
-  return async (fingerprint, publicKeyRaw) => {
+  const initial = o.pinnedFingerprint?.toLowerCase() ?? null
+  const pin = initial === null || o.keyRotation === false ? undefined : createPinnedServerKey(initial, o.keyRotation ?? {})
+  const trust = async (fingerprint: string, publicKeyRaw: Buffer): Promise<Readonly<Record<string, unknown>> | undefined> => {
+    const pinned = pin?.pinned() ?? initial
     assertUsableEd25519PublicKey(publicKeyRaw, `server key ${fingerprint}`, { fast: true, code: 'server_key_rejected', fix: "refusing to talk; the server's operator must generate a new key with mcp-keygen" })
     if (pinned !== null && !constantTimeEqual(Buffer.from(pinned), Buffer.from(fingerprint))) {
       throw new AuthError('server_key_mismatch', `server key ${fingerprint} does not match the fingerprint pinned for this server (${pinned}); refusing to talk`)
@@ -81,6 +93,7 @@ export function createServerTrust(o: ServerTrustOptions): ServerTrust {
       `server key ${fingerprint} is not on the client allowlist; if you trust it, add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
     )
   }
+  return pin === undefined ? trust : Object.assign(trust, { rotation: pin })
 }
 
 export interface ClientHandshakeOptions {
@@ -129,6 +142,8 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
   let sig3: Buffer | undefined
   let keys: SessionKeys | undefined
   let server: { fingerprint: string; publicKey: KeyObject; metadata: Readonly<Record<string, unknown>> | undefined } | undefined
+  // Message 2's key is not the pin, but message 4 may prove a rotation between the two (server-key-rotation.ts).
+  let awaitingKeyUpdate = false
 
   function expect(s: typeof step, what: string): void {
     if (step !== s) throw new AuthError('invalid_message', `handshake is not expecting ${what} now (state: ${step})`)
@@ -171,7 +186,13 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         // this clock would shrink the allowed skew to challenge_ttl.
         if (challenge.expiresAt <= challenge.timestamp) throw new AuthError('challenge_expired', 'the server sent a challenge that has already expired')
         const fingerprint = fingerprintOf(challenge.serverPublicKey)
-        const metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey)
+        let metadata: Readonly<Record<string, unknown>> | undefined
+        try {
+          metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey)
+        } catch (err) {
+          if (!mayAwaitKeyUpdate(o.serverTrust.rotation, err)) throw err
+          awaitingKeyUpdate = true
+        }
         const publicKey = serverKeyObject(challenge.wire.server_public_key, challenge.serverPublicKey)
         const t2pre = transcript2pre(transcript1(fields!), challengeFieldsOf(challenge))
         const t2 = transcript2(t2pre, challenge.challengeToken)
@@ -231,6 +252,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         keys!.finishedKey.fill(0)
         const receivedAt = clock()
         checkWindow(complete.timestamp, receivedAt, toleranceMs, 'auth_complete')
+        settleServerKeyUpdate(o.serverTrust.rotation, { t4, presented: srv.fingerprint, update: complete.serverKeyUpdate, provisional: awaitingKeyUpdate })
         step = 'done'
         return {
           token: complete.sessionToken,

@@ -41,9 +41,15 @@ import { encodeSessionTicket } from '../session/session-token.js'
 import type { RevocationCheck } from '../session/session-verifier.js'
 import { localHostNames, namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type EphemeralSource } from './common.js'
+import { heldServerKey, serverKeyUpdateFor, type ServerKeySource } from './server-key-rotation.js'
 
 export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
+  /**
+   * The keys to present, read per message (a server-key rotation, server-key-rotation.ts). Default:
+   * always `keyPair`. `keyPair` still derives the default ticket key.
+   */
+  serverKeys?: ServerKeySource
   /** Which client keys may authenticate. */
   allowlist: KeyLookup
   /** Revoked keys (e.g. RedisRevocationList, shared by a fleet): refused like unlisted ones. */
@@ -121,9 +127,14 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     ? options.ticketKeys
     : staticTicketKeys(options.ticketKeys?.length ? options.ticketKeys : [deriveTicketKey(privateKeySeed(keyPair.privateKey))])
   const extraNames = new Set((options.localNames ?? []).map((n) => n.toLowerCase()).map((n) => (n.includes(':') && !n.startsWith('[') ? `[${n}]` : n)))
-  const serverPk = keyPair.publicKeyRaw
-  const serverPkB64 = b64u(serverPk)
-  const serverFp = keyPair.fingerprint
+  const staticKeys = { current: keyPair }
+  const serverKeys: ServerKeySource = options.serverKeys ?? (() => staticKeys)
+  const b64Of = new WeakMap<Ed25519KeyPair, string>()
+  const b64uOf = (k: Ed25519KeyPair): string => {
+    let text = b64Of.get(k)
+    if (text === undefined) b64Of.set(k, (text = b64u(k.publicKeyRaw)))
+    return text
+  }
 
   function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
     const fingerprint = fingerprintOf(request.clientPublicKey)
@@ -189,7 +200,9 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   }
 
   return {
-    fingerprint: serverFp,
+    get fingerprint() {
+      return serverKeys().current.fingerprint
+    },
     get ticketKeys() {
       return ring.all()
     },
@@ -208,13 +221,14 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       checkAudience(request.audience, ctx)
       // No allowlist lookup here: a listed and an unlisted key get the same answer (message 3 decides).
 
+      const presented = serverKeys().current
       const serverNonce = random(NONCE_SIZE)
       const eph = newEphemeral()
       const timestamp = formatTimestamp(now)
       const expiresAtMs = now + challengeTtlMs
       const expiresAt = formatTimestamp(expiresAtMs)
       const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), {
-        serverPublicKey: serverPk,
+        serverPublicKey: presented.publicKeyRaw,
         serverNonce,
         serverEphemeral: eph.publicRaw,
         timestamp,
@@ -232,11 +246,11 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       keys.sessionKey.fill(0)
       keys.finishedKey.fill(0)
       plain.fill(0)
-      const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token)))
+      const signature = signBytes(presented.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token)))
       return {
         type: 'auth_challenge',
         version: PROTOCOL_VERSION,
-        server_public_key: serverPkB64,
+        server_public_key: b64uOf(presented),
         server_nonce: b64u(serverNonce),
         server_ephemeral: b64u(eph.publicRaw),
         timestamp,
@@ -273,7 +287,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         throw new AuthError('invalid_message', 'challenge token is not valid for this server')
       }
       const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), challengeFieldsOf(challenge))
-      if (!constantTimeEqual(sha256(t2pre), plain.subarray(8, 40)) || !constantTimeEqual(challenge.serverPublicKey, serverPk)) {
+      // The key that signed message 2: still held (a rotation may have switched keys since).
+      const keys = serverKeys()
+      const presented = heldServerKey(keys, challenge.serverPublicKey)
+      if (!constantTimeEqual(sha256(t2pre), plain.subarray(8, 40)) || presented === undefined) {
         throw new AuthError('invalid_message', 'echoed handshake fields do not match the challenge')
       }
       const expiresAtMs = readU64(plain, 0)
@@ -327,11 +344,12 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         sessionToken: token,
         expiresAt,
         clientFingerprint: client.fingerprint,
-        serverFingerprint: serverFp,
+        serverFingerprint: presented.fingerprint,
         timestamp,
         replayEpoch,
       })
       const finished = finishedMac(finishedKey, t4)
+      const keyUpdate = serverKeyUpdateFor(keys, presented, t4)
       plain.fill(0)
       return {
         message: {
@@ -341,10 +359,11 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
           session_token: token,
           expires_at: expiresAt,
           client_fingerprint: client.fingerprint,
-          server_fingerprint: serverFp,
+          server_fingerprint: presented.fingerprint,
           timestamp,
           replay_epoch: epochText,
           finished: b64u(finished),
+          ...(keyUpdate === undefined ? {} : { server_key_update: keyUpdate }),
         },
         clientFingerprint: client.fingerprint,
         entry: client.entry,

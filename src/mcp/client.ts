@@ -268,7 +268,8 @@ export interface AuthFetchFromConfigOptions extends ConfigClientOptions {
 export async function createAuthFetchFromConfig(config: string | Config, mcpUrl: string | URL, opts: AuthFetchFromConfigOptions = {}): Promise<AuthFetch> {
   const cfg = typeof config === 'string' ? await loadConfig(config) : config
   const authUrl = opts.authUrl ?? new URL('/auth', String(mcpUrl)).href
-  const { fetch: handshakeFetch, ...handshake } = await authenticateOptionsFromConfig(cfg, authUrl, opts)
+  const withFile = typeof config === 'string' && opts.configFile === undefined ? { ...opts, configFile: config } : opts
+  const { fetch: handshakeFetch, ...handshake } = await authenticateOptionsFromConfig(cfg, authUrl, withFile)
   const ssl = cfg.transport.ssl
   let mcpFetch = opts.mcpFetch
   if (mcpFetch === undefined && String(mcpUrl).startsWith('https:') && (ssl.ca_file !== null || ssl.cert_file !== null)) {

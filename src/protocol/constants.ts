@@ -12,6 +12,10 @@ export const CONTEXT = {
   ticketKey: 'mcp-pki/2 ticket-key',
   ticketKeyId: 'mcp-pki/2 ticket-key-id',
   sealKey: 'mcp-pki/2 seal-key',
+  /** Server-key rotation (docs/PROTOCOL.md §15): the old key hands over to the new one. */
+  serverKeyUpdate: 'mcp-pki/2 server-key-update',
+  /** Server-key rotation: the new key proves it is held by this handshake's server. */
+  serverKeyProve: 'mcp-pki/2 server-key-prove',
 } as const
 
 export const NONCE_SIZE = 32

@@ -9,6 +9,7 @@ import { AuthError, type WireError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import { parseTimestamp } from '../internal/clock.js'
 import { printable } from '../internal/text.js'
+import { KEY_UPDATE_FIELD, parseServerKeyUpdate, type ServerKeyUpdate, type ServerKeyUpdateWire } from './server-key-update.js'
 import { EPOCH_SIZE, MAX_AUDIENCE_BYTES, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
 
 /** Message 1, client → server. */
@@ -58,6 +59,8 @@ export interface AuthCompleteWire {
   /** The server's replay epoch: every request proof of this session names it. */
   replay_epoch: string
   finished: string
+  /** Only during a server-key rotation (docs/PROTOCOL.md §15); absent otherwise. */
+  server_key_update?: ServerKeyUpdateWire
 }
 
 /** Any failure, at any step. */
@@ -106,6 +109,7 @@ export interface AuthComplete {
   timestamp: number
   replayEpoch: Buffer
   finished: Buffer
+  serverKeyUpdate?: ServerKeyUpdate
 }
 
 function malformed(message: string): never {
@@ -298,6 +302,14 @@ export function parseAuthResponse(value: unknown, label = 'auth_response'): Auth
 
 /** Parses a successful message 4. */
 export function parseAuthComplete(value: unknown, label = 'auth_complete'): AuthComplete {
+  // The one optional field: set aside, parsed after the rest (server-key-update.ts).
+  let updateField: unknown
+  const hasUpdate = isPlainObject(value) && Object.prototype.hasOwnProperty.call(value, KEY_UPDATE_FIELD)
+  if (hasUpdate) {
+    const { [KEY_UPDATE_FIELD]: field, ...rest } = value as Record<string, unknown>
+    updateField = field
+    value = rest
+  }
   const v = snapshot(value, label, COMPLETE_FIELDS)
   checkType(v.type, 'auth_complete', label)
   const version = checkVersion(v.version)
@@ -328,6 +340,11 @@ export function parseAuthComplete(value: unknown, label = 'auth_complete'): Auth
     timestamp: v.timestamp as string,
     replay_epoch: v.replay_epoch as string,
     finished: v.finished as string,
+  }
+  if (hasUpdate) {
+    const update: ServerKeyUpdate = parseServerKeyUpdate(updateField, `${label}.${KEY_UPDATE_FIELD}`)
+    c.serverKeyUpdate = update
+    c.wire.server_key_update = update.wire
   }
   return c
 }

@@ -23,7 +23,9 @@ import type { AuthMetrics } from '../metrics/auth-metrics.js'
 import { createReadiness, type Readiness, type ReadinessCheck } from '../metrics/readiness.js'
 import { RateLimiter } from '../ratelimit/token-bucket.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
-import { rotatingTicketKeys, ticketKeyFrom, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
+import { deriveTicketKey, rotatingTicketKeys, ticketKeyFrom, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
+import { privateKeySeed } from '../keys/key-pair.js'
+import { describeServerKeys, loadServerKeys, serverKeyFilesOf, watchServerKeys } from './server-keys.js'
 import { createAuthService, type AuditSink, type AuthService } from '../transport/auth-service.js'
 
 export interface FromConfigOptions {
@@ -136,6 +138,17 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     })
     closers.push(() => watcher.close())
 
+    // Server-key rotation: the next / previous key files are watched like the allowlist (server-keys.ts).
+    const keyFiles = serverKeyFilesOf(config)
+    const startKeys = await loadServerKeys(keyFiles, keyPair)
+    if (startKeys.rotation !== undefined) events.log('server_key.reload', describeServerKeys(startKeys))
+    const keyWatcher = watchServerKeys(keyFiles, startKeys, {
+      pollIntervalMs: opts.allowlistPollMs ?? 500,
+      onReload: (keys) => events.log('server_key.reload', describeServerKeys(keys)),
+      onError: (err) => events.log('server_key.reload_failed', { reason: `${err.message}; keeping the last good keys` }, 'ERROR'),
+    })
+    closers.push(() => keyWatcher.close())
+
     const ns = config.auth.nonce_store
     let nonceStore: NonceStore
     let revocation: RedisRevocationList | undefined
@@ -194,10 +207,14 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     } else if (config.auth.ticket_key_rotation !== null) {
       const rotateEvery = config.auth.ticket_key_rotation
       ticketKeys = rotatingTicketKeys({ rotateEvery, keepFor: config.auth.session_ttl + config.auth.challenge_ttl, ...(clock ? { clock } : {}) })
+    } else if (startKeys.rotation?.to === keyPair) {
+      // Restarted after a switch: sessions sealed under the previous key's derived ticket key still open.
+      ticketKeys = [deriveTicketKey(privateKeySeed(keyPair.privateKey)), deriveTicketKey(privateKeySeed(startKeys.rotation.from.privateKey))]
     }
 
     const service = createAuthService({
       keyPair,
+      serverKeys: keyWatcher.get,
       allowlist: holder,
       nonceStore,
       timestampTolerance: config.auth.timestamp_tolerance,

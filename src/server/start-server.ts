@@ -90,7 +90,9 @@ export async function startServerFromConfig(config: Config, opts: StartServerOpt
       http: httpServer,
       ws,
       address,
-      fingerprint: configured.service.fingerprint,
+      get fingerprint() {
+        return configured.service.fingerprint // follows a server-key rotation
+      },
       authUrl,
       wsUrl: authUrl.replace(/^http/, 'ws').replace(/\/auth$/, '/ws'),
       healthUrl: httpServer.url('/health'),

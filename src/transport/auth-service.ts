@@ -128,7 +128,6 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
   const maxSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
   const audit = options.audit
   const observer = options.observer
-  const serverFp = handshake.fingerprint
 
   function failure(err: unknown, ctx: RequestContext, step: string, clientFingerprint: string | undefined, started: number): AuthReply {
     const error = err instanceof AuthError ? err : new AuthError('internal_error', 'internal error', { cause: err })
@@ -146,7 +145,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         code: error.code,
         reason: error.code === 'internal_error' ? 'internal error' : error.message,
         client_fingerprint: clientFingerprint,
-        server_fingerprint: serverFp,
+        server_fingerprint: handshake.fingerprint,
         remote: ctx.remote,
         transport: ctx.transport,
         duration_ms: elapsed(started),
@@ -176,7 +175,9 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
   }
 
   return {
-    fingerprint: serverFp,
+    get fingerprint() {
+      return handshake.fingerprint
+    },
     handshake,
     verifier,
     binding,
@@ -203,7 +204,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
           limit(options.perKeyLimiter, result.clientFingerprint, 'client key')
           audit?.log('handshake.success', {
             client_fingerprint: result.clientFingerprint,
-            server_fingerprint: serverFp,
+            server_fingerprint: handshake.fingerprint,
             session_id: result.sessionId,
             expires_at: new Date(result.expiresAt).toISOString(),
             role: typeof result.entry.metadata.role === 'string' ? result.entry.metadata.role : undefined,

@@ -17,6 +17,7 @@ import { stdin, stderr } from 'node:process'
 import { createInterface } from 'node:readline/promises'
 import { loadAllowlistFile, updateAllowlistFile } from '../allowlist/allowlist-file.js'
 import type { Config, ServerEntryConfig } from '../config/types.js'
+import { updatePinnedFingerprint } from '../config/pin-file.js'
 import { AuthError } from '../errors.js'
 import type { Clock, RandomSource } from '../internal/clock.js'
 import { loadPrivateKeyFile } from '../keys/key-file.js'
@@ -265,6 +266,13 @@ export interface ConfigClientOptions {
   /** Overrides transport.timeout (ms). */
   timeoutMs?: number
   retryAttempts?: number
+  /**
+   * The file `config` was loaded from: a pinned server's verified key rotation is written back to
+   * its `servers.<name>.fingerprint` there (else the new pin lasts as long as this client).
+   */
+  configFile?: string
+  /** Where pin changes and ignored key updates are reported (default: stderr). */
+  onPinLog?: (message: string, level: 'INFO' | 'WARN' | 'ERROR') => void
 }
 
 /** What a client built from a config needs for any transport. */
@@ -325,9 +333,15 @@ export async function clientSetupFromConfig(config: Config, serverUrl: string, o
         return pending
       }
     : undefined
+  const serverName = Object.entries(config.servers).find(([, e]) => e === serverEntry)?.[0]
+  const configFile = opts.configFile
   const serverTrust = createServerTrust({
     allowlist,
     pinnedFingerprint: serverEntry?.fingerprint ?? null,
+    keyRotation: {
+      ...(configFile === undefined || serverName === undefined ? {} : { persist: (c) => updatePinnedFingerprint(configFile, serverName, c.from, c.to) }),
+      ...(opts.onPinLog === undefined ? {} : { log: opts.onPinLog }),
+    },
     ...(onUnknownKey === undefined ? {} : { onUnknownKey }),
     ...(opts.clock === undefined ? {} : { clock: opts.clock }),
   })

@@ -295,7 +295,8 @@ test('client config: servers: pin by URL or origin, and trust on first use (prom
   const { loadAllowlistFile } = await import('../../src/allowlist/allowlist-file.js')
   const origin = new URL(server.authUrl).origin
   const withServers = (fingerprint: string) => ({ ...base, servers: { main: { url: `${origin}/mcp`, fingerprint, audience: null } } })
-  // pinned to the right key (matched by origin): ok; pinned to another key: refused before message 3
+  // pinned to the right key (matched by origin): ok; pinned to another key: refused (at message 4 when no
+  // server-key rotation links the two keys, docs/PROTOCOL.md §15)
   await authenticateWithConfig(withServers(sb.serverKey.fingerprint), server.authUrl)
   const other = (await import('../../src/keys/key-pair.js')).generateKeyPair().fingerprint
   await assert.rejects(authenticateWithConfig(withServers(other), server.authUrl), { code: 'server_key_mismatch' })

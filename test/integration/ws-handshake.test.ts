@@ -88,7 +88,14 @@ test('an unknown client key and an untrusted server key are refused over WebSock
     authenticateWebSocket({ url: server.wsUrl, keyPair: sb.clientKey, serverTrust: createServerTrust({ pinnedFingerprint: generateKeyPair().fingerprint }), timeoutMs: 5000 }),
     { code: 'server_key_mismatch' },
   )
-  assert.equal(server.ws.authenticatedConnections.size, 0)
+  // A pin that follows server-key rotations refuses at message 4 (docs/PROTOCOL.md §15): the server has
+  // completed its side by then, and drops the connection when the client cuts it.
+  while (server.ws.authenticatedConnections.size !== 0) await new Promise((r) => setTimeout(r, 10))
+  await assert.rejects(
+    authenticateWebSocket({ url: server.wsUrl, keyPair: sb.clientKey, serverTrust: createServerTrust({ pinnedFingerprint: generateKeyPair().fingerprint, keyRotation: false }), timeoutMs: 5000 }),
+    { code: 'server_key_mismatch' },
+  )
+  assert.equal(server.ws.authenticatedConnections.size, 0, 'a pin that does not follow rotations refuses at message 2')
 })
 
 test('bad frames get an auth_error frame with the code; the connection is closed after repeated errors', async () => {

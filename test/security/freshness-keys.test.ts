@@ -177,9 +177,10 @@ test('client: unknown, expired, unpinned server keys and trust on first use', as
   const expired = new TestAllowlist()
   expired.add(h.p.server.publicKeyRaw, {}, now())
   assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: expired, clock: now }) }), 'key_expired')
-  // Pinned to another key: refused even though the allowlist knows this one.
+  // Pinned to another key: refused even though the allowlist knows this one (at message 2 when the pin
+  // does not follow server-key rotations; by default at message 4, below).
   const other = generateKeyPair().fingerprint
-  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: h.p.clientAllowlist, pinnedFingerprint: other, clock: now }) }), 'server_key_mismatch')
+  assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: h.p.clientAllowlist, pinnedFingerprint: other, keyRotation: false, clock: now }) }), 'server_key_mismatch')
   // Pinned to this key: accepted without an allowlist entry; pin compared case-insensitively.
   assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: empty, pinnedFingerprint: trusted.toUpperCase(), clock: now }) }), 'ok')
   // Trust on first use: asked once with the fingerprint; "no" refuses, "yes" accepts.
@@ -190,6 +191,12 @@ test('client: unknown, expired, unpinned server keys and trust on first use', as
   // TOFU never overrides an expired entry.
   assert.equal(await attempt({ serverTrust: createServerTrust({ allowlist: expired, onUnknownKey: () => true, clock: now }) }), 'key_expired')
   assert.equal(await h.nonces.size(), 0)
+  // A pin that follows rotations waits for message 4 (docs/PROTOCOL.md §15): with no update there
+  // linking this key to the pin, the handshake is refused all the same, and no session is returned.
+  const client = h.newClient({ serverTrust: createServerTrust({ allowlist: h.p.clientAllowlist, pinnedFingerprint: other, keyRotation: { log: () => undefined }, clock: now }) })
+  const m3 = await client.handleChallenge(wire(h.server.handleRequest(wire(client.start()))))
+  const m4 = wire((await h.server.handleResponse(wire(m3))).message)
+  assert.equal(await codeOf(() => client.handleComplete(m4)), 'server_key_mismatch')
 })
 
 test('a server clock behind the client by more than challenge_ttl (but inside the tolerance) still completes', async () => {
