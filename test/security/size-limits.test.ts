@@ -18,6 +18,7 @@ import { loadConfig } from '../../src/config/load-config.js'
 import { AuthError } from '../../src/errors.js'
 import { createClientHandshake, createServerTrust } from '../../src/handshake/client-handshake.js'
 import { generateKeyPair } from '../../src/keys/key-pair.js'
+import { createAuthFetch } from '../../src/mcp/client.js'
 import { createMcpAuth, mountMcpAuth } from '../../src/mcp/server.js'
 import { parseAuthChallenge, parseAuthRequest } from '../../src/protocol/messages.js'
 import { createRequestProof } from '../../src/session/session-token.js'
@@ -25,8 +26,8 @@ import { createSandbox } from '../../src/server/sandbox.js'
 import { startServerFromConfig } from '../../src/server/start-server.js'
 import { createAuthService } from '../../src/transport/auth-service.js'
 import { makeHarness, type Run } from '../helpers/handshake-harness.js'
-import { TestNonceStore } from '../helpers/fixtures.js'
-import { listen } from '../mcp/fixtures/harness.js'
+import { makeParties, TestNonceStore } from '../helpers/fixtures.js'
+import { listen, startProtectedServer } from '../mcp/fixtures/harness.js'
 import { makeDeployment, GATEWAY_BIN } from '../mcp/fixtures/deployment.js'
 
 const cleanups: Array<() => Promise<unknown> | unknown> = []
@@ -165,6 +166,22 @@ test('request proofs: a 160-character header passes, 161 is proof_invalid naming
   for (const [len, why] of [[15, /must be "Bearer <session token>"/], [16, /not valid for this server/], [1024, /not valid for this server/], [1025, /must be "Bearer <session token>"/]] as const) {
     await assert.rejects(h.verifier.verify({ ...requestOf(run, proof()), authorization: `Bearer ${'A'.repeat(len)}` }), (e: unknown) => e instanceof AuthError && e.code === 'session_invalid' && why.test(e.message), `${len}`)
   }
+})
+
+test('MCP request body behind createMcpAuth: maxBodySize passes, one byte more is 413 payload_too_large', async () => {
+  const p = makeParties()
+  const s = await startProtectedServer({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore() }, { maxBodySize: 5000 })
+  cleanups.push(() => s.close())
+  const authFetch = createAuthFetch({ url: s.url, keyPair: p.client, serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), retryAttempts: 0 })
+  const init = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'size', version: '1' } } })
+  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }
+  const at = await authFetch(s.url, { method: 'POST', headers, body: init + ' '.repeat(5000 - init.length) })
+  assert.equal(at.status, 200, await at.clone().text())
+  await at.body?.cancel()
+  const over = await authFetch(s.url, { method: 'POST', headers, body: init + ' '.repeat(5001 - init.length) })
+  assert.equal(over.status, 413)
+  assert.equal(((await over.json()) as { error: string }).error, 'payload_too_large')
+  assert.equal(authFetch.handshakes, 1)
 })
 
 /** Starts the built gateway in front of an upstream that is never reached; resolves its base URL. */
