@@ -199,9 +199,10 @@ export class RedisNonceStore implements NonceStore {
     }
     this.evictionChecked = options.evictionChecked === true
     this.onError = options.onError
-    this.client.on('ready', () => this.checkEviction())
+    // The verdict is kept and awaited by every check (it never rejects: evictionProblem does not throw).
+    this.client.on('ready', () => void this.checkEviction())
     this.client.on('close', () => (this.evictionSafe = false))
-    if (this.client.status === 'ready') this.checkEviction()
+    if (this.client.status === 'ready') void this.checkEviction()
   }
 
   /** Starts the eviction check of the current connection (start, reconnect). */
@@ -219,9 +220,11 @@ export class RedisNonceStore implements NonceStore {
   /** Throws unless the current connection's eviction check passed (waits for one in flight). */
   private async assertNoEviction(): Promise<void> {
     if (this.evictionSafe) return
+    // Never connected yet (a caller's lazy client): connect; the 'ready' listener starts the check.
+    if (this.evictionVerdict === undefined) await waitForRedis(this.client, this.guardTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS, 'replay protection store')
     const problem = await (this.evictionVerdict ?? Promise.resolve('not connected yet'))
     if (problem === undefined && this.evictionSafe) return
-    throw new AuthError('server_busy', 'replay protection store unavailable; try again shortly', { retryAfter: 1, cause: new Error(problem ?? 'Redis reconnected; checking it again') })
+    throw new AuthError('server_busy', 'replay protection store unavailable; try again shortly', { retryAfter: 1, cause: new Error(problem ?? 'the Redis connection dropped; its eviction policy is checked again once it is back') })
   }
 
   /** Resolves once connected; throws AuthError('server_busy') after `timeoutMs` (default 2000). */

@@ -82,7 +82,7 @@ export async function checkAllowlistPermissions(config: Config, found: CheckFind
 
 /**
  * Connects to `auth.nonce_store.url` as the server does at start (ready within 2 s, replay epoch
- * read), then reports Redis's eviction policy if it could drop live nonces.
+ * read, and the eviction check: a Redis that could drop live replay entries is an error, as at start).
  */
 export async function checkRedis(config: Config, found: CheckFindings, timeoutMs = 2000): Promise<void> {
   const ns = config.auth.nonce_store
