@@ -107,7 +107,7 @@ const KEYS_AT = 40
 /** What is wrong with a refused client key, in words for the peer (it depends on the bytes alone). */
 const KEY_PROBLEM_WORDS: Record<Ed25519KeyProblem, string> = {
   wrong_length: 'not 32 bytes',
-  non_canonical: 'non-canonical encoding, y ≥ 2^255 − 19',
+  non_canonical: 'non-canonical encoding, y >= 2^255 - 19',
   small_order: 'small-order point',
   not_on_curve: 'not a point on the curve',
 }

@@ -308,7 +308,8 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
 }
 
 function quoted(text: string): string {
-  return text.replace(/[\\"]/g, "'").replace(/[\r\n]/g, ' ')
+  // A header value must be Latin-1 without controls (node throws otherwise): keep printable ASCII.
+  return text.replace(/[\\"]/g, "'").replace(/[\r\n]/g, ' ').replace(/[^\x20-\x7e]/g, '?')
 }
 
 interface ErrorAnswer {

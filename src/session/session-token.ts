@@ -292,8 +292,8 @@ export function matchRequestProof(header: string): RegExpExecArray | undefined {
 export const MAX_PROOF_TIMESTAMP = Number.MAX_SAFE_INTEGER
 
 const PROOF_FIELDS: ReadonlyArray<readonly [string, RegExp, string]> = [
-  ['t', /^(0|[1-9]\d{0,15})$/, 'the time in ms as a canonical decimal: digits only, no sign, no leading zero, at most 16 digits, at most 2^53 − 1'],
-  ['s', /^[1-9]\d{0,15}$/, 'the sequence number as a canonical decimal: 1 … 2^53 − 1, digits only, no sign, no leading zero'],
+  ['t', /^(0|[1-9]\d{0,15})$/, 'the time in ms as a canonical decimal: digits only, no sign, no leading zero, at most 16 digits, at most 2^53 - 1'],
+  ['s', /^[1-9]\d{0,15}$/, 'the sequence number as a canonical decimal: 1 to 2^53 - 1, digits only, no sign, no leading zero'],
   ['e', /^[A-Za-z0-9_-]{10}[AEIMQUYcgkosw048]$/, 'the replay epoch: 11 characters of canonical unpadded base64url (8 bytes)'],
   ['m', /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/, 'the MAC: 43 characters of canonical unpadded base64url (32 bytes)'],
 ]
@@ -309,7 +309,7 @@ export function proofHeaderProblem(header: string): string {
   if (parts.length !== 4) return 'it must be exactly "t=<ms>, s=<sequence>, e=<epoch>, m=<mac>" (four fields, in this order, separated by "," or ", ")'
   for (const [i, [name, re, rule]] of PROOF_FIELDS.entries()) {
     const part = parts[i]!
-    if (!part.startsWith(`${name}=`)) return `field ${i + 1} must be ${name}=…`
+    if (!part.startsWith(`${name}=`)) return `field ${i + 1} must be ${name}=...`
     const value = part.slice(2)
     if (!re.test(value) || ((name === 't' || name === 's') && Number(value) > Number.MAX_SAFE_INTEGER)) return `${name}= must be ${rule}`
   }

@@ -10,6 +10,10 @@ import assert from 'node:assert/strict'
 import { AuthError } from '../../src/errors.js'
 import { createRequestProof, matchRequestProof, parseRequestProof, proofHeaderProblem } from '../../src/session/session-token.js'
 import { makeHarness, type Run } from '../helpers/handshake-harness.js'
+import { createServerTrust } from '../../src/handshake/client-handshake.js'
+import { createAuthFetch } from '../../src/mcp/client.js'
+import { makeParties, TestNonceStore } from '../helpers/fixtures.js'
+import { startProtectedServer } from '../mcp/fixtures/harness.js'
 
 const E = 'AAAAAAAAAAA'
 const M = 'A'.repeat(43)
@@ -29,8 +33,8 @@ test('t= and s= accept exactly the canonical decimals, up to 2^53 − 1', () => 
     [' 1', /t=/],
     ['1e3', /digits only/],
     ['1.0', /digits only/],
-    ['9007199254740992', /2\^53 − 1/],
-    ['9999999999999999', /2\^53 − 1/],
+    ['9007199254740992', /2\^53 - 1/],
+    ['9999999999999999', /2\^53 - 1/],
     ['12345678901234567', /at most 16 digits/],
     ['', /t=/],
     ['１２', /digits only/],
@@ -82,4 +86,25 @@ test('a signed proof with a leading zero in t (or s), or a sign, is refused as p
   // The canonical spelling still works, once.
   await h.verifier.verify(requestOf(run, proof))
   await assert.rejects(h.verifier.verify(requestOf(run, proof)), (e: unknown) => e instanceof AuthError && e.code === 'replay_detected')
+})
+
+test('over HTTP: a non-canonical proof is a 401 proof_invalid whose reason reaches the client in the body and, as ASCII, in WWW-Authenticate', async (t) => {
+  const p = makeParties()
+  const s = await startProtectedServer({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore() })
+  t.after(() => s.close())
+  const authFetch = createAuthFetch({ url: s.url, keyPair: p.client, serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), retryAttempts: 0 })
+  const session = await authFetch.session()
+  const body = '{"jsonrpc":"2.0","id":1,"method":"ping"}'
+  for (const [mangle, why] of [[(x: string) => x.replace('t=', 't=0'), /t= must be/], [(x: string) => x.replace(/s=\d+/, 's=9007199254740992'), /s= must be/]] as const) {
+    const proof = mangle(createRequestProof({ session, method: 'POST', target: '/mcp', body }))
+    const res = await fetch(s.url, { method: 'POST', headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body })
+    assert.equal(res.status, 401)
+    const json = (await res.json()) as { error: string; error_description: string }
+    assert.equal(json.error, 'proof_invalid')
+    assert.match(json.error_description, why)
+    const challenge = res.headers.get('www-authenticate') ?? ''
+    assert.match(challenge, /error_description="MCP-PKI-Proof header is malformed: /)
+    assert.match(challenge, /^[\x20-\x7e]+$/)
+  }
+  assert.equal(s.calls.whoami, 0)
 })
