@@ -231,8 +231,10 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     // path can forge an unauthenticated 401 after the server ran the request; re-sending on one
     // would run it twice. Such an answer is handed back unchanged.
     if (res.headers.has(EPOCH_HEADER)) {
+      // (Compared with the epoch the sent proof named, not s.replayEpoch: a concurrent request may
+      // have taken the new epoch already.)
       const epoch = staleEpoch(s, res)
-      if (epoch === undefined || epoch === s.replayEpoch) return held(res, controller)
+      if (epoch === undefined) return held(res, controller)
       await res.body?.cancel().catch(() => {})
       s.replayEpoch = epoch
       res = await send(s)

@@ -49,13 +49,15 @@ export function staleAnswerHeader(sessionKey: Uint8Array, refusedMacText: string
 /**
  * Client side: the new epoch named by a `proof_stale` answer's `MCP-PKI-Epoch` value, when its MAC
  * verifies under `sessionKey` for the proof header `sentProof` this client just sent; else
- * undefined (a forged, altered, replayed or malformed answer: the caller must not re-send).
+ * undefined (a forged, altered, replayed or malformed answer, or one naming the epoch the sent
+ * proof already named: the caller must not re-send).
  */
 export function verifiedStaleEpoch(sessionKey: Uint8Array, sentProof: string, header: string | null | undefined): string | undefined {
   if (typeof header !== 'string' || header.length > MAX_STALE_HEADER) return undefined
   const m = STALE_RE.exec(header.trim())
   const sent = matchRequestProof(sentProof)
-  if (m === null || sent === undefined) return undefined
+  // A stale answer names another epoch than the refused proof did (else it would not be stale).
+  if (m === null || sent === undefined || m[1] === sent[3]) return undefined
   const epoch = fromB64u(m[1]!)
   const mac = fromB64u(m[2]!)
   const refused = fromB64u(sent[4]!)

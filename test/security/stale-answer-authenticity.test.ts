@@ -117,6 +117,21 @@ test('a genuine proof_stale (the replay memory restarted) is authenticated: the 
   assert.equal(verifiedStaleEpoch(authFetch.current!.sessionKey, stale.proof!, stale.epoch), store.epochText)
 })
 
+test('concurrent requests after a restart: each gets its own authenticated stale answer and is re-sent once; every tool call runs once', async () => {
+  const { p, s, store, wire, authFetch } = await setup()
+  const client = await connectClient(s.url, authFetch)
+  cleanups.push(() => client.close())
+  await whoami(client)
+  const before = s.calls.whoami
+  const sent = wire.toolCallsSent
+  store.epochText = b64(8)
+  const results = await Promise.all([whoami(client), whoami(client), whoami(client)])
+  for (const r of results) assert.equal(r.clientId, p.client.fingerprint)
+  assert.equal(s.calls.whoami, before + 3, 'three calls, three runs')
+  assert.ok(wire.toolCallsSent <= sent + 6, 'at most one re-send per call')
+  assert.equal(authFetch.handshakes, 1, 'no new handshake')
+})
+
 test('a genuine stale answer replayed onto another request is refused (it is bound to the refused proof)', async () => {
   const { s, store, wire, authFetch } = await setup()
   const client = await connectClient(s.url, authFetch)
@@ -159,5 +174,9 @@ test('verifiedStaleEpoch: the vectors, and every one-character change of the gen
   const otherMac = S.refused_proof_header.replace(/m=[A-Za-z0-9_-]{43}$/, `m=${Buffer.alloc(32, 7).toString('base64url')}`)
   assert.equal(verifiedStaleEpoch(key, otherMac, S.header), undefined)
   assert.equal(verifiedStaleEpoch(key, S.refused_proof_header, null), undefined)
+  // An answer naming the epoch the proof already named is not stale, even with a valid MAC.
+  const sentEpoch = /e=([A-Za-z0-9_-]{11})/.exec(S.refused_proof_header)![1]!
+  const sameEpoch = `e=${sentEpoch}, m=${computeStaleAnswerMac(key, Buffer.from(/m=([A-Za-z0-9_-]{43})$/.exec(S.refused_proof_header)![1]!, 'base64url'), Buffer.from(sentEpoch, 'base64url')).toString('base64url')}`
+  assert.equal(verifiedStaleEpoch(key, S.refused_proof_header, sameEpoch), undefined)
   assert.equal(verifiedStaleEpoch(key, S.refused_proof_header, 'e=' + 'A'.repeat(200)), undefined)
 })
