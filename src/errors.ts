@@ -62,8 +62,13 @@ export interface AuthErrorOptions {
   retryAfter?: number
   /** For config/file errors: the config path or file path the problem is at. */
   path?: string
-  /** For proof_stale: the server's current replay epoch (sent back in the MCP-PKI-Epoch header). */
+  /** For proof_stale: the server's current replay epoch (base64url, 8 bytes). */
   epoch?: string
+  /**
+   * For proof_stale: the value of the MCP-PKI-Epoch header, `e=<current replay epoch>, m=<MAC under
+   * the session key>` (docs/PROTOCOL.md §6, src/session/stale-answer.ts).
+   */
+  epochHeader?: string
 }
 
 /** Base class of every error this package throws for bad input, peers or files. */
@@ -72,6 +77,7 @@ export class AuthError extends Error {
   readonly retryAfter: number | undefined
   readonly path: string | undefined
   readonly epoch: string | undefined
+  readonly epochHeader: string | undefined
 
   constructor(code: AuthErrorCode, message: string, options: AuthErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -80,6 +86,7 @@ export class AuthError extends Error {
     this.retryAfter = options.retryAfter
     this.path = options.path
     this.epoch = options.epoch
+    this.epochHeader = options.epochHeader
   }
 }
 

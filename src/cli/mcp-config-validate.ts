@@ -186,7 +186,7 @@ function buildProgram(): Command {
     .option('-c, --config <file>', 'configuration file (same as the FILE argument)')
     .option('--check-keys', 'check the private and public key files: exist, parse, 0600, matching pair; keys.certificate_path is for that key and valid; with keys.agent, the agent holds the key')
     .option('--check-allowlist', 'check the allowlist file: parses, fingerprints match keys, expired entries, not writable by others')
-    .option('--check-redis', 'connect to auth.nonce_store.url as the server would (also done by --check-keys)')
+    .option('--check-redis', 'connect to auth.nonce_store.url as the server would, and check that it cannot evict replay entries (maxmemory-policy noeviction; auth.nonce_store.eviction_checked where CONFIG is disabled) (also done by --check-keys)')
     .addOption(new Option('--init <role>', 'write a starting configuration to FILE instead of checking one').choices(['server', 'client']))
     .option('--force', 'with --init: replace FILE if it exists')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))

@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     throw err
   })
   if (policy !== undefined) info(`authorization: ${policy.current.ruleCount} rules, default ${policy.current.default} (${policy.source.file})`)
-  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, bindSessions: false, ...(policy === undefined ? {} : { authorization: policy }) })
+  const mcpAuth = createMcpAuth(configured.service, { audit: configured.events, bindSessions: false, maxHandshakeSize: config.transport.max_body_size, ...(policy === undefined ? {} : { authorization: policy }) })
   // Open sessions: the stdio upstream's processes, or the MCP sessions bound to a key (HTTP upstream).
   const gatewayMetrics = metrics ? addGatewayMetrics(metrics, () => ('url' in upstream ? mcpAuth.sessions.size : gateway.sessions)) : undefined
   const gateway = createMcpGateway({

@@ -36,6 +36,8 @@
  * | auth.nonce_store.type              | memory                     | memory / redis                                   |
  * | auth.nonce_store.url               | redis://127.0.0.1:6379     |                                                  |
  * | auth.nonce_store.key_prefix        | mcp-pki:                   |                                                  |
+ * | auth.nonce_store.eviction_checked  | false                      | true = "my Redis runs noeviction" where CONFIG   |
+ * |                                    |                            | is disabled (managed Redis); see operations.md   |
  * | auth.ticket_key                    | null                       | base64url of exactly 32 bytes when set           |
  * | auth.ticket_key_rotation           | null                       | seconds; random rotating ticket keys (forward    |
  * |                                    |                            | secrecy; one process only, not with ticket_key)  |
@@ -266,6 +268,7 @@ const nonceStoreSchema = z.strictObject(
     type: oneOf(['memory', 'redis'] as const).default('memory'),
     url: redisUrlSchema.default('redis://127.0.0.1:6379'),
     key_prefix: z.string({ error: 'expected a string' }).default('mcp-pki:'),
+    eviction_checked: bool().default(false),
   },
   section('key: value pairs'),
 )

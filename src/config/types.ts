@@ -78,6 +78,11 @@ export interface Config {
       type: 'memory' | 'redis'
       url: string
       key_prefix: string
+      /**
+       * The operator's word that this Redis never evicts keys (maxmemory-policy noeviction), for a
+       * Redis whose CONFIG command is disabled (managed services). Without it such a Redis is refused.
+       */
+      eviction_checked: boolean
     }
     /** Optional fleet ticket key (base64url, 32 bytes) instead of one derived from the server key. */
     ticket_key: string | null

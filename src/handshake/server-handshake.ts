@@ -12,7 +12,7 @@ import type { AllowlistEntry, KeyLookup, LookupResult } from '../allowlist/types
 import { AuthError } from '../errors.js'
 import { b64u, constantTimeEqual, readU64, writeU64 } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
-import { ed25519PublicKeyProblemFast } from '../keys/point-check.js'
+import { ed25519PublicKeyProblem, type Ed25519KeyProblem } from '../keys/point-check.js'
 import { fingerprintOf, privateKeySeed, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
 import { CONTEXT, EPOCH_SIZE, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
@@ -110,6 +110,13 @@ export interface HandshakeContext {
 /** Challenge token plaintext: expires_at(8) || H(T2pre)(32) || session_key(32) || finished_key(32) || replay epoch(8). */
 const CHALLENGE_PLAINTEXT = 8 + 32 + 2 * SESSION_KEY_SIZE + EPOCH_SIZE
 const KEYS_AT = 40
+/** What is wrong with a refused client key, in words for the peer (it depends on the bytes alone). */
+const KEY_PROBLEM_WORDS: Record<Ed25519KeyProblem, string> = {
+  wrong_length: 'not 32 bytes',
+  non_canonical: 'non-canonical encoding, y >= 2^255 - 19',
+  small_order: 'small-order point',
+  not_on_curve: 'not a point on the curve',
+}
 const EPOCH_AT = KEYS_AT + 2 * SESSION_KEY_SIZE
 
 export function createServerHandshake(options: ServerHandshakeOptions): ServerHandshake {
@@ -139,7 +146,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
     const fingerprint = fingerprintOf(request.clientPublicKey)
     // Whatever the KeyLookup holds: a small-order key would accept a forged signature (point-check.ts).
-    if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not a usable ed25519 public key (small-order or non-canonical)`)
+    if (ed25519PublicKeyProblem(request.clientPublicKey) !== undefined) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not a usable ed25519 public key (small-order, non-canonical or not on the curve)`)
     return judgeClient(allowlist.lookup(fingerprint, now, request.clientPublicKey), fingerprint)
   }
 
@@ -211,10 +218,12 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
 
     handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire {
       const request = parseAuthRequest(message)
-      // A malformed key (small-order or non-canonical point) is refused like any malformed field: it
-      // depends on the bytes alone, never on the allowlist (point-check.ts).
-      if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) {
-        throw new AuthError('invalid_message', 'auth_request.client_public_key is not a usable ed25519 public key (small-order or non-canonical point)')
+      // A malformed key (small-order, non-canonical, or no point at all) is refused like any
+      // malformed field, before anything is signed: it depends on the bytes alone, never on the
+      // allowlist (point-check.ts).
+      const keyProblem = ed25519PublicKeyProblem(request.clientPublicKey)
+      if (keyProblem !== undefined) {
+        throw new AuthError('invalid_message', `auth_request.client_public_key is not a usable ed25519 public key (${KEY_PROBLEM_WORDS[keyProblem]}); send the public half of an ed25519 key made by mcp-keygen or ssh-keygen`)
       }
       const now = clock()
       checkWindow(request.timestamp, now, toleranceMs, 'auth_request')

@@ -21,6 +21,7 @@ import { AuthError } from '../errors.js'
 import type { ClientSession } from '../handshake/client-handshake.js'
 import { systemClock } from '../internal/clock.js'
 import { EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
+import { verifiedStaleEpoch } from '../session/stale-answer.js'
 import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
 import { holdController, requestSignal } from './request-signal.js'
 import { authenticate, authenticateOptionsFromConfig, safeUrl, type AuthenticateOptions, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
@@ -219,19 +220,27 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
       headers[PROOF_HEADER] = createRequestProof({ session: s, method, target, body, mcpSessionId, ...proofExtras })
       return baseFetch(url, rest)
     }
+    /** The new epoch of a proof_stale answer to the proof just sent, only when its MAC verifies. */
+    const staleEpoch = (s: ClientSession, r: Response): string | undefined => verifiedStaleEpoch(s.sessionKey, headers[PROOF_HEADER]!, r.headers.get(EPOCH_HEADER))
     const s = pending === undefined && fresh(current) ? current : await session()
     let res = await send(s)
     if (res.status !== 401) return held(res, controller)
-    await res.body?.cancel().catch(() => {})
     // proof_stale: the server's replay memory restarted (new epoch). The session is still good:
-    // one retry with a proof naming the new epoch, no new handshake.
-    const epoch = res.headers.get(EPOCH_HEADER)
-    if (epoch !== null && /^[A-Za-z0-9_-]{11}$/.test(epoch) && epoch !== s.replayEpoch) {
+    // one retry with a proof naming the new epoch, no new handshake — but only when the answer is
+    // authenticated under the session key for this very proof (stale-answer.ts). Anyone on the
+    // path can forge an unauthenticated 401 after the server ran the request; re-sending on one
+    // would run it twice. Such an answer is handed back unchanged.
+    if (res.headers.has(EPOCH_HEADER)) {
+      // (Compared with the epoch the sent proof named, not s.replayEpoch: a concurrent request may
+      // have taken the new epoch already.)
+      const epoch = staleEpoch(s, res)
+      if (epoch === undefined) return held(res, controller)
+      await res.body?.cancel().catch(() => {})
       s.replayEpoch = epoch
       res = await send(s)
       if (res.status !== 401) return held(res, controller)
-      await res.body?.cancel().catch(() => {})
     }
+    await res.body?.cancel().catch(() => {})
     return held(await send(await renew(s)), controller)
   }
 

@@ -26,7 +26,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import type { AuditSink, AuthService, RequestContext } from '../transport/auth-service.js'
 import type { SessionInfo } from '../session/session-verifier.js'
-import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER, PROTOCOL_VERSION } from '../protocol/constants.js'
 import { enforceNodeRequest, enforceWebRequest } from '../authz/http-enforcement.js'
 import type { Authorizer } from '../authz/types.js'
 
@@ -308,7 +308,8 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
 }
 
 function quoted(text: string): string {
-  return text.replace(/[\\"]/g, "'").replace(/[\r\n]/g, ' ')
+  // A header value must be Latin-1 without controls (node throws otherwise): keep printable ASCII.
+  return text.replace(/[\\"]/g, "'").replace(/[\r\n]/g, ' ').replace(/[^\x20-\x7e]/g, '?')
 }
 
 interface ErrorAnswer {
@@ -327,8 +328,13 @@ function errorAnswer(err: unknown, realm: string): ErrorAnswer {
     headers['www-authenticate'] = `Bearer realm="${quoted(realm)}", error="invalid_token", error_description="${quoted(wire.message)}"`
   }
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter)
-  if (error.epoch !== undefined) headers[EPOCH_HEADER] = error.epoch
+  if (error.epochHeader !== undefined) headers[EPOCH_HEADER] = error.epochHeader
   return { status, headers, body: { error: wire.code, error_description: wire.message } }
+}
+
+/** The auth_error body of a handshake message over `max` bytes (as the HTTP transport sends it). */
+function handshakeTooLarge(max: number): unknown {
+  return { type: 'auth_error', version: PROTOCOL_VERSION, success: false, error: { code: 'payload_too_large', message: `request body is larger than ${max} bytes` } }
 }
 
 function writeJson(res: ServerResponse, status: number, headers: Record<string, string>, body: unknown): void {
@@ -676,7 +682,10 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
         sendError(res, err)
         return
       }
-      body = Buffer.alloc(maxHandshake + 1) // handleMessage answers payload_too_large
+      // The same answer as mcp-pki-server's transport: 413 and the auth_error body, whatever the
+      // service's own cap (it may be larger than this endpoint's).
+      writeJson(res, 413, { connection: 'close' }, handshakeTooLarge(maxHandshake))
+      return
     }
     const reply = await service.handleMessage(body, ctxOf(req))
     writeJson(res, reply.status, reply.headers, reply.body)
@@ -688,15 +697,14 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     }
     let body: Buffer
     const declared = Number(request.headers.get('content-length'))
-    if (Number.isFinite(declared) && declared > maxHandshake) body = Buffer.alloc(maxHandshake + 1)
-    else {
-      try {
-        body = Buffer.from(await request.arrayBuffer())
-      } catch {
-        body = Buffer.alloc(0)
-      }
-      if (body.byteLength > maxHandshake) body = Buffer.alloc(maxHandshake + 1) // handleMessage answers payload_too_large
+    const tooLarge = (): Response => Response.json(handshakeTooLarge(maxHandshake), { status: 413, headers: { 'cache-control': 'no-store' } })
+    if (Number.isFinite(declared) && declared > maxHandshake) return tooLarge()
+    try {
+      body = Buffer.from(await request.arrayBuffer())
+    } catch {
+      body = Buffer.alloc(0)
     }
+    if (body.byteLength > maxHandshake) return tooLarge()
     // No socket here: without a configured audience the default check cannot tell which server a
     // handshake was meant for, so it fails closed (NO_PORT matches no URL) instead of being skipped.
     const reply = await service.handleMessage(body, { transport, localPort: NO_PORT })

@@ -22,6 +22,8 @@ export interface NonceStoreConfig {
   type: 'memory' | 'redis'
   url: string
   key_prefix: string
+  /** The operator's word that this Redis never evicts (for a Redis whose CONFIG is disabled). */
+  eviction_checked?: boolean
 }
 
 /**
@@ -40,6 +42,7 @@ export function createNonceStore(
     return new RedisNonceStore({
       redis: config.url,
       keyPrefix: config.key_prefix,
+      evictionChecked: config.eviction_checked === true,
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.onError ? { onError: options.onError } : {}),
     })

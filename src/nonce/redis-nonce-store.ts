@@ -16,9 +16,16 @@
  * and never answers `ok` without the store. Commands are not queued while disconnected.
  *
  * Capacity: Redis's own `maxmemory`. An `OOM` reply maps to `full` (nothing recorded; Redis refuses
- * every SET while out of memory, so a replayed nonce then also answers `full` — refused either way). Run Redis
- * with `maxmemory-policy noeviction`: any other policy lets Redis evict live nonces under memory
- * pressure, which reopens replay; {@link RedisNonceStore.evictionPolicyWarning} checks for it.
+ * every SET while out of memory, so a replayed nonce then also answers `full` — refused either way).
+ *
+ * Eviction: every entry carries a TTL, so with `maxmemory` set and any policy but `noeviction`
+ * (volatile-* as much as allkeys-*) Redis may drop live entries under memory pressure, and a
+ * replayed message or request would be accepted. Each time the connection becomes ready (start and
+ * every reconnect, perhaps to another Redis behind the same name) the store reads `CONFIG GET
+ * maxmemory-policy` and `maxmemory` (see eviction-check.ts) and refuses to work — `ready()` throws
+ * `config_invalid`, checks answer `server_busy` — unless eviction cannot happen. Where CONFIG is
+ * disabled (managed Redis) it refuses too, unless the operator states `evictionChecked`
+ * (`auth.nonce_store.eviction_checked: true`). Checks wait for a check in flight.
  *
  * `size()` is honest about what one process can know cheaply: the number of entries this
  * process inserted that have not yet expired (a lower bound of the shared total). Counting the
@@ -32,6 +39,7 @@ import { AuthError } from '../errors.js'
 import { systemClock, systemRandom, type Clock } from '../internal/clock.js'
 import { loadIoredis } from '../internal/load-ioredis.js'
 import { EPOCH_SIZE } from '../protocol/constants.js'
+import { evictionProblem } from './eviction-check.js'
 import type { NonceResult, NonceStore } from './nonce-store.js'
 
 /** Default per-command timeout for connections this package creates. */
@@ -106,6 +114,11 @@ export interface RedisNonceStoreOptions {
   clock?: Clock
   /** The largest clock difference allowed between fleet members, ms (default 5,000). */
   clockSkewMs?: number
+  /**
+   * The operator's word that this Redis runs `maxmemory-policy noeviction`, for a Redis whose
+   * CONFIG command is disabled. Ignored when CONFIG answers (what it says decides).
+   */
+  evictionChecked?: boolean
 }
 
 /** KEYS[1] epoch, KEYS[2] entry; ARGV[1] claimed epoch ('' = current), ARGV[2] ttl ms, ARGV[3] fresh epoch. */
@@ -151,6 +164,12 @@ export class RedisNonceStore implements NonceStore {
   private readonly skewMarginMs: number
   /** The replay epoch as last seen in Redis (every reply carries it). */
   private currentEpoch: string
+  private readonly evictionChecked: boolean
+  private readonly onError: ((err: Error) => void) | undefined
+  /** True once the eviction check of the current connection passed; false again on every reconnect. */
+  private evictionSafe = false
+  /** The eviction check of the current connection: the problem in words, or undefined when safe. */
+  private evictionVerdict: Promise<string | undefined> | undefined
 
   constructor(options: RedisNonceStoreOptions) {
     const { redis, keyPrefix = 'mcp-pki:', clock = systemClock, commandTimeoutMs } = options
@@ -178,6 +197,34 @@ export class RedisNonceStore implements NonceStore {
     } else {
       throw new TypeError('redis must be an ioredis client or a redis:// URL')
     }
+    this.evictionChecked = options.evictionChecked === true
+    this.onError = options.onError
+    // The verdict is kept and awaited by every check (it never rejects: evictionProblem does not throw).
+    this.client.on('ready', () => void this.checkEviction())
+    this.client.on('close', () => (this.evictionSafe = false))
+    if (this.client.status === 'ready') void this.checkEviction()
+  }
+
+  /** Starts the eviction check of the current connection (start, reconnect). */
+  private checkEviction(): Promise<string | undefined> {
+    this.evictionSafe = false
+    const verdict = evictionProblem(this.client, this.evictionChecked).then((problem) => {
+      if (this.evictionVerdict === verdict) this.evictionSafe = problem === undefined
+      if (problem !== undefined) this.onError?.(new Error(problem))
+      return problem
+    })
+    this.evictionVerdict = verdict
+    return verdict
+  }
+
+  /** Throws unless the current connection's eviction check passed (waits for one in flight). */
+  private async assertNoEviction(): Promise<void> {
+    if (this.evictionSafe) return
+    // Never connected yet (a caller's lazy client): connect; the 'ready' listener starts the check.
+    if (this.evictionVerdict === undefined) await waitForRedis(this.client, this.guardTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS, 'replay protection store')
+    const problem = await (this.evictionVerdict ?? Promise.resolve('not connected yet'))
+    if (problem === undefined && this.evictionSafe) return
+    throw new AuthError('server_busy', 'replay protection store unavailable; try again shortly', { retryAfter: 1, cause: new Error(problem ?? 'the Redis connection dropped; its eviction policy is checked again once it is back') })
   }
 
   /** Resolves once connected; throws AuthError('server_busy') after `timeoutMs` (default 2000). */
@@ -191,6 +238,8 @@ export class RedisNonceStore implements NonceStore {
     } catch (err) {
       throw new AuthError('server_busy', 'replay protection store unavailable; try again shortly', { retryAfter: 1, cause: err })
     }
+    const problem = await (this.evictionSafe ? undefined : (this.evictionVerdict ?? this.checkEviction()))
+    if (problem !== undefined) throw new AuthError('config_invalid', problem, { path: 'auth.nonce_store' })
   }
 
   epoch(): string {
@@ -225,6 +274,7 @@ export class RedisNonceStore implements NonceStore {
   }
 
   private async useOnce(key: string, ttl: number, epoch: string): Promise<NonceResult> {
+    if (!this.evictionSafe) await this.assertNoEviction()
     let reply: [number, string]
     try {
       const pending = this.script()(this.keyPrefix + 'epoch', key, epoch, ttl, freshEpoch())

@@ -8,6 +8,7 @@ export const CONTEXT = {
   clientResponse: 'mcp-pki/2 client-response',
   serverFinished: 'mcp-pki/2 server-finished',
   requestProof: 'mcp-pki/2 request-proof',
+  staleAnswer: 'mcp-pki/2 stale-answer',
   sessionKeys: 'mcp-pki/2 session-keys',
   ticketKey: 'mcp-pki/2 ticket-key',
   ticketKeyId: 'mcp-pki/2 ticket-key-id',
@@ -33,7 +34,7 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 
 /** HTTP header carrying the per-request proof. */
 export const PROOF_HEADER = 'mcp-pki-proof'
-/** HTTP header on a `proof_stale` answer: the server's current replay epoch. */
+/** HTTP header on a `proof_stale` answer: `e=<the server's current replay epoch>, m=<MAC under the session key>` (stale-answer.ts). */
 export const EPOCH_HEADER = 'mcp-pki-epoch'
 /** Largest request sequence number (2^53 − 1). */
 export const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER

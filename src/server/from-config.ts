@@ -161,6 +161,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
         keyPrefix: ns.key_prefix,
         onError,
         clockSkewMs: config.auth.fleet_clock_skew * 1000,
+        evictionChecked: ns.eviction_checked,
         ...(clock ? { clock } : {}),
       })
       closers.push(() => redisStore.close())

@@ -262,7 +262,8 @@ export interface ParsedProof {
   mac: Buffer
 }
 
-const PROOF_RE = /^t=(\d{1,16}), ?s=([1-9]\d{0,15}), ?e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/
+/** `t` and `s` are canonical decimals: no sign, no leading zero, at most 16 digits (and ≤ 2^53 − 1, checked after). */
+const PROOF_RE = /^t=(0|[1-9]\d{0,15}), ?s=([1-9]\d{0,15}), ?e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/
 /** Longest header accepted (characters, before trimming). */
 export const MAX_PROOF_HEADER = 160
 
@@ -283,8 +284,36 @@ export function matchRequestProof(header: string): RegExpExecArray | undefined {
   if (m === null) return undefined
   // The regex fixed the alphabet and lengths; canonical encodings only: unused low bits must be zero.
   if (!canonicalTail(m[3]!, 0x03) || !canonicalTail(m[4]!, 0x03)) return undefined
-  if (Number(m[2]) > MAX_SEQUENCE) return undefined
+  if (Number(m[2]) > MAX_SEQUENCE || Number(m[1]) > MAX_PROOF_TIMESTAMP) return undefined
   return m
+}
+
+/** The largest `t` accepted (2^53 − 1 ms; larger values do not survive a JavaScript number). */
+export const MAX_PROOF_TIMESTAMP = Number.MAX_SAFE_INTEGER
+
+const PROOF_FIELDS: ReadonlyArray<readonly [string, RegExp, string]> = [
+  ['t', /^(0|[1-9]\d{0,15})$/, 'the time in ms as a canonical decimal: digits only, no sign, no leading zero, at most 16 digits, at most 2^53 - 1'],
+  ['s', /^[1-9]\d{0,15}$/, 'the sequence number as a canonical decimal: 1 to 2^53 - 1, digits only, no sign, no leading zero'],
+  ['e', /^[A-Za-z0-9_-]{10}[AEIMQUYcgkosw048]$/, 'the replay epoch: 11 characters of canonical unpadded base64url (8 bytes)'],
+  ['m', /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/, 'the MAC: 43 characters of canonical unpadded base64url (32 bytes)'],
+]
+
+/**
+ * Why `header` is not a well-formed proof header, in words for the client (only called on the
+ * refusal path; {@link matchRequestProof} is the check). Names the first field at fault.
+ */
+export function proofHeaderProblem(header: string): string {
+  if (typeof header !== 'string') return 'it must be a string'
+  if (header.length > MAX_PROOF_HEADER) return `it is ${header.length} characters long; at most ${MAX_PROOF_HEADER} are accepted`
+  const parts = header.trim().split(/, ?/)
+  if (parts.length !== 4) return 'it must be exactly "t=<ms>, s=<sequence>, e=<epoch>, m=<mac>" (four fields, in this order, separated by "," or ", ")'
+  for (const [i, [name, re, rule]] of PROOF_FIELDS.entries()) {
+    const part = parts[i]!
+    if (!part.startsWith(`${name}=`)) return `field ${i + 1} must be ${name}=...`
+    const value = part.slice(2)
+    if (!re.test(value) || ((name === 't' || name === 's') && Number(value) > Number.MAX_SAFE_INTEGER)) return `${name}= must be ${rule}`
+  }
+  return 'it must be exactly "t=<ms>, s=<sequence>, e=<epoch>, m=<mac>"'
 }
 
 export function parseRequestProof(header: string): ParsedProof | undefined {

@@ -12,7 +12,8 @@ import { b64u } from '../internal/bytes.js'
 import { hmacPads, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
 import { parseTimestamp, systemClock, type Clock } from '../internal/clock.js'
 import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
-import { decodeSessionTicket, matchRequestProof, proofMacMatches, tokenDigest, type SessionTicket } from './session-token.js'
+import { staleAnswerHeader } from './stale-answer.js'
+import { decodeSessionTicket, matchRequestProof, proofHeaderProblem, proofMacMatches, tokenDigest, type SessionTicket } from './session-token.js'
 import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
 
 export type SessionBinding = 'proof' | 'bearer'
@@ -212,7 +213,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
       throw new AuthError('proof_missing', 'this server requires an MCP-PKI-Proof header on every request')
     }
     const proof = matchRequestProof(header)
-    if (proof === undefined) throw new AuthError('proof_invalid', 'MCP-PKI-Proof header is malformed')
+    if (proof === undefined) throw new AuthError('proof_invalid', `MCP-PKI-Proof header is malformed: ${proofHeaderProblem(header)}`)
     const timestamp = Number(proof[1])
     if (Math.abs(now - timestamp) > windowMs) {
       throw new AuthError('proof_invalid', `request proof is ${Math.round(Math.abs(now - timestamp) / 1000)} s outside the time window (±${windowMs / 1000} s, in this server's clock as told at the handshake); authenticate again`)
@@ -224,14 +225,19 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
       throw new AuthError('proof_invalid', 'request proof does not match this request and session')
     }
     const r = nonceStore.checkSequence(info.sessionId, sequence, timestamp + windowMs + 1, epochText)
-    return typeof r === 'string' ? afterNonce(r, info) : r.then((x) => afterNonce(x, info))
+    const macText = proof[4]!
+    return typeof r === 'string' ? afterNonce(r, info, ticket, macText) : r.then((x) => afterNonce(x, info, ticket, macText))
   }
 
-  function afterNonce(inserted: NonceResult, info: SessionInfo): SessionInfo {
+  function afterNonce(inserted: NonceResult, info: SessionInfo, ticket: OpenTicket, macText: string): SessionInfo {
     if (inserted === 'ok') return info
     if (inserted === 'replay') throw new AuthError('replay_detected', 'this request proof (its sequence number) was already used')
     if (inserted === 'stale') {
-      throw new AuthError('proof_stale', "the server's replay memory restarted; make a new proof with the epoch in the MCP-PKI-Epoch header", { epoch: nonceStore.epoch() })
+      // Authenticated under the session key, bound to the refused proof: a forged or replayed stale
+      // answer cannot make the client send a request again (stale-answer.ts).
+      const epoch = nonceStore.epoch()
+      const epochHeader = staleAnswerHeader(ticket.sessionKey, macText, epoch)
+      throw new AuthError('proof_stale', "the server's replay memory restarted; make a new proof with the epoch in the MCP-PKI-Epoch header", { epoch, epochHeader })
     }
     throw new AuthError('server_busy', 'the server is busy; try again shortly', { retryAfter: 1 })
   }

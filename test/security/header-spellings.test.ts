@@ -12,7 +12,7 @@ import { listenerSession, mcpListener } from './helpers/mcp-listener.js'
 import { expectRefused, sessionSetup } from './helpers/mcp-session.js'
 
 // From the red-team, MCP endpoints (held).
-test('a used proof re-sent in another spelling (leading zeros in t, spacing) is replay_detected; a non-canonical epoch is proof_invalid', async () => {
+test('a used proof re-sent in another spelling is never fresh: spacing variants are replay_detected; leading zeros in t and a non-canonical epoch are proof_invalid', async () => {
   const s = await mcpListener('handler')
   const session = await listenerSession(s)
   const headers = (proof: string): Record<string, string> => ({ authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof })
@@ -23,11 +23,16 @@ test('a used proof re-sent in another spelling (leading zeros in t, spacing) is 
   // Same 8 bytes, other text: the last character carries 2 unused bits.
   const lastIdx = B64U.indexOf(e[10]!)
   const sameBytes = e.slice(0, 10) + B64U[lastIdx ^ 1]!
-  const spellings = [proof.replace('t=', 't=0'), proof.replace('t=', 't=000'), proof.replace(', s=', ',s=').replace(', e=', ',e=').replace(', m=', ',m='), `  ${proof}  `]
+  const spellings = [proof.replace(', s=', ',s=').replace(', e=', ',e=').replace(', m=', ',m='), `  ${proof}  `]
   for (const v of spellings) {
     const r = await send({ port: s.port }, { body: MCP_BODY, headers: headers(v) })
     assert.equal(r.status, 401, v)
     assert.match(r.text, /replay_detected/, v)
+  }
+  for (const v of [proof.replace('t=', 't=0'), proof.replace('t=', 't=000')]) {
+    const r = await send({ port: s.port }, { body: MCP_BODY, headers: headers(v) })
+    assert.equal(r.status, 401, v)
+    assert.match(r.text, /proof_invalid/, v)
   }
   const r = await send({ port: s.port }, { body: MCP_BODY, headers: headers(proof.replace(`e=${e}`, `e=${sameBytes}`)) })
   assert.equal(r.status, 401)

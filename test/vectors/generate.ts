@@ -24,6 +24,7 @@ import { CONTEXT } from '../../src/protocol/constants.js'
 import type { AuthChallengeWire, AuthCompleteWire, AuthRequestWire, AuthResponseWire } from '../../src/protocol/messages.js'
 import { finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4 } from '../../src/protocol/transcript.js'
 import { bodyDigest, computeProofMac, createRequestProof, tokenDigest } from '../../src/session/session-token.js'
+import { computeStaleAnswerMac, staleAnswerInput, verifiedStaleEpoch } from '../../src/session/stale-answer.js'
 import { createSessionVerifier } from '../../src/session/session-verifier.js'
 import { deriveTicketKey, openTicket, sealKeyFor, sealPeriod, TICKET_KIND } from '../../src/session/ticket.js'
 import { diffieHellman, hkdfSync } from 'node:crypto'
@@ -82,6 +83,9 @@ export function presetRandom(values: readonly string[]): RandomSource & { remain
   fn.remaining = () => queue.length
   return fn
 }
+
+/** The replay epoch of the restarted memory (negative vectors and the stale answer). */
+const STALE_EPOCH_HEX = seq(0xf0, 8)
 
 function storeWithEpoch(epochHex: string): TestNonceStore {
   const store = new TestNonceStore(1000)
@@ -220,6 +224,18 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
   const verifier = createSessionVerifier({ ticketKeys: server.ticketKeys, allowlist: serverAllowlist, nonceStore: nonces, clock: clock.now })
   const verified = await verifier.verify({ authorization: `Bearer ${session.token}`, proof: proofHeader, ...http, mcpSessionId })
   if (random.remaining() !== 0) throw new Error('generator: not every preset random value was used')
+
+  // The same proof presented to a replay memory of another epoch (restarted): the authenticated
+  // proof_stale answer (§6) and what the client makes of it.
+  const staleVerifier = createSessionVerifier({ ticketKeys: server.ticketKeys, allowlist: serverAllowlist, nonceStore: storeWithEpoch(STALE_EPOCH_HEX), clock: clock.now })
+  const staleErr = await staleVerifier.verify({ authorization: `Bearer ${session.token}`, proof: proofHeader, ...http, mcpSessionId }).then(
+    () => undefined,
+    (err: AuthError) => err,
+  )
+  if (staleErr?.code !== 'proof_stale' || staleErr.epochHeader === undefined) throw new Error('generator: the proof was not refused as proof_stale')
+  const staleInput = staleAnswerInput(mac, unhex(STALE_EPOCH_HEX))
+  const staleMac = computeStaleAnswerMac(session.sessionKey, mac, unhex(STALE_EPOCH_HEX))
+  const staleAccepted = verifiedStaleEpoch(session.sessionKey, proofHeader, staleErr.epochHeader)
 
   // Negative vectors: message 3 altered, presented to a fresh server at the same instant as the good one.
   async function serverCodeFor(alter: (m: AuthResponseWire) => void): Promise<{ local: string; wire: string }> {
@@ -361,6 +377,24 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
       header: proofHeader,
       verifier_accepts: verified.clientFingerprint === clientKp.fingerprint,
     },
+    stale_answer: {
+      context: CONTEXT.staleAnswer,
+      refused_proof_header: proofHeader,
+      refused_mac_hex: hex(mac),
+      new_epoch_hex: STALE_EPOCH_HEX,
+      mac_input_hex: hex(staleInput),
+      mac_hex: hex(staleMac),
+      header_name: 'MCP-PKI-Epoch',
+      header: staleErr.epochHeader,
+      wire_code: staleErr.code,
+      client_accepts_epoch_b64u: staleAccepted ?? null,
+      negative: [
+        { name: 'epoch changed', header: staleErr.epochHeader.replace(/^e=./, (x) => (x === 'e=A' ? 'e=B' : 'e=A')), expected: 'reject' },
+        { name: 'MAC of another proof', header: `e=${b64u(unhex(STALE_EPOCH_HEX))}, m=${b64u(computeStaleAnswerMac(session.sessionKey, Buffer.alloc(32), unhex(STALE_EPOCH_HEX)))}`, expected: 'reject' },
+        { name: 'epoch alone (mcp-pki/2 before this change)', header: b64u(unhex(STALE_EPOCH_HEX)), expected: 'reject' },
+        { name: 'MAC under the wrong key', header: `e=${b64u(unhex(STALE_EPOCH_HEX))}, m=${b64u(computeStaleAnswerMac(Buffer.alloc(32), mac, unhex(STALE_EPOCH_HEX)))}`, expected: 'reject' },
+      ],
+    },
     key_codec: {
       rfc8032_test1: RFC8032_TEST1,
       negative: [
@@ -373,7 +407,7 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
       ],
     },
     negative_m3: negativeVectors,
-    restarted_replay_memory: { replay_epoch_hex: seq(0xf0, 8), message: 'messages.m3 unaltered', expected_local_code: restartCode },
+    restarted_replay_memory: { replay_epoch_hex: STALE_EPOCH_HEX, message: 'messages.m3 unaltered', expected_local_code: restartCode },
   }
 }
 

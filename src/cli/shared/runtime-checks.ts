@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { createSecureContext, type SecureContextOptions } from 'node:tls'
 import type { Config } from '../../config/types.js'
+import { AuthError } from '../../errors.js'
 import { RedisNonceStore, redactRedisUrl, scrubCredentials } from '../../nonce/redis-nonce-store.js'
 import { assertNotWritableByOthers } from '../../server/from-config.js'
 
@@ -81,7 +82,7 @@ export async function checkAllowlistPermissions(config: Config, found: CheckFind
 
 /**
  * Connects to `auth.nonce_store.url` as the server does at start (ready within 2 s, replay epoch
- * read), then reports Redis's eviction policy if it could drop live nonces.
+ * read, and the eviction check: a Redis that could drop live replay entries is an error, as at start).
  */
 export async function checkRedis(config: Config, found: CheckFindings, timeoutMs = 2000): Promise<void> {
   const ns = config.auth.nonce_store
@@ -91,13 +92,17 @@ export async function checkRedis(config: Config, found: CheckFindings, timeoutMs
   }
   const shown = redactRedisUrl(ns.url)
   let lastError = ''
-  const store = new RedisNonceStore({ redis: ns.url, keyPrefix: ns.key_prefix, onError: (err) => (lastError = scrubCredentials(err.message, ns.url)) })
+  const store = new RedisNonceStore({ redis: ns.url, keyPrefix: ns.key_prefix, evictionChecked: ns.eviction_checked, onError: (err) => (lastError = scrubCredentials(err.message, ns.url)) })
   try {
     await store.ready(timeoutMs)
-    const eviction = await store.evictionPolicyWarning()
-    if (eviction !== undefined) found.warnings.push(`auth.nonce_store: ${eviction}`)
     found.info.push(`redis: ${shown} answers`)
+    found.info.push(`redis: replay entries cannot be evicted (CONFIG GET maxmemory-policy${ns.eviction_checked ? ', or auth.nonce_store.eviction_checked where CONFIG is disabled' : ''})`)
   } catch (err) {
+    if (err instanceof AuthError && err.code === 'config_invalid') {
+      // Redis answers but may evict replay entries (or cannot be asked): the server refuses to start.
+      found.errors.push(`auth.nonce_store: Redis at ${shown}: ${scrubCredentials(err.message, ns.url)}`)
+      return
+    }
     const why = lastError !== '' ? lastError : scrubCredentials(messageOf(err), ns.url)
     found.errors.push(`auth.nonce_store.url: cannot use Redis at ${shown}: ${why}. The server refuses to start without it: start Redis there, or fix the url`)
   } finally {

@@ -203,6 +203,38 @@ test('vectors: request proof MAC and header', () => {
   assert.equal(P.verifier_accepts, true)
 })
 
+test('vectors: the authenticated proof_stale answer (MCP-PKI-Epoch), and a client that checks it as §6 says', () => {
+  const S = V.stale_answer
+  const P = V.request_proof
+  assert.equal(S.refused_proof_header, P.header)
+  assert.equal(S.refused_mac_hex, P.mac_hex)
+  assert.equal(S.context, 'mcp-pki/2 stale-answer')
+  assert.notEqual(S.new_epoch_hex, hex(ub(V.messages.m4.replay_epoch)), 'a stale answer names another epoch')
+  const input = Buffer.concat([lp(u8('mcp-pki/2 stale-answer')), lp(unhex(P.mac_hex)), lp(unhex(S.new_epoch_hex))])
+  assert.equal(hex(input), S.mac_input_hex)
+  const key = unhex(V.session.session_key_hex)
+  const mac = createHmac('sha256', key).update(input).digest()
+  assert.equal(hex(mac), S.mac_hex)
+  assert.equal(S.header, `e=${unhex(S.new_epoch_hex).toString('base64url')}, m=${mac.toString('base64url')}`)
+  assert.equal(S.header_name, 'MCP-PKI-Epoch')
+  assert.equal(S.wire_code, 'proof_stale')
+  assert.equal(S.client_accepts_epoch_b64u, unhex(S.new_epoch_hex).toString('base64url'))
+  // An independent client check: parse e= and m=, recompute over the MAC of the proof it sent.
+  const refusedMac = ub(/m=([A-Za-z0-9_-]{43})$/.exec(P.header)![1]!)
+  const accepts = (header: string): boolean => {
+    const m = /^e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/.exec(header)
+    if (m === null) return false
+    const want = createHmac('sha256', key).update(Buffer.concat([lp(u8('mcp-pki/2 stale-answer')), lp(refusedMac), lp(ub(m[1]!))])).digest()
+    return want.equals(ub(m[2]!))
+  }
+  assert.equal(accepts(S.header), true)
+  assert.ok(S.negative.length >= 4)
+  for (const n of S.negative) {
+    assert.equal(n.expected, 'reject')
+    assert.equal(accepts(n.header), false, n.name)
+  }
+})
+
 test('vectors: RFC 8032 §7.1 TEST 1 through the key codec, and its negative vectors', () => {
   const t = V.key_codec.rfc8032_test1
   const kp = keyPairFromPrivateKey(privateKeyFromSeed(unhex(t.secret_key_hex)))

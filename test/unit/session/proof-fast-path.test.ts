@@ -61,8 +61,8 @@ function canonical(text: string): boolean {
 
 function refParse(header: unknown): { ts: number; seq: number; epochText: string; epoch: Buffer; mac: Buffer } | undefined {
   if (typeof header !== 'string' || header.length > 160) return undefined
-  const m = /^t=(\d{1,16}), ?s=([1-9]\d{0,15}), ?e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/.exec(header.trim())
-  if (m === null || !canonical(m[3]!) || !canonical(m[4]!) || Number(m[2]) > Number.MAX_SAFE_INTEGER) return undefined
+  const m = /^t=(0|[1-9]\d{0,15}), ?s=([1-9]\d{0,15}), ?e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/.exec(header.trim())
+  if (m === null || !canonical(m[3]!) || !canonical(m[4]!) || Number(m[2]) > Number.MAX_SAFE_INTEGER || Number(m[1]) > Number.MAX_SAFE_INTEGER) return undefined
   return { ts: Number(m[1]), seq: Number(m[2]), epochText: m[3]!, epoch: Buffer.from(m[3]!, 'base64url'), mac: Buffer.from(m[4]!, 'base64url') }
 }
 
