@@ -12,7 +12,7 @@ import { b64u, constantTimeEqual } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
 import { assertUsableEd25519PublicKey } from '../keys/point-check.js'
 import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
-import { CONTEXT, MAX_AUDIENCE_LENGTH, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
+import { CONTEXT, MAX_AUDIENCE_LENGTH, MAX_CERTIFICATE_BYTES, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import {
   parseAuthChallenge,
   parseAuthComplete,
@@ -22,6 +22,7 @@ import {
   type AuthResponseWire,
 } from '../protocol/messages.js'
 import { challengeFieldsOf, finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
+import type { Signer } from '../keys/signer.js'
 import type { ProofSession } from '../session/session-token.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type Ephemeral, type EphemeralSource, type SessionKeys } from './common.js'
 
@@ -84,7 +85,12 @@ export function createServerTrust(o: ServerTrustOptions): ServerTrust {
 }
 
 export interface ClientHandshakeOptions {
-  keyPair: Ed25519KeyPair
+  /** The client's key pair; or give `signer` (e.g. an ssh-agent key, keys/ssh-agent.ts) instead. */
+  keyPair?: Ed25519KeyPair
+  /** Signs message 3 when the private key is not in this process. */
+  signer?: Signer
+  /** An OpenSSH certificate for the client key (blob bytes), sent in message 3 and covered by its signature. */
+  certificate?: Uint8Array
   /** The server identity or URL this client means to reach; bound into every signature. */
   audience: string
   serverTrust: ServerTrust
@@ -113,7 +119,7 @@ export function throwIfAuthError(message: unknown): void {
 }
 
 export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshake {
-  if (!o.keyPair?.privateKey) throw new TypeError('keyPair is required')
+  const identity = clientIdentity(o)
   if (typeof o.audience !== 'string' || o.audience.length === 0 || o.audience.length > MAX_AUDIENCE_LENGTH) {
     throw new TypeError(`audience must be a non-empty string of at most ${MAX_AUDIENCE_LENGTH} characters`)
   }
@@ -147,12 +153,12 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
       eph = (o.ephemeral ?? takeEphemeral)()
       const nonce = random(NONCE_SIZE)
       const timestamp = formatTimestamp(clock())
-      fields = { clientPublicKey: o.keyPair.publicKeyRaw, clientNonce: nonce, clientEphemeral: eph.publicRaw, timestamp, audience: o.audience }
+      fields = { clientPublicKey: identity.publicKeyRaw, clientNonce: nonce, clientEphemeral: eph.publicRaw, timestamp, audience: o.audience }
       step = 'sent-request'
       return {
         type: 'auth_request',
         version: PROTOCOL_VERSION,
-        client_public_key: b64u(o.keyPair.publicKeyRaw),
+        client_public_key: b64u(identity.publicKeyRaw),
         client_nonce: b64u(nonce),
         client_ephemeral: b64u(eph.publicRaw),
         timestamp,
@@ -181,8 +187,8 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         server = { fingerprint, publicKey, metadata }
         keys = deriveSessionKeys(eph!.privateKey, challenge.serverEphemeral, sha256(t2pre))
         const timestamp = formatTimestamp(clock())
-        t3 = transcript3(t2, challenge.signature, timestamp)
-        sig3 = signBytes(o.keyPair.privateKey, signingInput(CONTEXT.clientResponse, t3))
+        t3 = transcript3(t2, challenge.signature, timestamp, identity.certificate)
+        sig3 = await identity.sign(signingInput(CONTEXT.clientResponse, t3))
         step = 'sent-response'
         const f = fields!
         return {
@@ -200,6 +206,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
           challenge: challenge.wire,
           timestamp,
           signature: b64u(sig3),
+          ...(identity.certificate === undefined ? {} : { certificate: b64u(identity.certificate) }),
         }
       } catch (err) {
         fail(err)
@@ -212,7 +219,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         throwIfAuthError(message)
         const complete = parseAuthComplete(message)
         const srv = server!
-        if (complete.clientFingerprint !== o.keyPair.fingerprint || complete.serverFingerprint !== srv.fingerprint) {
+        if (complete.clientFingerprint !== identity.fingerprint || complete.serverFingerprint !== srv.fingerprint) {
           throw new AuthError('invalid_message', 'auth_complete names other keys than the ones in this handshake')
         }
         const t4 = transcript4(t3!, sig3!, {
@@ -249,6 +256,28 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
       }
     },
   }
+}
+
+/** The key the client proves: a key pair in memory, or a signer (ssh-agent), and its certificate. */
+function clientIdentity(o: ClientHandshakeOptions): { publicKeyRaw: Buffer; fingerprint: string; certificate: Buffer | undefined; sign(data: Buffer): Promise<Buffer> } {
+  const certificate = o.certificate === undefined ? undefined : Buffer.from(o.certificate)
+  if (certificate !== undefined && (certificate.byteLength === 0 || certificate.byteLength > MAX_CERTIFICATE_BYTES)) {
+    throw new TypeError(`certificate must be 1 to ${MAX_CERTIFICATE_BYTES} bytes`)
+  }
+  if (o.signer !== undefined) {
+    const signer = o.signer
+    if (!(signer.publicKey instanceof Uint8Array) || signer.publicKey.byteLength !== 32 || typeof signer.sign !== 'function') throw new TypeError('signer must have a 32-byte publicKey and sign()')
+    const publicKeyRaw = Buffer.from(signer.publicKey)
+    const sign = async (data: Buffer): Promise<Buffer> => {
+      const sig = Buffer.from(await signer.sign(data))
+      if (sig.byteLength !== 64) throw new TypeError('signer returned a signature that is not 64 bytes')
+      return sig
+    }
+    return { publicKeyRaw, fingerprint: fingerprintOf(publicKeyRaw), certificate, sign }
+  }
+  const pair = o.keyPair
+  if (!pair?.privateKey) throw new TypeError('keyPair (or signer) is required')
+  return { publicKeyRaw: pair.publicKeyRaw, fingerprint: pair.fingerprint, certificate, sign: (data) => Promise.resolve(signBytes(pair.privateKey, data)) }
 }
 
 /** Imported server keys by their base64url text: a client talks to few servers, many times. */

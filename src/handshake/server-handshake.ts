@@ -15,7 +15,7 @@ import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSour
 import { ed25519PublicKeyProblemFast } from '../keys/point-check.js'
 import { fingerprintOf, privateKeySeed, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
-import { CONTEXT, EPOCH_SIZE, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
+import { CONTEXT, EPOCH_SIZE, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
 import {
   parseAuthRequest,
   parseAuthResponse,
@@ -41,6 +41,7 @@ import { encodeSessionTicket } from '../session/session-token.js'
 import type { RevocationCheck } from '../session/session-verifier.js'
 import { localHostNames, namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type EphemeralSource } from './common.js'
+import { certificateCheckFor, revocationReason, type CertifiedClient } from './client-certificate.js'
 
 export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
@@ -78,6 +79,8 @@ export interface HandshakeResult {
   entry: AllowlistEntry
   sessionId: string
   expiresAt: number
+  /** Set when the client got in with an OpenSSH certificate (its key is not listed directly). */
+  certificate?: CertifiedClient['certificate']
 }
 
 export interface ServerHandshake {
@@ -100,6 +103,9 @@ export interface HandshakeContext {
   /** The local address of that socket: an IP-literal audience must name it. */
   localAddress?: string
 }
+
+/** A client as message 3 found it: listed directly, or certified (then `certificate` is set). */
+type Client = { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string; certificate?: CertifiedClient['certificate'] }
 
 /** Challenge token plaintext: expires_at(8) || H(T2pre)(32) || session_key(32) || finished_key(32) || replay epoch(8). */
 const CHALLENGE_PLAINTEXT = 8 + 32 + 2 * SESSION_KEY_SIZE + EPOCH_SIZE
@@ -125,14 +131,19 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   const serverPkB64 = b64u(serverPk)
   const serverFp = keyPair.fingerprint
 
-  function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
+  const certificateCheck = certificateCheckFor(allowlist, revocation, toleranceMs / 1000)
+
+  function lookupClient(request: AuthRequest, now: number, certificate: Buffer | undefined): Client {
     const fingerprint = fingerprintOf(request.clientPublicKey)
     // Whatever the KeyLookup holds: a small-order key would accept a forged signature (point-check.ts).
     if (ed25519PublicKeyProblemFast(request.clientPublicKey) !== undefined) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not a usable ed25519 public key (small-order or non-canonical)`)
-    return judgeClient(allowlist.lookup(fingerprint, now, request.clientPublicKey), fingerprint)
+    const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
+    // A key listed directly is judged on its entry; a certificate speaks only for an unlisted key.
+    if (found.status === 'unknown' && certificate !== undefined && certificateCheck !== undefined) return certificateCheck(certificate, request.clientPublicKey, fingerprint, now)
+    return judgeClient(found, fingerprint)
   }
 
-  function judgeClient(found: LookupResult, fingerprint: string): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
+  function judgeClient(found: LookupResult, fingerprint: string): Client {
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
     // Folded into authentication_failed on the wire like unknown_key; the reason names it locally.
@@ -182,10 +193,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
    * ed25519 verification, against our own key so it never passes): the time of the refusal tells a
    * stranger nothing about the allowlist (red-team finding on mcp-pki/2: +170 µs for listed keys).
    */
-  function sameWorkAsAListedKey(request: AuthRequest, challenge: AuthChallenge, signature: Uint8Array): void {
+  function sameWorkAsAListedKey(request: AuthRequest, challenge: AuthChallenge, signature: Uint8Array, certificate: Buffer | undefined): void {
     openTicket(ring.all(), TICKET_KIND.challenge, challenge.challengeToken)
     const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), challengeFieldsOf(challenge))
-    verifyBytes(keyPair.publicKey, signingInput(CONTEXT.clientResponse, transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, challenge.wire.timestamp)), signature)
+    verifyBytes(keyPair.publicKey, signingInput(CONTEXT.clientResponse, transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, challenge.wire.timestamp, certificate)), signature)
   }
 
   return {
@@ -252,11 +263,11 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const now = clock()
       checkWindow(response.timestamp, now, toleranceMs, 'auth_response')
       checkAudience(request.audience, ctx)
-      let client: ReturnType<typeof lookupClient>
+      let client: Client
       try {
-        client = lookupClient(request, now)
+        client = lookupClient(request, now, response.certificate)
       } catch (err) {
-        sameWorkAsAListedKey(request, challenge, response.signature)
+        sameWorkAsAListedKey(request, challenge, response.signature, response.certificate)
         throw err
       }
       // A fingerprint-only entry just completed: judged on the entry as the allowlist file has it now.
@@ -279,7 +290,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const expiresAtMs = readU64(plain, 0)
       if (now >= expiresAtMs) throw new AuthError('challenge_expired', 'the challenge expired; start a new handshake')
 
-      const t3 = transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, response.wire.timestamp)
+      const t3 = transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, response.wire.timestamp, response.certificate)
       if (!verifyBytes(client.publicKey, signingInput(CONTEXT.clientResponse, t3), response.signature)) {
         throw new AuthError('invalid_signature', `signature by client ${client.fingerprint.slice(0, 16)}… does not verify`)
       }
@@ -302,7 +313,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         plain.fill(0)
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was removed from the allowlist during the handshake`)
       }
-      if (revocation?.isRevoked(client.fingerprint) === true) {
+      const cert = client.certificate
+      if (revocation?.isRevoked(client.fingerprint) === true || (cert !== undefined && revocationReason(revocation, cert.caFingerprint, cert.serial, cert.keyId, client.fingerprint) !== undefined)) {
         plain.fill(0)
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was revoked during the handshake`)
       }
@@ -316,11 +328,15 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const token = b64u(
         encodeSessionTicket(
           ring.current(),
-          { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt, expiresAt: sessionExpires, audience: request.audience },
+          { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt, expiresAt: sessionExpires, audience: request.audience, ...(cert === undefined ? {} : { certificate: cert }) },
           random,
           now,
         ),
       )
+      if (token.length > MAX_TOKEN_LENGTH) {
+        plain.fill(0)
+        throw new AuthError('invalid_message', `a certified session's token would exceed ${MAX_TOKEN_LENGTH} characters; use a shorter audience`)
+      }
       const timestamp = formatTimestamp(now)
       const expiresAt = formatTimestamp(sessionExpires)
       const t4 = transcript4(t3, response.signature, {
@@ -350,6 +366,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         entry: client.entry,
         sessionId: b64u(sessionId),
         expiresAt: sessionExpires,
+        ...(cert === undefined ? {} : { certificate: cert }),
       }
     },
   }

@@ -9,7 +9,7 @@ import { AuthError, type WireError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import { parseTimestamp } from '../internal/clock.js'
 import { printable } from '../internal/text.js'
-import { EPOCH_SIZE, MAX_AUDIENCE_BYTES, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
+import { EPOCH_SIZE, MAX_AUDIENCE_BYTES, MAX_CERTIFICATE_CHARS, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
 
 /** Message 1, client → server. */
 export interface AuthRequestWire {
@@ -43,6 +43,8 @@ export interface AuthResponseWire {
   challenge: AuthChallengeWire
   timestamp: string
   signature: string
+  /** Optional: base64url of the client's OpenSSH certificate, covered by `signature` (docs/PROTOCOL.md §3). */
+  certificate?: string
 }
 
 /** Message 4, server → client. Authenticated by `finished`, a MAC under the session's finished key. */
@@ -95,6 +97,8 @@ export interface AuthResponse {
   challenge: AuthChallenge
   timestamp: number
   signature: Buffer
+  /** The OpenSSH certificate blob, when the client presented one (size-checked, not yet parsed). */
+  certificate: Buffer | undefined
 }
 
 export interface AuthComplete {
@@ -189,6 +193,7 @@ const CHALLENGE_FIELDS = [
   'signature',
 ] as const
 const RESPONSE_FIELDS = ['type', 'version', 'request', 'challenge', 'timestamp', 'signature'] as const
+const RESPONSE_FIELDS_WITH_CERTIFICATE = [...RESPONSE_FIELDS, 'certificate'] as const
 const COMPLETE_FIELDS = [
   'type',
   'version',
@@ -280,20 +285,19 @@ export function parseAuthChallenge(value: unknown, label = 'auth_challenge'): Au
 
 /** Parses message 3 (including the echoed messages 1 and 2). */
 export function parseAuthResponse(value: unknown, label = 'auth_response'): AuthResponse {
-  const v = snapshot(value, label, RESPONSE_FIELDS)
+  const withCertificate = isPlainObject(value) && Object.prototype.hasOwnProperty.call(value, 'certificate')
+  const v = snapshot(value, label, withCertificate ? RESPONSE_FIELDS_WITH_CERTIFICATE : RESPONSE_FIELDS) as Record<(typeof RESPONSE_FIELDS_WITH_CERTIFICATE)[number], unknown>
   checkType(v.type, 'auth_response', label)
   const version = checkVersion(v.version)
   const request = parseAuthRequest(v.request, `${label}.request`)
   const challenge = parseAuthChallenge(v.challenge, `${label}.challenge`)
   const timestamp = time(v.timestamp, `${label}.timestamp`)
   const signature = bytes(v.signature, `${label}.signature`, 64)
-  return {
-    request,
-    challenge,
-    timestamp,
-    signature,
-    wire: { type: 'auth_response', version, request: request.wire, challenge: challenge.wire, timestamp: v.timestamp as string, signature: v.signature as string },
-  }
+  // Size first (a text length), then strict base64url; the certificate is parsed only by the server's certificate check.
+  const certificate = withCertificate ? blob(v.certificate, `${label}.certificate`, MAX_CERTIFICATE_CHARS) : undefined
+  const wire: AuthResponseWire = { type: 'auth_response', version, request: request.wire, challenge: challenge.wire, timestamp: v.timestamp as string, signature: v.signature as string }
+  if (certificate !== undefined) wire.certificate = v.certificate as string
+  return { request, challenge, timestamp, signature, certificate, wire }
 }
 
 /** Parses a successful message 4. */
