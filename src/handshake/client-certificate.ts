@@ -59,11 +59,11 @@ export function createClientCertificateCheck(o: ClientCertificateCheckOptions): 
     if (!checked.ok) throw new CertificateRefusedError(checked.code, `client key ${fingerprint.slice(0, 16)}…: ${checked.message}`, identityOf(blob))
     const cert = checked.certificate
     const ids = { keyId: cert.keyId, serial: cert.serial }
-    const revoked = revocationReason(o.revocation, checked.authority.fingerprint, cert.serial, cert.keyId, fingerprint)
-    if (revoked !== undefined) throw new CertificateRefusedError(revoked, `client key ${fingerprint.slice(0, 16)}…: certificate "${printable(cert.keyId)}" (serial ${cert.serial}) is revoked (${revoked})`, ids)
     if (checked.role !== undefined && Buffer.byteLength(checked.role, 'utf8') > MAX_CERTIFICATE_ROLE_BYTES) {
       throw new CertificateRefusedError('cert_role_missing', `certificate "${printable(cert.keyId)}" maps to a role longer than ${MAX_CERTIFICATE_ROLE_BYTES} bytes`, ids)
     }
+    const revoked = revocationReason(o.revocation, checked.authority.fingerprint, cert.serial, cert.keyId, fingerprint)
+    if (revoked !== undefined) throw new CertificateRefusedError(revoked, `client key ${fingerprint.slice(0, 16)}…: certificate "${printable(cert.keyId)}" (serial ${cert.serial}) is revoked (${revoked})`, ids)
     const notAfter = Number.isFinite(cert.validBefore) ? cert.validBefore + o.toleranceSeconds * 1000 : undefined
     const entry = certifiedEntry(checked.authority, { fingerprint, publicKeyRaw: Buffer.from(subjectPublicKey) }, { keyId: cert.keyId, serial: cert.serial, role: checked.role, notAfter })
     return {
