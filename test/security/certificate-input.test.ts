@@ -122,7 +122,7 @@ test('hostile certificates are refused as unknown_key with the precise cert_code
   for (const [name, cert, code] of cases) {
     const r = await judge(h, cert)
     assert.deepEqual([r.code, r.wire, r.cert], ['unknown_key', 'authentication_failed', code], `${name}: ${r.message}`)
-    assert.doesNotMatch(r.message ?? '', /[\x00-\x1f]/, `${name}: printable message`)
+    assert.ok(![...(r.message ?? '')].some((c) => c.charCodeAt(0) < 0x20), `${name}: printable message`)
   }
 })
 

@@ -152,7 +152,8 @@ export async function generateCertificateVectors(): Promise<Record<string, unkno
     now = at
     return codeAt(makeServer(store), m)
   }
-  const { certificate: _dropped, ...withoutCertificate } = m3
+  const withoutCertificate: AuthResponseWire = { ...m3 }
+  delete withoutCertificate.certificate
   const flipped = Buffer.from(certificate)
   flipped[flipped.length - 1] = flipped[flipped.length - 1]! ^ 0x01
   const negative = {
