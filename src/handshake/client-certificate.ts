@@ -21,6 +21,7 @@ import { publicKeyFromRaw } from '../keys/key-pair.js'
 import { certificateRevocationIds, parseOpenSshCertificate } from '../keys/openssh-cert.js'
 import type { SessionCertificate } from '../session/session-token.js'
 import { MAX_CERTIFICATE_ROLE_BYTES } from '../session/session-token.js'
+import { MAX_CERTIFICATE_BYTES } from '../protocol/constants.js'
 import type { RevocationCheck } from '../session/session-verifier.js'
 
 /** A client let in by its certificate. */
@@ -109,4 +110,14 @@ export function certificateCheckFor(
 ): ClientCertificateCheck | undefined {
   if (typeof allowlist.certAuthorities !== 'function' || typeof allowlist.getCertAuthority !== 'function') return undefined
   return createClientCertificateCheck({ authorities: allowlist as CertAuthorityLookup, ...(revocation === undefined ? {} : { revocation }), toleranceSeconds })
+}
+
+/** The server's own host certificate, checked once at start-up: the right size, well-formed, for this key. */
+export function hostCertificateOf(certificate: Uint8Array | undefined, serverPublicKey: Uint8Array): Buffer | undefined {
+  if (certificate === undefined) return undefined
+  const blob = Buffer.from(certificate)
+  if (blob.byteLength === 0 || blob.byteLength > MAX_CERTIFICATE_BYTES) throw new TypeError(`certificate must be 1 to ${MAX_CERTIFICATE_BYTES} bytes`)
+  const parsed = parseOpenSshCertificate(blob)
+  if (!parsed.subjectPublicKey.equals(Buffer.from(serverPublicKey))) throw new TypeError('certificate is not for the server key')
+  return blob
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import type { KeyObject } from 'node:crypto'
+import { checkServerCertificate, type CertAuthorityLookup } from '../allowlist/cert-authority.js'
 import type { KeyLookup } from '../allowlist/types.js'
 import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../errors.js'
 import { b64u, constantTimeEqual } from '../internal/bytes.js'
@@ -50,7 +51,7 @@ export interface ClientSession extends ProofSession {
  * trusted; throws AuthError (`server_key_unknown`, `server_key_mismatch`, `key_expired`,
  * `server_key_rejected`) when not.
  */
-export type ServerTrust = (fingerprint: string, publicKeyRaw: Buffer) => Promise<Readonly<Record<string, unknown>> | undefined> | Readonly<Record<string, unknown>> | undefined
+export type ServerTrust = (fingerprint: string, publicKeyRaw: Buffer, certificate?: Buffer) => Promise<Readonly<Record<string, unknown>> | undefined> | Readonly<Record<string, unknown>> | undefined
 
 export interface ServerTrustOptions {
   /** The client's allowlist of server keys (like ssh known_hosts). */
@@ -59,13 +60,21 @@ export interface ServerTrustOptions {
   pinnedFingerprint?: string | null
   /** Trust on first use: asked about a key that is not on the allowlist; true = trust (and remember). */
   onUnknownKey?: (fingerprint: string, publicKeyRaw: Buffer) => Promise<boolean> | boolean
+  /**
+   * The host name this client connects to: a server key that is not listed is trusted when message 2
+   * carries an OpenSSH host certificate for it, listing this host, from a CA entry of `allowlist`
+   * (like `@cert-authority` in known_hosts).
+   */
+  host?: string
+  /** Clock skew allowed on the certificate's validity interval, seconds (default 300). */
+  timestampTolerance?: number
   clock?: Clock
 }
 
 export function createServerTrust(o: ServerTrustOptions): ServerTrust {
   const clock = o.clock ?? systemClock
   const pinned = o.pinnedFingerprint?.toLowerCase() ?? null
-  return async (fingerprint, publicKeyRaw) => {
+  return async (fingerprint, publicKeyRaw, certificate) => {
     assertUsableEd25519PublicKey(publicKeyRaw, `server key ${fingerprint}`, { fast: true, code: 'server_key_rejected', fix: "refusing to talk; the server's operator must generate a new key with mcp-keygen" })
     if (pinned !== null && !constantTimeEqual(Buffer.from(pinned), Buffer.from(fingerprint))) {
       throw new AuthError('server_key_mismatch', `server key ${fingerprint} does not match the fingerprint pinned for this server (${pinned}); refusing to talk`)
@@ -75,11 +84,17 @@ export function createServerTrust(o: ServerTrustOptions): ServerTrust {
       if (found.status === 'ok') return found.entry.metadata
       if (found.status === 'expired') throw new AuthError('key_expired', `server key ${fingerprint} has an expired entry in the client allowlist`)
     }
+    let refused = ''
+    if (certificate !== undefined && o.host !== undefined && o.allowlist?.certAuthorities !== undefined && o.allowlist.certAuthorities().length > 0) {
+      const r = checkServerCertificate(o.allowlist as CertAuthorityLookup, certificate, { now: clock(), toleranceSeconds: o.timestampTolerance ?? 300, host: o.host, subjectPublicKey: publicKeyRaw })
+      if (r.ok) return Object.freeze({ ...r.authority.metadata, certificate: { ca: r.authority.fingerprint, serial: r.certificate.serial, key_id: r.certificate.keyId, host: o.host } })
+      refused = `; its host certificate was refused (${r.code}: ${r.message})`
+    }
     if (pinned !== null) return undefined
     if (o.onUnknownKey !== undefined && (await o.onUnknownKey(fingerprint, publicKeyRaw))) return undefined
     throw new AuthError(
       'server_key_unknown',
-      `server key ${fingerprint} is not on the client allowlist; if you trust it, add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
+      `server key ${fingerprint} is not on the client allowlist${refused}; if you trust it, add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
     )
   }
 }
@@ -177,10 +192,10 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         // this clock would shrink the allowed skew to challenge_ttl.
         if (challenge.expiresAt <= challenge.timestamp) throw new AuthError('challenge_expired', 'the server sent a challenge that has already expired')
         const fingerprint = fingerprintOf(challenge.serverPublicKey)
-        const metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey)
+        const metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey, challenge.certificate)
         const publicKey = serverKeyObject(challenge.wire.server_public_key, challenge.serverPublicKey)
         const t2pre = transcript2pre(transcript1(fields!), challengeFieldsOf(challenge))
-        const t2 = transcript2(t2pre, challenge.challengeToken)
+        const t2 = transcript2(t2pre, challenge.challengeToken, challenge.certificate)
         if (!verifyBytes(publicKey, signingInput(CONTEXT.serverChallenge, t2), challenge.signature)) {
           throw new AuthError('invalid_signature', `the server's challenge signature does not verify for key ${fingerprint.slice(0, 16)}…`)
         }

@@ -41,7 +41,7 @@ import { encodeSessionTicket } from '../session/session-token.js'
 import type { RevocationCheck } from '../session/session-verifier.js'
 import { localHostNames, namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type EphemeralSource } from './common.js'
-import { certificateCheckFor, revocationReason, type CertifiedClient } from './client-certificate.js'
+import { certificateCheckFor, hostCertificateOf, revocationReason, type CertifiedClient } from './client-certificate.js'
 
 export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
@@ -71,6 +71,8 @@ export interface ServerHandshakeOptions {
   random?: RandomSource
   /** Ephemeral X25519 key pairs (default: fresh random ones). Inject only for reproducible test vectors. */
   ephemeral?: EphemeralSource
+  /** An OpenSSH host certificate for the server key (blob), sent in message 2 and covered by its signature. */
+  certificate?: Uint8Array
 }
 
 export interface HandshakeResult {
@@ -130,6 +132,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   const serverPk = keyPair.publicKeyRaw
   const serverPkB64 = b64u(serverPk)
   const serverFp = keyPair.fingerprint
+  const hostCertificate = hostCertificateOf(options.certificate, serverPk)
+  const hostCertificateText = hostCertificate === undefined ? undefined : b64u(hostCertificate)
 
   const certificateCheck = certificateCheckFor(allowlist, revocation, toleranceMs / 1000)
 
@@ -196,7 +200,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   function sameWorkAsAListedKey(request: AuthRequest, challenge: AuthChallenge, signature: Uint8Array, certificate: Buffer | undefined): void {
     openTicket(ring.all(), TICKET_KIND.challenge, challenge.challengeToken)
     const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), challengeFieldsOf(challenge))
-    verifyBytes(keyPair.publicKey, signingInput(CONTEXT.clientResponse, transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, challenge.wire.timestamp, certificate)), signature)
+    verifyBytes(keyPair.publicKey, signingInput(CONTEXT.clientResponse, transcript3(transcript2(t2pre, challenge.challengeToken, challenge.certificate), challenge.signature, challenge.wire.timestamp, certificate)), signature)
   }
 
   return {
@@ -243,7 +247,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       keys.sessionKey.fill(0)
       keys.finishedKey.fill(0)
       plain.fill(0)
-      const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token)))
+      const signature = signBytes(keyPair.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token, hostCertificate)))
       return {
         type: 'auth_challenge',
         version: PROTOCOL_VERSION,
@@ -254,6 +258,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         expires_at: expiresAt,
         challenge_token: b64u(token),
         signature: b64u(signature),
+        ...(hostCertificateText === undefined ? {} : { certificate: hostCertificateText }),
       }
     },
 
@@ -290,7 +295,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const expiresAtMs = readU64(plain, 0)
       if (now >= expiresAtMs) throw new AuthError('challenge_expired', 'the challenge expired; start a new handshake')
 
-      const t3 = transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, response.wire.timestamp, response.certificate)
+      const t3 = transcript3(transcript2(t2pre, challenge.challengeToken, challenge.certificate), challenge.signature, response.wire.timestamp, response.certificate)
       if (!verifyBytes(client.publicKey, signingInput(CONTEXT.clientResponse, t3), response.signature)) {
         throw new AuthError('invalid_signature', `signature by client ${client.fingerprint.slice(0, 16)}… does not verify`)
       }

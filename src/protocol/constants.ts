@@ -13,6 +13,7 @@ export const CONTEXT = {
   ticketKeyId: 'mcp-pki/2 ticket-key-id',
   sealKey: 'mcp-pki/2 seal-key',
   clientCertificate: 'mcp-pki/2 client-certificate',
+  serverCertificate: 'mcp-pki/2 server-certificate',
 } as const
 
 export const NONCE_SIZE = 32

@@ -33,6 +33,8 @@ export interface AuthChallengeWire {
   expires_at: string
   challenge_token: string
   signature: string
+  /** Optional: base64url of the server's OpenSSH host certificate, covered by `signature` (docs/PROTOCOL.md §3). */
+  certificate?: string
 }
 
 /** Message 3, client → server: echoes messages 1 and 2 so the server keeps no state. */
@@ -89,6 +91,8 @@ export interface AuthChallenge {
   expiresAt: number
   challengeToken: Buffer
   signature: Buffer
+  /** The host certificate blob, when the server presented one (size-checked, not yet parsed). */
+  certificate: Buffer | undefined
 }
 
 export interface AuthResponse {
@@ -192,6 +196,7 @@ const CHALLENGE_FIELDS = [
   'challenge_token',
   'signature',
 ] as const
+const CHALLENGE_FIELDS_WITH_CERTIFICATE = [...CHALLENGE_FIELDS, 'certificate'] as const
 const RESPONSE_FIELDS = ['type', 'version', 'request', 'challenge', 'timestamp', 'signature'] as const
 const RESPONSE_FIELDS_WITH_CERTIFICATE = [...RESPONSE_FIELDS, 'certificate'] as const
 const COMPLETE_FIELDS = [
@@ -256,7 +261,8 @@ export function parseAuthRequest(value: unknown, label = 'auth_request'): AuthRe
 
 /** Parses message 2. */
 export function parseAuthChallenge(value: unknown, label = 'auth_challenge'): AuthChallenge {
-  const v = snapshot(value, label, CHALLENGE_FIELDS)
+  const withCertificate = isPlainObject(value) && Object.prototype.hasOwnProperty.call(value, 'certificate')
+  const v = snapshot(value, label, withCertificate ? CHALLENGE_FIELDS_WITH_CERTIFICATE : CHALLENGE_FIELDS) as Record<(typeof CHALLENGE_FIELDS_WITH_CERTIFICATE)[number], unknown>
   checkType(v.type, 'auth_challenge', label)
   const version = checkVersion(v.version)
   const c: AuthChallenge = {
@@ -267,6 +273,7 @@ export function parseAuthChallenge(value: unknown, label = 'auth_challenge'): Au
     expiresAt: time(v.expires_at, `${label}.expires_at`),
     challengeToken: blob(v.challenge_token, `${label}.challenge_token`, MAX_TOKEN_LENGTH),
     signature: bytes(v.signature, `${label}.signature`, 64),
+    certificate: withCertificate ? blob(v.certificate, `${label}.certificate`, MAX_CERTIFICATE_CHARS) : undefined,
     wire: undefined as unknown as AuthChallengeWire,
   }
   c.wire = {
@@ -280,6 +287,7 @@ export function parseAuthChallenge(value: unknown, label = 'auth_challenge'): Au
     challenge_token: v.challenge_token as string,
     signature: v.signature as string,
   }
+  if (withCertificate) c.wire.certificate = v.certificate as string
   return c
 }
 

@@ -76,8 +76,13 @@ export function transcript2pre(t1: Buffer, c: ChallengeFields): Buffer {
   return withLp(t1, [c.serverPublicKey, c.serverNonce, c.serverEphemeral, c.timestamp, c.expiresAt])
 }
 
-export function transcript2(t2pre: Buffer, challengeToken: Uint8Array): Buffer {
-  return withLp(t2pre, [challengeToken])
+/**
+ * T2 = T2pre lp(challenge_token), and when the server presents a host certificate
+ * lp("mcp-pki/2 server-certificate") lp(certificate): without one, T2 is what it always was.
+ */
+export function transcript2(t2pre: Buffer, challengeToken: Uint8Array, certificate?: Uint8Array): Buffer {
+  if (certificate === undefined) return withLp(t2pre, [challengeToken])
+  return withLp(t2pre, [challengeToken, CONTEXT.serverCertificate, certificate])
 }
 
 /**

@@ -335,10 +335,17 @@ export async function clientSetupFromConfig(config: Config, serverUrl: string, o
   const serverTrust = createServerTrust({
     allowlist,
     pinnedFingerprint: serverEntry?.fingerprint ?? null,
+    host: hostOf(serverUrl),
+    timestampTolerance: config.auth.timestamp_tolerance,
     ...(onUnknownKey === undefined ? {} : { onUnknownKey }),
     ...(opts.clock === undefined ? {} : { clock: opts.clock }),
   })
   return { ...key, serverTrust, audience, serverEntry }
+}
+
+/** The host name of a URL, without IPv6 brackets (what a server's host certificate must list). */
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[(.*)\]$/, '$1')
 }
 
 /** Asks on the terminal (stderr) whether to trust a server key. */

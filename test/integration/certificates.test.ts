@@ -16,6 +16,7 @@ import { AuditLogger } from '../../src/audit/audit-logger.js'
 import { loadConfig } from '../../src/config/load-config.js'
 import type { Config } from '../../src/config/types.js'
 import { AuthError } from '../../src/errors.js'
+import { writeOpenSshPublicKeyFile } from '../../src/keys/key-file.js'
 import { fingerprintOf } from '../../src/keys/key-pair.js'
 import { certificateRevocationIds } from '../../src/keys/openssh-cert.js'
 import { RedisRevocationList } from '../../src/revocation/redis-revocation-list.js'
@@ -276,3 +277,38 @@ async function withAgent<T>(agent: RunningAgent, fn: () => Promise<T>): Promise<
     else process.env.SSH_AUTH_SOCK = saved
   }
 }
+
+test('host certificates: a client whose allowlist trusts the CA accepts the server key certified for the host it connects to, and refuses one for another host', async (t) => {
+  const dir = join(root, `h${n++}`)
+  await mkdir(dir, { recursive: true })
+  const sb = await createSandbox(dir)
+  sshKeygenKey(dir, 'hostca')
+  await writeOpenSshPublicKeyFile(join(dir, 'server.pub'), sb.serverKey.publicKeyRaw)
+  const caRaw = rawKeyOfPub(join(dir, 'hostca.pub'))
+  // The client does not list the server key: it trusts the host CA instead.
+  await updateAllowlistFile(sb.clientAllowlistPath, (list) => {
+    list.remove(sb.serverKey.fingerprint)
+    list.addCertAuthority({ publicKeyRaw: caRaw, metadata: { role: 'mcp_server' } })
+  })
+  const start = async (hostName: string): Promise<RunningServer> => {
+    sshKeygen(dir, ['-q', '-s', 'hostca', '-h', '-I', `server-${hostName}`, '-n', hostName, '-V', '-5m:+1h', 'server.pub'])
+    const config = await loadConfig(sb.serverConfigPath, { env: { MCP_CERTIFICATE_PATH: join(dir, 'server-cert.pub') } })
+    const server = await startServerFromConfig(config, { audit: new AuditLogger({ enabled: false }) })
+    t.after(() => server.close())
+    return server
+  }
+  const client = await loadConfig(sb.clientConfigPath, { env: {} })
+  const good = await start('127.0.0.1')
+  const session = await authenticateWithConfig(client, good.authUrl, { retryAttempts: 0, interactive: false })
+  assert.equal(session.serverFingerprint, sb.serverKey.fingerprint)
+  assert.equal(session.serverMetadata?.role, 'mcp_server')
+  assert.deepEqual((session.serverMetadata?.certificate as { host?: string }).host, '127.0.0.1')
+  await good.close()
+
+  const other = await start('mcp.example.com')
+  await assert.rejects(authenticateWithConfig(client, other.authUrl, { retryAttempts: 0, interactive: false }), (err: unknown) => {
+    assert.ok(err instanceof AuthError && err.code === 'server_key_unknown', String(err))
+    assert.match(err.message, /host certificate was refused \(cert_wrong_principal/)
+    return true
+  })
+})

@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Allowlist } from '../../src/allowlist/allowlist.js'
 import { AuthError, toWireError } from '../../src/errors.js'
+import { createServerTrust } from '../../src/handshake/client-handshake.js'
 import { b64u } from '../../src/internal/bytes.js'
 import { generateKeyPair, signBytes, type Ed25519KeyPair } from '../../src/keys/key-pair.js'
 import { sshString, sshU32, sshU64 } from '../../src/keys/ssh-wire.js'
@@ -157,4 +158,39 @@ test('a certified session is checked per request: removing the CA entry ends it'
   assert.equal(h.verifier.verifyToken(run.session.token).entry.metadata.role, 'alice')
   allowlist.removeCertAuthority(allowlist.certAuthorities()[0]!.fingerprint)
   assert.throws(() => h.verifier.verifyToken(run.session.token), (err: unknown) => err instanceof AuthError && err.code === 'session_revoked')
+})
+
+test('host certificate in message 2: covered by the server signature; size and schema checked by the client; trusted only for its host', async () => {
+  const p = makeParties()
+  const hostCa = generateKeyPair()
+  const hostCert = certificate({ key: p.server.publicKeyRaw, certType: 2, principals: ['mcp.example.com'], signer: hostCa })
+  const clientList = new Allowlist()
+  clientList.addCertAuthority({ publicKeyRaw: hostCa.publicKeyRaw, metadata: { role: 'mcp_server' } })
+  const h = makeHarness({ parties: p, server: { certificate: hostCert } })
+  const trust = (host: string) => createServerTrust({ allowlist: clientList, host })
+  const challenge = async (host: string, alter: (m2: Record<string, unknown>) => void = () => {}) => {
+    const client = h.newClient({ serverTrust: trust(host) })
+    const m2 = wire(h.server.handleRequest(wire(client.start()))) as unknown as Record<string, unknown>
+    alter(m2)
+    try {
+      await client.handleChallenge(m2)
+      return 'ok'
+    } catch (err) {
+      assert.ok(err instanceof AuthError, String(err))
+      return `${err.code}${/\(cert_\w+/.exec(err.message)?.[0] ?? ''}`
+    }
+  }
+  assert.equal(await challenge('mcp.example.com'), 'ok')
+  const run = await h.run(h.newClient({ serverTrust: trust('mcp.example.com') }))
+  assert.equal(run.session.serverMetadata?.role, 'mcp_server')
+  assert.equal(await challenge('other.example.com'), 'server_key_unknown(cert_wrong_principal')
+  assert.equal(await challenge('mcp.example.com', (m2) => delete m2.certificate), 'server_key_unknown', 'stripped: the key is a stranger')
+  const otherHostCert = certificate({ key: p.server.publicKeyRaw, certType: 2, principals: ['mcp.example.com', 'x'], signer: hostCa })
+  assert.equal(await challenge('mcp.example.com', (m2) => (m2.certificate = b64u(otherHostCert))), 'invalid_signature', 'swapped: T2 changed')
+  assert.equal(await challenge('mcp.example.com', (m2) => (m2.certificate = b64u(Buffer.alloc(MAX_CERTIFICATE_BYTES + 1)))), 'invalid_message')
+  assert.equal(await challenge('mcp.example.com', (m2) => (m2.certificate = 7)), 'invalid_message')
+  const userCert = certificate({ key: p.server.publicKeyRaw, certType: 1, principals: ['mcp.example.com'], signer: hostCa })
+  const h2 = makeHarness({ parties: p, server: { certificate: userCert } })
+  const c2 = h2.newClient({ serverTrust: trust('mcp.example.com') })
+  await assert.rejects(c2.handleChallenge(wire(h2.server.handleRequest(wire(c2.start())))), /cert_wrong_type/)
 })
