@@ -20,7 +20,7 @@ import { createClientHandshake, createServerTrust } from '../../src/handshake/cl
 import { ephemeralFromSeed } from '../../src/handshake/common.js'
 import { createServerHandshake } from '../../src/handshake/server-handshake.js'
 import { b64u, fromB64u } from '../../src/internal/bytes.js'
-import { fingerprintOf, keyPairFromPrivateKey, privateKeyFromSeed, signBytes } from '../../src/keys/key-pair.js'
+import { fingerprintOf, keyPairFromPrivateKey, privateKeyFromSeed, signBytes, type Ed25519KeyPair } from '../../src/keys/key-pair.js'
 import { sshString, sshU32, sshU64 } from '../../src/keys/ssh-wire.js'
 import { CONTEXT } from '../../src/protocol/constants.js'
 import type { AuthResponseWire } from '../../src/protocol/messages.js'
@@ -47,12 +47,22 @@ export const CERT_INPUTS = {
     valid_before: '2026-01-15T10:00:00Z',
     extensions: { 'permit-pty': '' },
   },
+  /** The server's host certificate (second run): the same CA, `ssh-keygen -h -n mcp.example.com`. */
+  host_certificate: {
+    nonce_hex: '50'.repeat(32),
+    serial: '7',
+    key_id: 'mcp.example.com',
+    principals: ['mcp.example.com'],
+    valid_after: '2026-01-15T09:00:00Z',
+    valid_before: '2026-01-16T09:00:00Z',
+    extensions: {},
+  },
   /** The server's CA entry: principals it is trusted for, and the role taken from the matching principal. */
   ca_entry: { principals: ['alice', 'deploy'], role_from: 'principal', metadata: { org: 'acme' } },
 }
 
 /** The OpenSSH certificate blob (PROTOCOL.certkeys), signed by the CA: what `ssh-keygen -s` writes. */
-export function buildCertificate(caSeed: Buffer, subjectRaw: Buffer, c: typeof CERT_INPUTS.certificate): Buffer {
+export function buildCertificate(caSeed: Buffer, subjectRaw: Buffer, c: { nonce_hex: string; serial: string; key_id: string; principals: string[]; valid_after: string; valid_before: string; extensions: Record<string, string> }, certType = 1): Buffer {
   const ca = keyPairFromPrivateKey(privateKeyFromSeed(caSeed))
   const principals = Buffer.concat(c.principals.map((p) => sshString(p)))
   const extensions = Buffer.concat(Object.entries(c.extensions).flatMap(([k, v]) => [sshString(k), sshString(v === '' ? Buffer.alloc(0) : sshString(v))]))
@@ -61,7 +71,7 @@ export function buildCertificate(caSeed: Buffer, subjectRaw: Buffer, c: typeof C
     sshString(unhex(c.nonce_hex)),
     sshString(subjectRaw),
     sshU64(BigInt(c.serial)),
-    sshU32(1),
+    sshU32(certType),
     sshString(c.key_id),
     sshString(principals),
     sshU64(BigInt(Date.parse(c.valid_after) / 1000)),
@@ -162,6 +172,7 @@ export async function generateCertificateVectors(): Promise<Record<string, unkno
     certificate_truncated: { message: { ...m3, certificate: b64u(certificate.subarray(0, 100)) }, ...(await judge({ ...m3, certificate: b64u(certificate.subarray(0, 100)) })) },
   }
 
+  const host = await hostCertificateRun(serverKp, clientKp, caKp)
   return {
     description:
       'mcp-pki/2 handshake with an OpenSSH client certificate (docs/PROTOCOL.md). The client key is not on the server allowlist; the certificate from the listed CA lets it in. Inputs as handshake-v2.json plus the CA seed and certificate fields.',
@@ -177,6 +188,54 @@ export async function generateCertificateVectors(): Promise<Record<string, unkno
     transcripts: { t3_hex: hex(t3), client_signing_input_hex: hex(signingInput(CONTEXT.clientResponse, t3)) },
     session: { certified_session_token_plaintext_hex: hex(sessionPlain), role: result.entry.metadata.role },
     negative,
+    host_certificate: host,
+  }
+}
+
+/** Second run: the server presents a host certificate in message 2; the client trusts it through its CA entry for the audience's host. */
+async function hostCertificateRun(serverKp: Ed25519KeyPair, clientKp: Ed25519KeyPair, caKp: Ed25519KeyPair): Promise<Record<string, unknown>> {
+  const I = CERT_INPUTS
+  const hostCert = buildCertificate(unhex(I.ca_seed_hex), serverKp.publicKeyRaw, I.host_certificate, 2)
+  let now = I.clock.client_start
+  const clock = (): number => now
+  const random = presetRandom(I.random.map((r) => r.hex))
+  const serverAllowlist = new TestAllowlist()
+  serverAllowlist.add(clientKp.publicKeyRaw, { role: 'trusted_client' })
+  const clientAllowlist = new Allowlist() // the server key is not listed: the CA is
+  clientAllowlist.addCertAuthority({ publicKeyRaw: caKp.publicKeyRaw, metadata: { role: 'mcp_server' }, addedAt: '2026-01-01T00:00:00.000Z' })
+  const nonces = new TestNonceStore(1000, clock)
+  nonces.epochText = b64u(unhex(I.replay_epoch_hex))
+  const serverEph = ephemeralFromSeed(unhex(I.server_ephemeral_seed_hex))
+  const clientEph = ephemeralFromSeed(unhex(I.client_ephemeral_seed_hex))
+  const server = createServerHandshake({ keyPair: serverKp, allowlist: serverAllowlist, nonceStore: nonces, certificate: hostCert, timestampTolerance: I.timestamp_tolerance_s, challengeTtl: I.challenge_ttl_s, sessionTtl: I.session_ttl_s, clock, random, ephemeral: () => serverEph })
+  const client = createClientHandshake({
+    keyPair: clientKp,
+    audience: I.audience,
+    serverTrust: createServerTrust({ allowlist: clientAllowlist, host: new URL(I.audience).hostname, timestampTolerance: I.timestamp_tolerance_s, clock }),
+    timestampTolerance: I.timestamp_tolerance_s,
+    clock,
+    random,
+    ephemeral: () => clientEph,
+  })
+  const m1 = client.start()
+  now = I.clock.server_challenge
+  const m2 = server.handleRequest(structuredClone(m1))
+  now = I.clock.client_response
+  const m3 = await client.handleChallenge(structuredClone(m2))
+  now = I.clock.server_complete
+  const m4 = (await server.handleResponse(structuredClone(m3))).message
+  now = I.clock.client_complete
+  const session = client.handleComplete(structuredClone(m4))
+  const t2pre = transcript2pre(
+    transcript1({ clientPublicKey: clientKp.publicKeyRaw, clientNonce: fromB64u(m1.client_nonce)!, clientEphemeral: fromB64u(m1.client_ephemeral)!, timestamp: m1.timestamp, audience: m1.audience }),
+    { serverPublicKey: serverKp.publicKeyRaw, serverNonce: fromB64u(m2.server_nonce)!, serverEphemeral: fromB64u(m2.server_ephemeral)!, timestamp: m2.timestamp, expiresAt: m2.expires_at },
+  )
+  const t2 = transcript2(t2pre, fromB64u(m2.challenge_token)!, hostCert)
+  return {
+    certificate: { blob_hex: hex(hostCert) },
+    messages: { m1, m2, m3, m4 },
+    transcripts: { t2_hex: hex(t2), server_signing_input_hex: hex(signingInput(CONTEXT.serverChallenge, t2)), t3_hex: hex(transcript3(t2, fromB64u(m2.signature)!, m3.timestamp)) },
+    server_metadata: session.serverMetadata,
   }
 }
 

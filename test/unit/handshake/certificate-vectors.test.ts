@@ -168,3 +168,48 @@ test('certificate vectors: altered message 3 variants carry the recorded codes (
     },
   )
 })
+
+test('certificate vectors (host): T2 = T2pre lp(token) lp("mcp-pki/2 server-certificate") lp(certificate); the M2 signature covers it; M3 echoes it and T3 builds on it', () => {
+  const H = V.host_certificate
+  const { m1, m2, m3, m4 } = H.messages
+  const blob = unhex(H.certificate.blob_hex)
+  assert.equal(ub(m2.certificate).toString('hex'), H.certificate.blob_hex)
+  // A host certificate (type 2) for the server key, listing the audience's host, signed by the CA.
+  const r = reader(blob)
+  r.string()
+  r.string()
+  assert.equal(hex(r.string()), hex(ub(m2.server_public_key)))
+  r.u64()
+  assert.equal(r.u32(), 2, 'host certificate')
+  r.string()
+  assert.equal(reader(r.string()).string().toString(), new URL(V.inputs.audience).hostname)
+  r.u64()
+  r.u64()
+  r.string()
+  r.string()
+  r.string()
+  const caBlob = reader(r.string())
+  caBlob.string()
+  const caRaw = caBlob.string()
+  const signedEnd = r.at
+  const sig = reader(r.string())
+  sig.string()
+  assert.ok(verify(null, blob.subarray(0, signedEnd), edPub(caRaw), sig.string()))
+  assert.equal(hex(caRaw), V.keys.ca_public_hex)
+
+  const { t2pre } = t2Of(m1, m2)
+  const t2 = Buffer.concat([t2pre, lp(ub(m2.challenge_token)), lp(u8('mcp-pki/2 server-certificate')), lp(blob)])
+  assert.equal(hex(t2), H.transcripts.t2_hex)
+  const sigin2 = Buffer.concat([lp(u8('mcp-pki/2 server-challenge')), sha(t2)])
+  assert.equal(hex(sigin2), H.transcripts.server_signing_input_hex)
+  const serverKey = edPub(ub(m2.server_public_key))
+  assert.ok(verify(null, sigin2, serverKey, ub(m2.signature)))
+  const t2bare = Buffer.concat([t2pre, lp(ub(m2.challenge_token))])
+  assert.equal(verify(null, Buffer.concat([lp(u8('mcp-pki/2 server-challenge')), sha(t2bare)]), serverKey, ub(m2.signature)), false, 'stripping the certificate breaks the signature')
+  assert.deepEqual(m3.challenge, m2)
+  const t3 = Buffer.concat([t2, lp(ub(m2.signature)), lp(u8(m3.timestamp))])
+  assert.equal(hex(t3), H.transcripts.t3_hex)
+  assert.ok(verify(null, Buffer.concat([lp(u8('mcp-pki/2 client-response')), sha(t3)]), edPub(ub(m1.client_public_key)), ub(m3.signature)))
+  assert.equal(m4.server_fingerprint, hex(sha(ub(m2.server_public_key))))
+  assert.equal(H.server_metadata.certificate.host, 'mcp.example.com')
+})
