@@ -12,8 +12,8 @@ import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../erro
 import { b64u, constantTimeEqual } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
 import { assertUsableEd25519PublicKey } from '../keys/point-check.js'
-import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
-import { CONTEXT, MAX_AUDIENCE_LENGTH, MAX_CERTIFICATE_BYTES, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
+import { fingerprintOf, publicKeyFromRaw, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { CONTEXT, MAX_AUDIENCE_LENGTH, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import {
   parseAuthChallenge,
   parseAuthComplete,
@@ -24,6 +24,7 @@ import {
 } from '../protocol/messages.js'
 import { challengeFieldsOf, finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
 import type { Signer } from '../keys/signer.js'
+import { clientIdentity } from './client-identity.js'
 import type { ProofSession } from '../session/session-token.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type Ephemeral, type EphemeralSource, type SessionKeys } from './common.js'
 
@@ -134,7 +135,7 @@ export function throwIfAuthError(message: unknown): void {
 }
 
 export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshake {
-  const identity = clientIdentity(o)
+  const identity = clientIdentity(o, o.certificate)
   if (typeof o.audience !== 'string' || o.audience.length === 0 || o.audience.length > MAX_AUDIENCE_LENGTH) {
     throw new TypeError(`audience must be a non-empty string of at most ${MAX_AUDIENCE_LENGTH} characters`)
   }
@@ -271,28 +272,6 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
       }
     },
   }
-}
-
-/** The key the client proves: a key pair in memory, or a signer (ssh-agent), and its certificate. */
-function clientIdentity(o: ClientHandshakeOptions): { publicKeyRaw: Buffer; fingerprint: string; certificate: Buffer | undefined; sign(data: Buffer): Promise<Buffer> } {
-  const certificate = o.certificate === undefined ? undefined : Buffer.from(o.certificate)
-  if (certificate !== undefined && (certificate.byteLength === 0 || certificate.byteLength > MAX_CERTIFICATE_BYTES)) {
-    throw new TypeError(`certificate must be 1 to ${MAX_CERTIFICATE_BYTES} bytes`)
-  }
-  if (o.signer !== undefined) {
-    const signer = o.signer
-    if (!(signer.publicKey instanceof Uint8Array) || signer.publicKey.byteLength !== 32 || typeof signer.sign !== 'function') throw new TypeError('signer must have a 32-byte publicKey and sign()')
-    const publicKeyRaw = Buffer.from(signer.publicKey)
-    const sign = async (data: Buffer): Promise<Buffer> => {
-      const sig = Buffer.from(await signer.sign(data))
-      if (sig.byteLength !== 64) throw new TypeError('signer returned a signature that is not 64 bytes')
-      return sig
-    }
-    return { publicKeyRaw, fingerprint: fingerprintOf(publicKeyRaw), certificate, sign }
-  }
-  const pair = o.keyPair
-  if (!pair?.privateKey) throw new TypeError('keyPair (or signer) is required')
-  return { publicKeyRaw: pair.publicKeyRaw, fingerprint: pair.fingerprint, certificate, sign: (data) => Promise.resolve(signBytes(pair.privateKey, data)) }
 }
 
 /** Imported server keys by their base64url text: a client talks to few servers, many times. */
