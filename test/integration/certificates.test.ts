@@ -24,6 +24,7 @@ import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 import { startServerFromConfig, type RunningServer } from '../../src/server/start-server.js'
 import { authenticate, authenticateWithConfig, clientSetupFromConfig } from '../../src/transport/http-client.js'
 import { clientKeyOptions } from '../../src/transport/client-key.js'
+import { createAuthFetchFromConfig } from '../../src/mcp/client.js'
 import { rawKeyOfPub, sshKeygen, sshKeygenKey, startSshAgent, type RunningAgent } from '../helpers/openssh.js'
 import { REDIS_URL, deletePrefix, uniquePrefix } from './redis-helpers.js'
 
@@ -190,6 +191,14 @@ test('keys.agent: the client signs through ssh-agent with no private key file, a
   const session = await withAgent(agent, () => authenticateWithConfig(config, w.server.authUrl, { retryAttempts: 0 }))
   assert.equal(session.clientFingerprint, w.userFp)
   assert.equal(w.server.configured.service.verifier.verifyToken(session.token).entry.metadata.role, 'deploy')
+  // The MCP client path (createAuthFetchFromConfig, which mcp-pki-proxy uses) signs through the agent too.
+  const origin = new URL(w.server.authUrl).origin
+  const authFetch = await withAgent(agent, () => createAuthFetchFromConfig(config, `${origin}/mcp`, { interactive: false, retryAttempts: 0 }))
+  const res = await withAgent(agent, () => authFetch(`${origin}/health`))
+  assert.equal(res.status, 200)
+  assert.equal(authFetch.handshakes, 1)
+  assert.equal(authFetch.current?.clientFingerprint, w.userFp)
+  assert.equal(w.server.configured.service.verifier.verifyToken(authFetch.current!.token).entry.metadata.role, 'deploy')
 })
 
 test('keys.agent errors: no SSH_AUTH_SOCK, key not in the agent, agent locked, key removed after start-up, confirmation denied', async (t) => {
