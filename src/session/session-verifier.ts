@@ -14,6 +14,7 @@ import { parseTimestamp, systemClock, type Clock } from '../internal/clock.js'
 import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
 import { staleAnswerHeader } from './stale-answer.js'
 import { decodeSessionTicket, matchRequestProof, proofHeaderProblem, proofMacMatches, tokenDigest, type SessionTicket } from './session-token.js'
+import { certifiedSessionEntry, certifiedSessionProblem } from './certified-session.js'
 import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
 
 export type SessionBinding = 'proof' | 'bearer'
@@ -102,7 +103,7 @@ const BEARER_PREFIX = 'Bearer '
  * A decoded token as cached: the ticket, its session id text, its digest (what proofs bind), the
  * socket its audience was last accepted on, and (once needed) its HMAC key pads.
  */
-type OpenTicket = SessionTicket & { id: string; digest: Buffer; audienceOkOn: string | undefined; pads: HmacPads | undefined }
+type OpenTicket = SessionTicket & { id: string; digest: Buffer; audienceOkOn: string | undefined; pads: HmacPads | undefined; entry?: AllowlistEntry }
 
 export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifier {
   const given = isTicketKeyRing(o.ticketKeys) ? o.ticketKeys : o.ticketKeys?.length ? staticTicketKeys(o.ticketKeys) : undefined
@@ -155,6 +156,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
       throw new AuthError('session_expired', 'the session expired; authenticate again')
     }
     const fp = ticket.clientFingerprint
+    if (ticket.certificate !== undefined) return checkCertifiedTicket(ticket, token, ctx)
     const found = allowlist.lookup(fp, now)
     if (found.status !== 'ok' || revocation?.isRevoked(fp) === true) {
       throw new AuthError('session_revoked', 'the client key of this session is no longer allowed')
@@ -183,6 +185,20 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     if (revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
     checkAudience(ticket, ctx)
     return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token, audience: ticket.audience }
+  }
+
+  /** A session made with a certificate: its CA is still trusted, nothing of it revoked (certified-session.ts). */
+  function checkCertifiedTicket(ticket: OpenTicket, token: string, ctx: RequestContext | undefined): SessionInfo {
+    const fp = ticket.clientFingerprint
+    const problem = certifiedSessionProblem(allowlist, revocation, fp, ticket.certificate!, ticket.issuedAt)
+    if (problem !== undefined) {
+      evict(token)
+      throw new AuthError('session_revoked', problem)
+    }
+    if (revocation?.isSessionRevoked?.(ticket.id) === true) throw new AuthError('session_revoked', 'this session was revoked')
+    checkAudience(ticket, ctx)
+    ticket.entry ??= certifiedSessionEntry(allowlist, fp, ticket.certificate!, ticket.expiresAt)
+    return { sessionId: ticket.id, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: ticket.entry, token, audience: ticket.audience }
   }
 
   /**
