@@ -46,9 +46,16 @@ function buildServer(): McpServer {
   return server
 }
 
+/** When the server saw the request (performance.now()), set by the server's first listener. */
+const ARRIVED = Symbol('arrived')
+/** Server wall time from the request event to the SDK handler, µs, by route (+proof: see serve). */
+const toHandler = new Map<string, number[]>()
+
 function statefulHandler(): (req: McpRequest, res: ServerResponse) => Promise<void> {
   const transports = new Map<string, StreamableHTTPServerTransport>()
   return async (req, res) => {
+    const arrived = (req as unknown as Record<symbol, [number, string] | undefined>)[ARRIVED]
+    if (arrived !== undefined) toHandler.get(arrived[1])?.push((performance.now() - arrived[0]) * 1000)
     const sid = req.headers['mcp-session-id']
     let t = typeof sid === 'string' ? transports.get(sid) : undefined
     if (t === undefined) {
@@ -133,6 +140,9 @@ async function serve(): Promise<void> {
   // CPU per route: everything this process does from one MCP request's arrival to the next one's
   // is charged to the first (the client runs one kind at a time: blocks, then groups), per phase.
   const cpu = new Map<string, { us: number; n: number }>()
+  const perRequest = new Map<string, number[]>()
+  // Wall µs request event → response finished, by route (+proof), outside the `off` phase.
+  const whole = new Map<string, number[]>()
   let phase = 'off'
   let lastKey: string | undefined
   let lastCpu = process.cpuUsage()
@@ -144,6 +154,8 @@ async function serve(): Promise<void> {
       const c = cpu.get(lastKey) ?? { us: 0, n: 0 }
       c.us += spent
       cpu.set(lastKey, c)
+      // Per request, for the median (sequential phases only: there one request is in flight).
+      if (lastKey.startsWith('seq ')) (perRequest.get(lastKey) ?? perRequest.set(lastKey, []).get(lastKey)!).push(spent)
     }
     lastKey = key
     if (key !== undefined) cpu.get(key)!.n++
@@ -151,9 +163,20 @@ async function serve(): Promise<void> {
   http.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
     const t0 = performance.now()
     const route = (req.url ?? '').split('?')[0]!
-    res.once('finish', () => wall[route]?.push((performance.now() - t0) * 1000))
-    if (phase !== 'off' && route in wall) {
-      const key = `${phase} ${route}`
+    // bench/tools-call-split.ts names its clients in `x-split` (all alike, so the same bytes).
+    const split = req.headers['x-split']
+    const kind = typeof split === 'string' ? `${route}#${split}` : route
+    res.once('finish', () => {
+      wall[route]?.push((performance.now() - t0) * 1000)
+      whole.get(kind)?.push((performance.now() - t0) * 1000)
+    })
+    if (phase !== 'off' && (route in wall || typeof split === 'string')) {
+      ;(req as unknown as Record<symbol, [number, string]>)[ARRIVED] = [t0, kind]
+      if (!whole.has(kind)) {
+        whole.set(kind, [])
+        toHandler.set(kind, [])
+      }
+      const key = `${phase} ${kind}`
       if (!cpu.has(key)) cpu.set(key, { us: 0, n: 0 })
       charge(key)
     }
@@ -167,11 +190,15 @@ async function serve(): Promise<void> {
     }
     if (m.type === 'cpu') {
       charge(undefined)
-      process.send!({ type: 'cpu', cpu: Object.fromEntries([...cpu].map(([k, v]) => [k, v.n === 0 ? 0 : v.us / v.n])) })
+      process.send!({ type: 'cpu', cpu: Object.fromEntries([...cpu].map(([k, v]) => [k, v.n === 0 ? 0 : v.us / v.n])), median: Object.fromEntries([...perRequest].map(([k, v]) => [k, median(v)])) })
+      return
+    }
+    const med = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1] ?? 0
+    if (m.type === 'split') {
+      process.send!({ type: 'split', split: Object.fromEntries([...whole.keys()].map((k) => [k, { to_handler_us: med(toHandler.get(k)!), whole_us: med(whole.get(k)!) }])) })
       return
     }
     if (m.type !== 'wall') return
-    const med = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1] ?? 0
     process.send!({ type: 'wall', auth: med(wall['/mcp']!), plain: med(wall['/plain/mcp']!), jwt: med(wall['/jwt/mcp']!), n: wall['/mcp']!.length })
   })
   http.keepAliveTimeout = 60_000
@@ -181,31 +208,38 @@ async function serve(): Promise<void> {
 
 // ---------- client (this process) ----------
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
 /** This process's CPU (user + system, µs) per kind and phase, with the calls it covers. */
-const clientCpu = new Map<string, { us: number; n: number }>()
-function chargeClient(key: string, since: NodeJS.CpuUsage, calls: number): void {
+export const clientCpu = new Map<string, { us: number; n: number; each: number[] }>()
+function chargeClient(key: string, since: NodeJS.CpuUsage, calls: number, each?: number[]): void {
   const u = process.cpuUsage(since)
-  const c = clientCpu.get(key) ?? { us: 0, n: 0 }
+  const c = clientCpu.get(key) ?? { us: 0, n: 0, each: [] }
   c.us += u.user + u.system
   c.n += calls
+  if (each !== undefined) c.each.push(...each)
   clientCpu.set(key, c)
 }
 
-async function timeCalls(client: Client, n: number, into?: number[], cpuKey?: string): Promise<number> {
+export async function timeCalls(client: Client, n: number, into?: number[], cpuKey?: string): Promise<number> {
   const times: number[] = into ?? []
   const c0 = process.cpuUsage()
+  const each: number[] = []
+  let c = c0
   for (let i = 0; i < n; i++) {
     const t0 = performance.now()
     await client.callTool({ name: 'echo', arguments: { text: `call ${i}` } })
     times.push(performance.now() - t0)
+    // CPU of each call too, for a median that one garbage collection does not move.
+    const u = process.cpuUsage()
+    each.push(u.user + u.system - c.user - c.system)
+    c = u
   }
-  if (cpuKey !== undefined) chargeClient(cpuKey, c0, n)
+  if (cpuKey !== undefined) chargeClient(cpuKey, c0, n, each)
   return median(times)
 }
 
@@ -261,8 +295,23 @@ async function round(clients: PerKind<Client>, calls: number, reverse: boolean):
   return { plain: median(times.plain), jwt: median(times.jwt), auth: median(times.auth) }
 }
 
+const ROUTE: PerKind<string> = { plain: '/plain/mcp', jwt: '/jwt/mcp', auth: '/mcp' }
+
+/** The server's CPU µs per call by `phase route`. */
+export function serverCpuPerCall(child: ChildProcess): Promise<Record<string, number> & { median: Record<string, number> }> {
+  return new Promise((resolve) => {
+    const on = (m: { type?: string; cpu?: Record<string, number>; median?: Record<string, number> }): void => {
+      if (m.type !== 'cpu') return
+      child.off('message', on)
+      resolve(Object.assign(m.cpu!, { median: m.median! }))
+    }
+    child.on('message', on)
+    child.send({ type: 'cpu' })
+  })
+}
+
 /** Tells the server which phase its CPU is charged to (`seq`, `conc` or `off`), and waits for it. */
-function setPhase(child: ChildProcess, phase: string): Promise<void> {
+export function setPhase(child: ChildProcess, phase: string): Promise<void> {
   return new Promise((resolve) => {
     const on = (m: { type?: string }): void => {
       if (m.type !== 'phase') return
@@ -374,6 +423,23 @@ async function main(): Promise<void> {
     trusted.add({ publicKeyRaw: serverKey.publicKeyRaw, metadata: { role: 'mcp_server' } })
     const peers: Peers = { origin, clientKey, trusted, jwt }
     const clients = await connectClients(peers, 'bench')
+    const only = argv.indexOf('--only-kind')
+    if (only !== -1) {
+      // For profiles (`node --cpu-prof` here, BENCH_SERVER_NODE_ARGS for the server): one kind only.
+      const kind = argv[only + 1] as Kind
+      if (!KINDS.includes(kind)) throw new Error(`--only-kind takes one of ${KINDS.join(', ')}`)
+      await timeCalls(clients[kind], warmup)
+      await setPhase(child, 'seq')
+      const t0 = performance.now()
+      await timeCalls(clients[kind], calls, [], `seq ${kind}`)
+      const ms = performance.now() - t0
+      await setPhase(child, 'off')
+      const srv = await serverCpuPerCall(child)
+      const cl = clientCpu.get(`seq ${kind}`)!
+      console.log(JSON.stringify({ kind, calls, wall_us: r1((ms * 1000) / calls), client_cpu_us: r1(cl.us / cl.n), server_cpu_us: r1(srv[`seq ${ROUTE[kind]}`] ?? 0) }))
+      for (const k of KINDS) await clients[k].close()
+      return
+    }
     for (const kind of KINDS) await timeCalls(clients[kind], warmup)
     await setPhase(child, 'seq')
     const perRound: PerKind<number>[] = []
@@ -382,15 +448,7 @@ async function main(): Promise<void> {
     for (const kind of KINDS) await clients[kind].close()
     // Rounds a multiple of 6: every kind runs first, second and third equally often, in both directions.
     const conc = await concurrent(peers, child, 10, quick ? 40 : 100, quick ? 6 : 12)
-    const serverCpu = await new Promise<Record<string, number>>((resolve) => {
-      const on = (m: { type?: string; cpu?: Record<string, number> }): void => {
-        if (m.type !== 'cpu') return
-        child.off('message', on)
-        resolve(m.cpu!)
-      }
-      child.on('message', on)
-      child.send({ type: 'cpu' })
-    })
+    const serverCpu = await serverCpuPerCall(child)
     if (process.env.BENCH_DEBUG) console.error(JSON.stringify({ perRound, conc }))
     const wall = await new Promise<PerKind<number>>((resolve) => {
       child.on('message', (m: { type?: string } & PerKind<number>) => m.type === 'wall' && resolve(m))
@@ -403,7 +461,6 @@ async function main(): Promise<void> {
     // time per call ratio = inverse ratio of calls/s, per round
     const concRatio = (a: Kind, b: Kind): number => median(conc[b].map((x, i) => x / conc[a][i]!))
     const authRatios = perRound.map((x) => x.auth / x.plain)
-    const ROUTE: PerKind<string> = { plain: '/plain/mcp', jwt: '/jwt/mcp', auth: '/mcp' }
     const cpuOf = (phase: 'seq' | 'conc'): CpuFigures => {
       const c = (kind: Kind): number => {
         const x = clientCpu.get(`${phase} ${kind}`)
