@@ -364,10 +364,11 @@ async function concurrent(p: Peers, child: ChildProcess, clients: number, callsP
     return perS
   }
   for (const kind of KINDS) await rate(groups[kind], 50)
-  await setPhase(child, 'conc')
   const out: PerKind<number[]> = { plain: [], jwt: [], auth: [] }
   for (let r = 0; r < rounds; r++) {
-    for (const kind of orderOf(r, r % 2 === 1)) out[kind].push(await rate(groups[kind], callsPerClient, `conc ${kind}`))
+    // CPU per round and kind (phase `conc.<r>` on the server), for a median over rounds.
+    await setPhase(child, `conc.${r}`)
+    for (const kind of orderOf(r, r % 2 === 1)) out[kind].push(await rate(groups[kind], callsPerClient, `conc.${r} ${kind}`))
   }
   await setPhase(child, 'off')
   for (const kind of KINDS) for (const c of groups[kind]) await c.close()
@@ -461,12 +462,20 @@ async function main(): Promise<void> {
     // time per call ratio = inverse ratio of calls/s, per round
     const concRatio = (a: Kind, b: Kind): number => median(conc[b].map((x, i) => x / conc[a][i]!))
     const authRatios = perRound.map((x) => x.auth / x.plain)
-    const cpuOf = (phase: 'seq' | 'conc'): CpuFigures => {
-      const c = (kind: Kind): number => {
-        const x = clientCpu.get(`${phase} ${kind}`)
+    /**
+     * CPU per call by kind: sequential, the median of every call's CPU (client) and every
+     * request's (server); with 10 clients, the median over rounds of each round's CPU per call.
+     * Medians, because one garbage collection or a neighbour's burst moves a mean by tens of µs.
+     */
+    const concRound = (kind: Kind, side: 'client' | 'server'): number[] =>
+      conc.plain.map((_, r) => {
+        if (side === 'server') return serverCpu[`conc.${r} ${ROUTE[kind]}`] ?? 0
+        const x = clientCpu.get(`conc.${r} ${kind}`)
         return x === undefined || x.n === 0 ? 0 : x.us / x.n
-      }
-      const sv = (kind: Kind): number => serverCpu[`${phase} ${ROUTE[kind]}`] ?? 0
+      })
+    const cpuOf = (phase: 'seq' | 'conc'): CpuFigures => {
+      const c = (kind: Kind): number => (phase === 'seq' ? median(clientCpu.get(`seq ${kind}`)?.each ?? [0]) : median(concRound(kind, 'client')))
+      const sv = (kind: Kind): number => (phase === 'seq' ? (serverCpu.median[`seq ${ROUTE[kind]}`] ?? 0) : median(concRound(kind, 'server')))
       const out = {} as CpuFigures
       for (const kind of KINDS) {
         out[`${kind}_client_us`] = r1(c(kind))
@@ -479,6 +488,11 @@ async function main(): Promise<void> {
         out[`${kind}_total_over_plain_percent`] = pct((c(kind) + sv(kind)) / (c('plain') + sv('plain')))
       }
       return out
+    }
+    // Sequential means too (GC included): the total CPU of all calls of a kind / calls.
+    const seqMean = (kind: Kind): { client: number; server: number } => {
+      const x = clientCpu.get(`seq ${kind}`)
+      return { client: r1(x === undefined ? 0 : x.us / x.n), server: r1(serverCpu[`seq ${ROUTE[kind]}`] ?? 0) }
     }
     const result = {
       calls_per_round: calls,
@@ -509,6 +523,7 @@ async function main(): Promise<void> {
         auth_vs_jwt_percent: pct(concRatio('auth', 'jwt')),
       },
       cpu_us_per_call: { sequential: cpuOf('seq'), concurrent: cpuOf('conc') },
+      cpu_us_per_call_sequential_mean: { plain: seqMean('plain'), jwt: seqMean('jwt'), auth: seqMean('auth') },
       server_wall_us: { plain: r1(wall.plain), jwt: r1(wall.jwt), auth: r1(wall.auth) },
       auth_work_us_per_call: r1(workUs),
       target: 'mcp-pki-auth within 5% of plain (sequential and 10 clients) and cheaper than the JWT peer',
@@ -554,7 +569,7 @@ export function toolsCallTable(r: ToolsCallResult): string {
     cpu(cc, k),
     over(cc, k),
   ])
-  const head = ['peer', 'seq wall µs/call', 'over plain', 'seq CPU µs/call client + server', 'over plain', '10 clients wall µs/call', 'over plain', '10 clients CPU µs/call', 'over plain']
+  const head = ['peer', 'seq wall µs/call', 'over plain', 'seq CPU µs/call client + server (median)', 'over plain', '10 clients wall µs/call', 'over plain', '10 clients CPU µs/call (median of rounds)', 'over plain']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
   const line = (cells: string[]): string => `| ${cells.map((x, i) => x.padEnd(widths[i]!)).join(' | ')} |`
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n')
