@@ -3,6 +3,8 @@
  * with the plain SDK server and with the same server behind a bearer JWT verified per request.
  *
  *   node --import tsx bench/mcp-tools-call.ts [--quick] [--calls N] [--rounds R] [--json]
+ *   node --cpu-prof --import tsx bench/mcp-tools-call.ts --only-kind plain|jwt|auth --calls N
+ *     (one peer alone, for profiles; BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the server)
  *
  * One server process (a child of this one) serves the same SDK 1.x McpServer three times:
  * `/plain/mcp` with no authentication; `/jwt/mcp` behind an EdDSA JWT verified with `jose` on every
@@ -14,6 +16,8 @@
  * blocks of 10 calls whose order rotates, so load changes on the machine hit all three alike; the
  * figures are medians over rounds of the per-round median call time, and the ratios medians of the
  * per-round ratios. Then 10 clients of each kind call at once, groups in rotating order.
+ * CPU per call of both processes (`process.cpuUsage`) is reported next to wall time, as medians:
+ * it moves far less than wall time when other work shares the machine.
  * @module
  */
 import { fork, type ChildProcess } from 'node:child_process'
