@@ -2,7 +2,8 @@
  * The cost of authentication per MCP `tools/call` over HTTP, once a session exists, side by side
  * with the plain SDK server and with the same server behind a bearer JWT verified per request.
  *
- *   node --import tsx bench/mcp-tools-call.ts [--quick] [--calls N] [--rounds R] [--json]
+ *   node --import tsx bench/mcp-tools-call.ts [--quick] [--calls N] [--rounds R] [--warmup N]
+ *     [--concurrent-calls N] [--concurrent-rounds R] [--json]
  *   node --cpu-prof --import tsx bench/mcp-tools-call.ts --only-kind plain|jwt|auth --calls N
  *     (one peer alone, for profiles; BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the server)
  *
@@ -393,7 +394,7 @@ async function main(): Promise<void> {
   }
   const calls = num('--calls', quick ? 200 : 1000)
   const rounds = num('--rounds', quick ? 5 : 9)
-  const warmup = quick ? 200 : 1000
+  const warmup = num('--warmup', quick ? 200 : 1000)
 
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
@@ -452,7 +453,7 @@ async function main(): Promise<void> {
     await setPhase(child, 'off')
     for (const kind of KINDS) await clients[kind].close()
     // Rounds a multiple of 6: every kind runs first, second and third equally often, in both directions.
-    const conc = await concurrent(peers, child, 10, quick ? 40 : 100, quick ? 6 : 12)
+    const conc = await concurrent(peers, child, 10, num('--concurrent-calls', quick ? 40 : 100), num('--concurrent-rounds', quick ? 6 : 12))
     const serverCpu = await serverCpuPerCall(child)
     if (process.env.BENCH_DEBUG) console.error(JSON.stringify({ perRound, conc }))
     const wall = await new Promise<PerKind<number>>((resolve) => {

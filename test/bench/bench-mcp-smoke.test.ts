@@ -12,7 +12,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 test('bench/mcp-tools-call.ts: plain, JWT and mcp-pki-auth side by side, wall and CPU per call of client and server', async () => {
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', 'bench/mcp-tools-call.ts', '--quick', '--calls', '20', '--rounds', '2', '--json'], { cwd: ROOT, timeout: 110_000, maxBuffer: 8 << 20 }, (err, out, errOut) => {
+    execFile(process.execPath, ['--import', 'tsx', 'bench/mcp-tools-call.ts', '--quick', '--calls', '20', '--rounds', '2', '--warmup', '20', '--concurrent-calls', '5', '--concurrent-rounds', '2', '--json'], { cwd: ROOT, timeout: 110_000, maxBuffer: 8 << 20 }, (err, out, errOut) => {
       if (err !== null) reject(new Error(`${err.message}\n${errOut}`))
       else resolve(out)
     })
