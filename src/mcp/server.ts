@@ -26,7 +26,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import type { AuditSink, AuthService, RequestContext } from '../transport/auth-service.js'
 import type { SessionInfo } from '../session/session-verifier.js'
-import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER, PROTOCOL_VERSION } from '../protocol/constants.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER, PROTOCOL_VERSION, REFUSAL_HEADER } from '../protocol/constants.js'
 import { enforceNodeRequest, enforceWebRequest } from '../authz/http-enforcement.js'
 import type { Authorizer } from '../authz/types.js'
 
@@ -329,6 +329,7 @@ function errorAnswer(err: unknown, realm: string): ErrorAnswer {
   }
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter)
   if (error.epochHeader !== undefined) headers[EPOCH_HEADER] = error.epochHeader
+  if (error.refusalHeader !== undefined) headers[REFUSAL_HEADER] = error.refusalHeader
   return { status, headers, body: { error: wire.code, error_description: wire.message } }
 }
 
