@@ -255,7 +255,7 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     // ran and never will). Anything else — unauthenticated (session_invalid: a token the server
     // cannot open; or forged), or a code where a re-send is wrong — is handed back, and the session
     // dropped so the next request handshakes afresh.
-    if (verifiedRefusal(s.sessionKey, headers[PROOF_HEADER]!, res.headers.get(REFUSAL_HEADER)) !== 'session_expired') {
+    if (verifiedRefusal(s.sessionKey, headers[PROOF_HEADER]!, res.headers.get(REFUSAL_HEADER)) !== "session_expired") {
       drop(s)
       return held(res, controller)
     }

@@ -490,9 +490,12 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   }
 
   /**
-   * Whether `authorization` names a live session of ours (token steps only: opens, not expired,
-   * key still allowed). Checked before a byte of the body is read, so a stranger with a made-up
-   * token cannot make the server wait for and buffer a body of up to `maxBodySize`.
+   * Whether `authorization` names a session of ours (token steps only: opens, and is live, expired
+   * or of a key no longer allowed). Checked before a byte of the body is read, so a stranger with a
+   * made-up token cannot make the server wait for and buffer a body of up to `maxBodySize`. The
+   * body of an expired or revoked session's request is read: its proof covers the body, and only a
+   * verified proof gets an authenticated refusal (docs/PROTOCOL.md §8), which is what lets the
+   * client renew and re-send after a genuine expiry.
    */
   function tokenLooksLive(authorization: string | undefined): boolean {
     if (authorization === undefined || !authorization.startsWith('Bearer ')) return false
@@ -501,8 +504,8 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
     try {
       verifier.verifyToken(authorization.slice(7))
       return true
-    } catch {
-      return false
+    } catch (err) {
+      return err instanceof AuthError && (err.code === 'session_expired' || err.code === 'session_revoked')
     }
   }
 

@@ -425,7 +425,7 @@ test('2.x: requireRole — a caller without the role gets an isError result and 
   assert.equal(s.calls.admin, 1)
 })
 
-test('2.x createAuthProvider: token() is the session token; a 401 the fetch cannot cure gets one more handshake, then SdkHttpError', async () => {
+test('2.x createAuthProvider: token() is the session token; a 401 the fetch cannot cure is not re-sent by the fetch, the transport retries once, then SdkHttpError', async () => {
   const { p, s } = await setup()
   const authFetch = clientFetch(p, s.url)
   const provider = createAuthProvider(authFetch)
@@ -452,8 +452,10 @@ test('2.x createAuthProvider: token() is the session token; a 401 the fetch cann
   })
   const client = new Client({ name: 'broken', version: '1' })
   await assert.rejects(client.connect(transport2(s.url, broken)), (err: unknown) => err instanceof SdkHttpError && err.code === SdkErrorCode.ClientHttpAuthentication)
-  assert.deepEqual(counting, [401, 401, 401, 401], 'fetch retry, transport retry, fetch retry: bounded')
-  assert.equal(broken.handshakes, 4)
+  // The fetch never re-sends on an unauthenticated 401 (docs/PROTOCOL.md §8); it drops the session,
+  // so the transport's one retry (onUnauthorized) runs a new handshake: bounded.
+  assert.deepEqual(counting, [401, 401], 'first send, transport retry: bounded')
+  assert.equal(broken.handshakes, 2)
   assert.equal(s.calls.whoami, 0)
 })
 
