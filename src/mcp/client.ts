@@ -20,7 +20,7 @@
  */
 import { loadConfig } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
-import { AuthError } from '../errors.js'
+import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../errors.js'
 import type { ClientSession } from '../handshake/client-handshake.js'
 import { systemClock } from '../internal/clock.js'
 import { EPOCH_HEADER, PROOF_HEADER, REFUSAL_HEADER } from '../protocol/constants.js'
@@ -331,13 +331,14 @@ export interface McpAuthProvider {
  * An SDK 2.x `authProvider` backed by `authFetch`, for
  * `new StreamableHTTPClientTransport(url, { fetch: authFetch, authProvider: createAuthProvider(authFetch) })`.
  *
- * Optional: `authFetch` alone authenticates, renews and re-handshakes. With it, `token()` is the
- * session's token (running the handshake on first use, so a refused server key fails the
- * connect with the handshake's `AuthError`), and a 401 that reaches the transport (one that
- * `authFetch`'s own re-handshake and retry could not cure) makes `onUnauthorized()` drop the
- * session, so the transport's single retry goes out under a brand-new handshake; a second 401
- * ends in the SDK's `SdkHttpError` (`ClientHttpAuthentication`) rather than its generic HTTP error.
- * The `Authorization` header is always set by `authFetch` itself, next to the proof.
+ * Optional: `authFetch` alone authenticates, renews and re-sends where that is safe. With it,
+ * `token()` is the session's token (running the handshake on first use, so a refused server key
+ * fails the connect with the handshake's `AuthError`). A 401 that reaches the transport is one
+ * `authFetch` chose not to re-send (docs/PROTOCOL.md §8: not an authenticated `session_expired`, so
+ * the request may have run): `onUnauthorized()` drops the session and rejects with an AuthError
+ * naming the server's code, which stops the transport's own retry (it would send the request again).
+ * The next request runs a new handshake. The `Authorization` header is always set by `authFetch`
+ * itself, next to the proof.
  */
 export function createAuthProvider(authFetch: AuthFetch): McpAuthProvider {
   if (typeof authFetch !== 'function' || typeof authFetch.session !== 'function' || typeof authFetch.invalidate !== 'function') {
@@ -345,9 +346,28 @@ export function createAuthProvider(authFetch: AuthFetch): McpAuthProvider {
   }
   return {
     token: async () => (await authFetch.session()).token,
-    onUnauthorized: () => {
+    onUnauthorized: async (ctx?: unknown) => {
       authFetch.invalidate()
-      return Promise.resolve()
+      const code = await refusedCode(ctx)
+      throw new AuthError(
+        isProtocolCode(code) ? code : 'authentication_failed',
+        `the server refused the request (HTTP 401 ${code ?? 'without a code'}); it was not sent again, since a refusal that is not an authenticated session_expired may follow a request that ran (docs/PROTOCOL.md §8). The session was dropped: the next request runs a new handshake`,
+      )
     },
   }
+}
+
+/** The `error` code of the 401 the SDK hands to onUnauthorized (`{ response }`), if it says one. */
+async function refusedCode(ctx: unknown): Promise<string | undefined> {
+  const response = (ctx as { response?: unknown } | undefined)?.response
+  if (!(response instanceof Response)) return undefined
+  const body = (await response
+    .clone()
+    .json()
+    .catch(() => undefined)) as { error?: unknown } | undefined
+  return typeof body?.error === 'string' && /^[a-z_]{1,32}$/.test(body.error) ? body.error : undefined
+}
+
+function isProtocolCode(code: string | undefined): code is ProtocolErrorCode {
+  return code !== undefined && (PROTOCOL_ERROR_CODES as readonly string[]).includes(code)
 }
