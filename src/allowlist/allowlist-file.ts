@@ -13,6 +13,7 @@ import { watchFileChanges } from '../internal/file-watch.js'
 import { Allowlist, ENTRY_LINE_BYTES, LineLayoutReader, entryHasKey } from './allowlist.js'
 import { withFileLock, writeFileAtomic, type LockOptions } from './file-lock.js'
 import type { AllowlistEntry, KeyLookup, LookupResult } from './types.js'
+import type { CertAuthorityEntry } from './cert-authority.js'
 
 export interface LoadAllowlistOptions {
   /** When the file does not exist: create an empty one (true) or throw (false, default). */
@@ -295,6 +296,14 @@ export class AllowlistHolder implements KeyLookup {
 
   lookup(fingerprint: string, now: number, publicKeyRaw?: Uint8Array): LookupResult {
     return this.#current.lookup(fingerprint, now, publicKeyRaw)
+  }
+
+  certAuthorities(): readonly CertAuthorityEntry[] {
+    return this.#current.certAuthorities()
+  }
+
+  getCertAuthority(fingerprint: string): CertAuthorityEntry | undefined {
+    return this.#current.getCertAuthority(fingerprint)
   }
 
   has(fingerprint: string, now: number): boolean {

@@ -25,6 +25,7 @@
  * @module
  */
 import { AuthError } from '../errors.js'
+import type { AllowlistEntry } from './types.js'
 import { weakEd25519KeyReason } from '../keys/point-check.js'
 import { fingerprintOf } from '../keys/key-pair.js'
 import {
@@ -280,4 +281,28 @@ export function checkServerCertificate(lookup: CertAuthorityLookup, blob: Uint8A
   }
   const r = authority.metadata.role
   return { ok: true, certificate: verified, authority, principal: options.host, role: typeof r === 'string' ? r : undefined }
+}
+
+/**
+ * The allowlist entry a certified client is treated as (by the handshake and, per request, by the
+ * session verifier): the CA entry's metadata with the mapped role and the certificate's identity.
+ * `notAfter` (ms) caps the session (the certificate's valid_before plus the clock tolerance).
+ */
+export function certifiedEntry(
+  authority: CertAuthorityEntry,
+  subject: { fingerprint: string; publicKeyRaw: Buffer | undefined },
+  certificate: { keyId: string | undefined; serial: string; role: string | undefined; notAfter: number | undefined },
+): AllowlistEntry {
+  const metadata: Record<string, unknown> = { ...authority.metadata }
+  if (certificate.role !== undefined) metadata.role = certificate.role
+  metadata.certificate = { ca: authority.fingerprint, serial: certificate.serial, ...(certificate.keyId === undefined ? {} : { key_id: certificate.keyId }) }
+  return Object.freeze({
+    fingerprint: subject.fingerprint,
+    publicKeyRaw: subject.publicKeyRaw,
+    description: `certified by CA ${authority.fingerprint.slice(0, 16)}… (serial ${certificate.serial})`,
+    metadata: Object.freeze(metadata),
+    addedAt: authority.addedAt,
+    addedBy: authority.addedBy,
+    notAfter: certificate.notAfter,
+  })
 }

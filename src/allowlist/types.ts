@@ -3,6 +3,7 @@
  * @module
  */
 import type { KeyObject } from 'node:crypto'
+import type { CertAuthorityEntry } from './cert-authority.js'
 
 /** One allowlist entry as the library sees it. */
 export interface AllowlistEntry {
@@ -45,4 +46,10 @@ export interface KeyLookup {
    * Undefined when nothing is pending for `fingerprint` (the plain lookup stands).
    */
   settle?(fingerprint: string, now: number): Promise<LookupResult> | undefined
+  /**
+   * The certificate-authority entries (cert-authority.ts), when this lookup has any: a client whose
+   * key is not listed may present an OpenSSH certificate from one of them.
+   */
+  certAuthorities?(): readonly CertAuthorityEntry[]
+  getCertAuthority?(fingerprint: string): CertAuthorityEntry | undefined
 }

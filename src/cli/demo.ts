@@ -22,6 +22,7 @@ import { generateKeyPair } from '../keys/key-pair.js'
 import { startServerFromConfig } from '../server/start-server.js'
 import { createWhoamiHandler, sessionHeaders } from '../server/whoami.js'
 import { authenticate, authenticateWithConfig, clientSetupFromConfig } from '../transport/http-client.js'
+import { clientKeyOptions } from '../transport/client-key.js'
 import { authenticateWebSocket } from '../transport/ws-client.js'
 
 const short = (fp: string): string => `${fp.slice(0, 16)}…`
@@ -144,7 +145,7 @@ async function main(): Promise<void> {
 
     step('Mutual authentication over WebSocket (/ws, same messages as frames)')
     const setup = await clientSetupFromConfig(clientCfg.config, server.wsUrl)
-    const ws = await authenticateWebSocket({ url: server.wsUrl, keyPair: setup.keyPair, serverTrust: setup.serverTrust, audience: setup.audience, timeoutMs: 10_000 })
+    const ws = await authenticateWebSocket({ url: server.wsUrl, ...clientKeyOptions(setup), serverTrust: setup.serverTrust, audience: setup.audience, timeoutMs: 10_000 })
     check(ws.session.serverFingerprint === serverKey.fingerprint && server.ws.authenticatedConnections.size === 1, 'the WebSocket connection is authenticated on both ends')
     ws.socket.close()
 

@@ -18,6 +18,7 @@ import type { Config } from '../config/types.js'
 import { AuthError, isAuthError } from '../errors.js'
 import type { ClientSession } from '../handshake/client-handshake.js'
 import { authenticate, clientSetupFromConfig, safeUrl, type ClientSetup, type FetchLike } from '../transport/http-client.js'
+import { clientKeyOptions } from '../transport/client-key.js'
 import { createNodeFetch, tlsClientOptions, tlsClientSettingsFromConfig, type TlsClientOptions } from '../transport/tls.js'
 import { authenticateWebSocket } from '../transport/ws-client.js'
 import { hintFor } from './shared/hints.js'
@@ -85,7 +86,7 @@ async function makeRunner(config: Config, setup: ClientSetup, url: string, trans
       async run() {
         const { session, socket } = await authenticateWebSocket({
           url,
-          keyPair: setup.keyPair,
+          ...clientKeyOptions(setup),
           serverTrust: setup.serverTrust,
           audience: setup.audience,
           timeoutMs,
@@ -104,7 +105,7 @@ async function makeRunner(config: Config, setup: ClientSetup, url: string, trans
     run: () =>
       authenticate({
         url,
-        keyPair: setup.keyPair,
+        ...clientKeyOptions(setup),
         serverTrust: setup.serverTrust,
         audience: setup.audience,
         timeoutMs,

@@ -6,12 +6,13 @@
  * @module
  */
 import type { KeyObject } from 'node:crypto'
+import { checkServerCertificate, type CertAuthorityLookup } from '../allowlist/cert-authority.js'
 import type { KeyLookup } from '../allowlist/types.js'
 import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../errors.js'
 import { b64u, constantTimeEqual } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
 import { assertUsableEd25519PublicKey } from '../keys/point-check.js'
-import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { fingerprintOf, publicKeyFromRaw, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { CONTEXT, MAX_AUDIENCE_LENGTH, NONCE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import {
   parseAuthChallenge,
@@ -22,6 +23,8 @@ import {
   type AuthResponseWire,
 } from '../protocol/messages.js'
 import { challengeFieldsOf, finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4, type RequestFields } from '../protocol/transcript.js'
+import type { Signer } from '../keys/signer.js'
+import { clientIdentity } from './client-identity.js'
 import type { ProofSession } from '../session/session-token.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type Ephemeral, type EphemeralSource, type SessionKeys } from './common.js'
 import { createPinnedServerKey, type PinnedServerKeyOptions } from './pinned-server-key.js'
@@ -51,7 +54,7 @@ export interface ClientSession extends ProofSession {
  * trusted; throws AuthError (`server_key_unknown`, `server_key_mismatch`, `key_expired`,
  * `server_key_rejected`) when not.
  */
-export type ServerTrust = ((fingerprint: string, publicKeyRaw: Buffer) => Promise<Readonly<Record<string, unknown>> | undefined> | Readonly<Record<string, unknown>> | undefined) & {
+export type ServerTrust = ((fingerprint: string, publicKeyRaw: Buffer, certificate?: Buffer) => Promise<Readonly<Record<string, unknown>> | undefined> | Readonly<Record<string, unknown>> | undefined) & {
   /** A pin that may follow a server-key rotation proven in the handshake (server-key-rotation.ts). */
   readonly rotation?: PinRotation
 }
@@ -68,6 +71,14 @@ export interface ServerTrustOptions {
    * false; `persist` records the new pin (default: memory only), `log` reports changes.
    */
   keyRotation?: PinnedServerKeyOptions | false
+  /**
+   * The host name this client connects to: a server key that is not listed is trusted when message 2
+   * carries an OpenSSH host certificate for it, listing this host, from a CA entry of `allowlist`
+   * (like `@cert-authority` in known_hosts).
+   */
+  host?: string
+  /** Clock skew allowed on the certificate's validity interval, seconds (default 300). */
+  timestampTolerance?: number
   clock?: Clock
 }
 
@@ -75,7 +86,7 @@ export function createServerTrust(o: ServerTrustOptions): ServerTrust {
   const clock = o.clock ?? systemClock
   const initial = o.pinnedFingerprint?.toLowerCase() ?? null
   const pin = initial === null || o.keyRotation === false ? undefined : createPinnedServerKey(initial, o.keyRotation ?? {})
-  const trust = async (fingerprint: string, publicKeyRaw: Buffer): Promise<Readonly<Record<string, unknown>> | undefined> => {
+  const trust = async (fingerprint: string, publicKeyRaw: Buffer, certificate?: Buffer): Promise<Readonly<Record<string, unknown>> | undefined> => {
     const pinned = pin?.pinned() ?? initial
     assertUsableEd25519PublicKey(publicKeyRaw, `server key ${fingerprint}`, { fast: true, code: 'server_key_rejected', fix: "refusing to talk; the server's operator must generate a new key with mcp-keygen" })
     if (pinned !== null && !constantTimeEqual(Buffer.from(pinned), Buffer.from(fingerprint))) {
@@ -86,18 +97,29 @@ export function createServerTrust(o: ServerTrustOptions): ServerTrust {
       if (found.status === 'ok') return found.entry.metadata
       if (found.status === 'expired') throw new AuthError('key_expired', `server key ${fingerprint} has an expired entry in the client allowlist`)
     }
+    let refused = ''
+    if (certificate !== undefined && o.host !== undefined && o.allowlist?.certAuthorities !== undefined && o.allowlist.certAuthorities().length > 0) {
+      const r = checkServerCertificate(o.allowlist as CertAuthorityLookup, certificate, { now: clock(), toleranceSeconds: o.timestampTolerance ?? 300, host: o.host, subjectPublicKey: publicKeyRaw })
+      if (r.ok) return Object.freeze({ ...r.authority.metadata, certificate: { ca: r.authority.fingerprint, serial: r.certificate.serial, key_id: r.certificate.keyId, host: o.host } })
+      refused = `; its host certificate was refused (${r.code}: ${r.message})`
+    }
     if (pinned !== null) return undefined
     if (o.onUnknownKey !== undefined && (await o.onUnknownKey(fingerprint, publicKeyRaw))) return undefined
     throw new AuthError(
       'server_key_unknown',
-      `server key ${fingerprint} is not on the client allowlist; if you trust it, add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
+      `server key ${fingerprint} is not on the client allowlist${refused}; if you trust it, add it with: mcp-allowlist add --config <client config> --fingerprint ${fingerprint}`,
     )
   }
   return pin === undefined ? trust : Object.assign(trust, { rotation: pin })
 }
 
 export interface ClientHandshakeOptions {
-  keyPair: Ed25519KeyPair
+  /** The client's key pair; or give `signer` (e.g. an ssh-agent key, keys/ssh-agent.ts) instead. */
+  keyPair?: Ed25519KeyPair
+  /** Signs message 3 when the private key is not in this process. */
+  signer?: Signer
+  /** An OpenSSH certificate for the client key (blob bytes), sent in message 3 and covered by its signature. */
+  certificate?: Uint8Array
   /** The server identity or URL this client means to reach; bound into every signature. */
   audience: string
   serverTrust: ServerTrust
@@ -126,7 +148,7 @@ export function throwIfAuthError(message: unknown): void {
 }
 
 export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshake {
-  if (!o.keyPair?.privateKey) throw new TypeError('keyPair is required')
+  const identity = clientIdentity(o, o.certificate)
   if (typeof o.audience !== 'string' || o.audience.length === 0 || o.audience.length > MAX_AUDIENCE_LENGTH) {
     throw new TypeError(`audience must be a non-empty string of at most ${MAX_AUDIENCE_LENGTH} characters`)
   }
@@ -162,12 +184,12 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
       eph = (o.ephemeral ?? takeEphemeral)()
       const nonce = random(NONCE_SIZE)
       const timestamp = formatTimestamp(clock())
-      fields = { clientPublicKey: o.keyPair.publicKeyRaw, clientNonce: nonce, clientEphemeral: eph.publicRaw, timestamp, audience: o.audience }
+      fields = { clientPublicKey: identity.publicKeyRaw, clientNonce: nonce, clientEphemeral: eph.publicRaw, timestamp, audience: o.audience }
       step = 'sent-request'
       return {
         type: 'auth_request',
         version: PROTOCOL_VERSION,
-        client_public_key: b64u(o.keyPair.publicKeyRaw),
+        client_public_key: b64u(identity.publicKeyRaw),
         client_nonce: b64u(nonce),
         client_ephemeral: b64u(eph.publicRaw),
         timestamp,
@@ -188,22 +210,22 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         const fingerprint = fingerprintOf(challenge.serverPublicKey)
         let metadata: Readonly<Record<string, unknown>> | undefined
         try {
-          metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey)
+          metadata = await o.serverTrust(fingerprint, challenge.serverPublicKey, challenge.certificate)
         } catch (err) {
           if (!mayAwaitKeyUpdate(o.serverTrust.rotation, err)) throw err
           awaitingKeyUpdate = true
         }
         const publicKey = serverKeyObject(challenge.wire.server_public_key, challenge.serverPublicKey)
         const t2pre = transcript2pre(transcript1(fields!), challengeFieldsOf(challenge))
-        const t2 = transcript2(t2pre, challenge.challengeToken)
+        const t2 = transcript2(t2pre, challenge.challengeToken, challenge.certificate)
         if (!verifyBytes(publicKey, signingInput(CONTEXT.serverChallenge, t2), challenge.signature)) {
           throw new AuthError('invalid_signature', `the server's challenge signature does not verify for key ${fingerprint.slice(0, 16)}…`)
         }
         server = { fingerprint, publicKey, metadata }
         keys = deriveSessionKeys(eph!.privateKey, challenge.serverEphemeral, sha256(t2pre))
         const timestamp = formatTimestamp(clock())
-        t3 = transcript3(t2, challenge.signature, timestamp)
-        sig3 = signBytes(o.keyPair.privateKey, signingInput(CONTEXT.clientResponse, t3))
+        t3 = transcript3(t2, challenge.signature, timestamp, identity.certificate)
+        sig3 = await identity.sign(signingInput(CONTEXT.clientResponse, t3))
         step = 'sent-response'
         const f = fields!
         return {
@@ -221,6 +243,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
           challenge: challenge.wire,
           timestamp,
           signature: b64u(sig3),
+          ...(identity.certificate === undefined ? {} : { certificate: b64u(identity.certificate) }),
         }
       } catch (err) {
         fail(err)
@@ -233,7 +256,7 @@ export function createClientHandshake(o: ClientHandshakeOptions): ClientHandshak
         throwIfAuthError(message)
         const complete = parseAuthComplete(message)
         const srv = server!
-        if (complete.clientFingerprint !== o.keyPair.fingerprint || complete.serverFingerprint !== srv.fingerprint) {
+        if (complete.clientFingerprint !== identity.fingerprint || complete.serverFingerprint !== srv.fingerprint) {
           throw new AuthError('invalid_message', 'auth_complete names other keys than the ones in this handshake')
         }
         const t4 = transcript4(t3!, sig3!, {

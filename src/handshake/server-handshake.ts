@@ -15,7 +15,7 @@ import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSour
 import { ed25519PublicKeyProblem, type Ed25519KeyProblem } from '../keys/point-check.js'
 import { fingerprintOf, privateKeySeed, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
-import { CONTEXT, EPOCH_SIZE, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
+import { CONTEXT, EPOCH_SIZE, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
 import {
   parseAuthRequest,
   parseAuthResponse,
@@ -42,6 +42,7 @@ import type { RevocationCheck } from '../session/session-verifier.js'
 import { localHostNames, namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type EphemeralSource } from './common.js'
 import { heldServerKey, serverKeyUpdateFor, type ServerKeySource } from './server-key-rotation.js'
+import { certificateCheckFor, hostCertificateOf, revocationReason, type CertifiedClient } from './client-certificate.js'
 
 export interface ServerHandshakeOptions {
   keyPair: Ed25519KeyPair
@@ -76,6 +77,8 @@ export interface ServerHandshakeOptions {
   random?: RandomSource
   /** Ephemeral X25519 key pairs (default: fresh random ones). Inject only for reproducible test vectors. */
   ephemeral?: EphemeralSource
+  /** An OpenSSH host certificate for the server key (blob), sent in message 2 and covered by its signature. */
+  certificate?: Uint8Array
 }
 
 export interface HandshakeResult {
@@ -84,6 +87,8 @@ export interface HandshakeResult {
   entry: AllowlistEntry
   sessionId: string
   expiresAt: number
+  /** Set when the client got in with an OpenSSH certificate (its key is not listed directly). */
+  certificate?: CertifiedClient['certificate']
 }
 
 export interface ServerHandshake {
@@ -106,6 +111,9 @@ export interface HandshakeContext {
   /** The local address of that socket: an IP-literal audience must name it. */
   localAddress?: string
 }
+
+/** A client as message 3 found it: listed directly, or certified (then `certificate` is set). */
+type Client = { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string; certificate?: CertifiedClient['certificate'] }
 
 /** Challenge token plaintext: expires_at(8) || H(T2pre)(32) || session_key(32) || finished_key(32) || replay epoch(8). */
 const CHALLENGE_PLAINTEXT = 8 + 32 + 2 * SESSION_KEY_SIZE + EPOCH_SIZE
@@ -142,15 +150,24 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     if (text === undefined) b64Of.set(k, (text = b64u(k.publicKeyRaw)))
     return text
   }
+  // The host certificate speaks for the key it certifies: sent only while that key is the one presented.
+  const hostCertificate = hostCertificateOf(options.certificate, keyPair.publicKeyRaw)
+  const hostCertificateText = hostCertificate === undefined ? undefined : b64u(hostCertificate)
+  const hostCertificateFor = (k: Ed25519KeyPair): Buffer | undefined => (hostCertificate !== undefined && k.publicKeyRaw.equals(keyPair.publicKeyRaw) ? hostCertificate : undefined)
 
-  function lookupClient(request: AuthRequest, now: number): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
+  const certificateCheck = certificateCheckFor(allowlist, revocation, toleranceMs / 1000)
+
+  function lookupClient(request: AuthRequest, now: number, certificate: Buffer | undefined): Client {
     const fingerprint = fingerprintOf(request.clientPublicKey)
     // Whatever the KeyLookup holds: a small-order key would accept a forged signature (point-check.ts).
     if (ed25519PublicKeyProblem(request.clientPublicKey) !== undefined) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not a usable ed25519 public key (small-order, non-canonical or not on the curve)`)
-    return judgeClient(allowlist.lookup(fingerprint, now, request.clientPublicKey), fingerprint)
+    const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
+    // A key listed directly is judged on its entry; a certificate speaks only for an unlisted key.
+    if (found.status === 'unknown' && certificate !== undefined && certificateCheck !== undefined) return certificateCheck(certificate, request.clientPublicKey, fingerprint, now)
+    return judgeClient(found, fingerprint)
   }
 
-  function judgeClient(found: LookupResult, fingerprint: string): { entry: AllowlistEntry; publicKey: KeyObject; fingerprint: string } {
+  function judgeClient(found: LookupResult, fingerprint: string): Client {
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
     // Folded into authentication_failed on the wire like unknown_key; the reason names it locally.
@@ -200,10 +217,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
    * ed25519 verification, against our own key so it never passes): the time of the refusal tells a
    * stranger nothing about the allowlist (red-team finding on mcp-pki/2: +170 µs for listed keys).
    */
-  function sameWorkAsAListedKey(request: AuthRequest, challenge: AuthChallenge, signature: Uint8Array): void {
+  function sameWorkAsAListedKey(request: AuthRequest, challenge: AuthChallenge, signature: Uint8Array, certificate: Buffer | undefined): void {
     openTicket(ring.all(), TICKET_KIND.challenge, challenge.challengeToken)
     const t2pre = transcript2pre(transcript1(requestFieldsOf(request)), challengeFieldsOf(challenge))
-    verifyBytes(keyPair.publicKey, signingInput(CONTEXT.clientResponse, transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, challenge.wire.timestamp)), signature)
+    verifyBytes(keyPair.publicKey, signingInput(CONTEXT.clientResponse, transcript3(transcript2(t2pre, challenge.challengeToken, challenge.certificate), challenge.signature, challenge.wire.timestamp, certificate)), signature)
   }
 
   return {
@@ -255,7 +272,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       keys.sessionKey.fill(0)
       keys.finishedKey.fill(0)
       plain.fill(0)
-      const signature = signBytes(presented.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token)))
+      const presentedCertificate = hostCertificateFor(presented)
+      const signature = signBytes(presented.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token, presentedCertificate)))
       return {
         type: 'auth_challenge',
         version: PROTOCOL_VERSION,
@@ -266,6 +284,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         expires_at: expiresAt,
         challenge_token: b64u(token),
         signature: b64u(signature),
+        ...(presentedCertificate === undefined || hostCertificateText === undefined ? {} : { certificate: hostCertificateText }),
       }
     },
 
@@ -275,11 +294,11 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const now = clock()
       checkWindow(response.timestamp, now, toleranceMs, 'auth_response')
       checkAudience(request.audience, ctx)
-      let client: ReturnType<typeof lookupClient>
+      let client: Client
       try {
-        client = lookupClient(request, now)
+        client = lookupClient(request, now, response.certificate)
       } catch (err) {
-        sameWorkAsAListedKey(request, challenge, response.signature)
+        sameWorkAsAListedKey(request, challenge, response.signature, response.certificate)
         throw err
       }
       // A fingerprint-only entry just completed: judged on the entry as the allowlist file has it now.
@@ -305,7 +324,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const expiresAtMs = readU64(plain, 0)
       if (now >= expiresAtMs) throw new AuthError('challenge_expired', 'the challenge expired; start a new handshake')
 
-      const t3 = transcript3(transcript2(t2pre, challenge.challengeToken), challenge.signature, response.wire.timestamp)
+      const t3 = transcript3(transcript2(t2pre, challenge.challengeToken, challenge.certificate), challenge.signature, response.wire.timestamp, response.certificate)
       if (!verifyBytes(client.publicKey, signingInput(CONTEXT.clientResponse, t3), response.signature)) {
         throw new AuthError('invalid_signature', `signature by client ${client.fingerprint.slice(0, 16)}… does not verify`)
       }
@@ -328,7 +347,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         plain.fill(0)
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was removed from the allowlist during the handshake`)
       }
-      if (revocation?.isRevoked(client.fingerprint) === true) {
+      const cert = client.certificate
+      if (revocation?.isRevoked(client.fingerprint) === true || (cert !== undefined && revocationReason(revocation, cert.caFingerprint, cert.serial, cert.keyId, client.fingerprint) !== undefined)) {
         plain.fill(0)
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was revoked during the handshake`)
       }
@@ -342,11 +362,15 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       const token = b64u(
         encodeSessionTicket(
           ring.current(),
-          { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt, expiresAt: sessionExpires, audience: request.audience },
+          { sessionId, clientFingerprint: client.fingerprint, sessionKey, issuedAt, expiresAt: sessionExpires, audience: request.audience, ...(cert === undefined ? {} : { certificate: cert }) },
           random,
           now,
         ),
       )
+      if (token.length > MAX_TOKEN_LENGTH) {
+        plain.fill(0)
+        throw new AuthError('invalid_message', `a certified session's token would exceed ${MAX_TOKEN_LENGTH} characters; use a shorter audience`)
+      }
       const timestamp = formatTimestamp(now)
       const expiresAt = formatTimestamp(sessionExpires)
       const t4 = transcript4(t3, response.signature, {
@@ -378,6 +402,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         entry: client.entry,
         sessionId: b64u(sessionId),
         expiresAt: sessionExpires,
+        ...(cert === undefined ? {} : { certificate: cert }),
       }
     },
   }

@@ -35,8 +35,8 @@ import { tlsClientSettingsFromConfig } from '../transport/tls.js'
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
 
 /** The handshake settings createAuthFetch passes on to {@link authenticate} as they are. */
-const HANDSHAKE_SETTINGS = ['audience', 'timeoutMs', 'retryAttempts', 'retryDelayMs', 'timestampTolerance', 'clock', 'random'] as const
-type HandshakeSettings = Pick<AuthenticateOptions, 'keyPair' | 'serverTrust' | (typeof HANDSHAKE_SETTINGS)[number]>
+const HANDSHAKE_SETTINGS = ['keyPair', 'signer', 'certificate', 'audience', 'timeoutMs', 'retryAttempts', 'retryDelayMs', 'timestampTolerance', 'clock', 'random'] as const
+type HandshakeSettings = Pick<AuthenticateOptions, 'serverTrust' | (typeof HANDSHAKE_SETTINGS)[number]>
 
 export interface AuthFetchOptions extends HandshakeSettings {
   /** The MCP endpoint (`http://127.0.0.1:8443/mcp`); the handshake endpoint defaults to `/auth` on its origin. */
@@ -112,8 +112,8 @@ function headerRecord(init: RequestInit['headers']): Record<string, string> {
  * const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: createAuthFetch({ url, keyPair, serverTrust }) })
  */
 export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
-  const { keyPair, serverTrust } = options
-  if (!keyPair?.privateKey) throw new TypeError('keyPair is required')
+  const { keyPair, signer, serverTrust } = options
+  if (!keyPair?.privateKey && signer === undefined) throw new TypeError('keyPair (or signer) is required')
   if (typeof serverTrust !== 'function') throw new TypeError('serverTrust is required (createServerTrust)')
   const base = options.authUrl ?? options.url
   if (base === undefined) throw new TypeError('url (the MCP endpoint) or authUrl is required')
@@ -129,7 +129,7 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
   let handshakes = 0
 
   // What authenticate() is given on every handshake: the settings the caller set, as they are.
-  const handshakeOptions: AuthenticateOptions = { url: authUrl, keyPair, serverTrust }
+  const handshakeOptions: AuthenticateOptions = { url: authUrl, serverTrust }
   for (const k of HANDSHAKE_SETTINGS) if (options[k] !== undefined) (handshakeOptions as unknown as Record<string, unknown>)[k] = options[k]
   const handshakeFetch = options.handshakeFetch ?? options.fetch
   if (handshakeFetch !== undefined) handshakeOptions.fetch = handshakeFetch as HandshakeFetch

@@ -497,12 +497,16 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
    * verified proof gets an authenticated refusal (docs/PROTOCOL.md §8), which is what lets the
    * client renew and re-send after a genuine expiry.
    */
-  function tokenLooksLive(authorization: string | undefined): boolean {
+  function tokenLooksLive(authorization: string | undefined, context?: RequestContext): boolean {
     if (authorization === undefined || !authorization.startsWith('Bearer ')) return false
     const verifier = (service as Partial<AuthService>).verifier
     if (verifier === undefined || typeof verifier.verifyToken !== 'function') return true // a custom service: it checks everything itself
     try {
-      verifier.verifyToken(authorization.slice(7))
+      // With the socket the request came in on, as the full check right after: the verifier
+      // caches the audience verdict per token and socket, and a check without one (the default
+      // audience check then has nothing to compare) reset that cache, so both checks recomputed
+      // the verdict on every request (~3 µs each in the profile, docs/benchmarks.md).
+      verifier.verifyToken(authorization.slice(7), context)
       return true
     } catch (err) {
       return err instanceof AuthError && (err.code === 'session_expired' || err.code === 'session_revoked')
@@ -515,7 +519,7 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
    * failure. (Awaiting `verifyRequest` instead cost 3 more promise hops per request; see
    * docs/benchmarks.md, "tools/call".)
    */
-  function verifyNode(req: IncomingMessage, body: Buffer): SessionInfo | Promise<SessionInfo> {
+  function verifyNode(req: IncomingMessage, body: Buffer, context = socketContext(req)): SessionInfo | Promise<SessionInfo> {
     const request = {
       authorization: headerValue(req, 'authorization'),
       proof: headerValue(req, PROOF_HEADER),
@@ -524,7 +528,7 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
       body,
       mcpSessionId: headerValue(req, SESSION_HEADER),
       // The socket it arrived on: the session's audience is checked against it on every request.
-      context: socketContext(req),
+      context,
     }
     return service.verifyRequestNow !== undefined ? service.verifyRequestNow(request, () => ctxOf(req)) : service.verifyRequest(request, ctxOf(req))
   }
@@ -538,8 +542,9 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   async function authenticate(req: IncomingMessage): Promise<AuthenticatedRequest> {
     // No token, or one that is not a live session of ours: refuse (verifyRequest gives the precise
     // code and audits it) before reading a byte of the body.
-    const body = tokenLooksLive(headerValue(req, 'authorization')) ? await readBody(req, maxBody) : NO_BODY
-    const session = await verifyNode(req, body)
+    const context = socketContext(req)
+    const body = tokenLooksLive(headerValue(req, 'authorization'), context) ? await readBody(req, maxBody) : NO_BODY
+    const session = await verifyNode(req, body, context)
     return { session, authInfo: authInfoFromSession(session, scopesOf), body }
   }
 
@@ -590,22 +595,23 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
       next(req)
       return
     }
+    const context = socketContext(req)
     // No token, or one that is not a live session of ours: refused before a byte of the body is read.
-    if (!tokenLooksLive(headerValue(req, 'authorization'))) {
-      check(req, res, NO_BODY, next)
+    if (!tokenLooksLive(headerValue(req, 'authorization'), context)) {
+      check(req, res, NO_BODY, next, context)
       return
     }
     readBody(req, maxBody).then(
-      (body) => check(req, res, body, next),
+      (body) => check(req, res, body, next, context),
       (err: unknown) => sendError(res, err),
     )
   }
 
   /** Verifies, then admits: with an in-memory nonce store all in the tick the body ended in. */
-  function check(req: McpRequest, res: ServerResponse, body: Buffer, next: (req: McpRequest) => unknown): void {
+  function check(req: McpRequest, res: ServerResponse, body: Buffer, next: (req: McpRequest) => unknown, context: ReturnType<typeof socketContext>): void {
     let session: SessionInfo | Promise<SessionInfo>
     try {
-      session = verifyNode(req, body)
+      session = verifyNode(req, body, context)
     } catch (err) {
       sendError(res, err)
       return

@@ -19,6 +19,8 @@ export const CONTEXT = {
   serverKeyUpdate: 'mcp-pki/2 server-key-update',
   /** Server-key rotation: the new key proves it is held by this handshake's server. */
   serverKeyProve: 'mcp-pki/2 server-key-prove',
+  clientCertificate: 'mcp-pki/2 client-certificate',
+  serverCertificate: 'mcp-pki/2 server-certificate',
 } as const
 
 export const NONCE_SIZE = 32
@@ -31,6 +33,10 @@ export const MAX_AUDIENCE_BYTES = 512
 /** Kept for callers of v1: the audience limit (now in UTF-8 bytes). */
 export const MAX_AUDIENCE_LENGTH = MAX_AUDIENCE_BYTES
 export const MAX_TOKEN_LENGTH = 1024
+/** Largest client certificate in message 3 (bytes; `ssh-keygen -s` writes 300–600). */
+export const MAX_CERTIFICATE_BYTES = 8192
+/** Its base64url text: at most this many characters. */
+export const MAX_CERTIFICATE_CHARS = Math.ceil((MAX_CERTIFICATE_BYTES * 4) / 3)
 /** Largest handshake message body accepted by default (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 

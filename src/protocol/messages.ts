@@ -10,7 +10,7 @@ import { fromB64u } from '../internal/bytes.js'
 import { parseTimestamp } from '../internal/clock.js'
 import { printable } from '../internal/text.js'
 import { KEY_UPDATE_FIELD, parseServerKeyUpdate, type ServerKeyUpdate, type ServerKeyUpdateWire } from './server-key-update.js'
-import { EPOCH_SIZE, MAX_AUDIENCE_BYTES, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
+import { EPOCH_SIZE, MAX_AUDIENCE_BYTES, MAX_CERTIFICATE_CHARS, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, X25519_KEY_SIZE } from './constants.js'
 
 /** Message 1, client → server. */
 export interface AuthRequestWire {
@@ -34,6 +34,8 @@ export interface AuthChallengeWire {
   expires_at: string
   challenge_token: string
   signature: string
+  /** Optional: base64url of the server's OpenSSH host certificate, covered by `signature` (docs/PROTOCOL.md §3). */
+  certificate?: string
 }
 
 /** Message 3, client → server: echoes messages 1 and 2 so the server keeps no state. */
@@ -44,6 +46,8 @@ export interface AuthResponseWire {
   challenge: AuthChallengeWire
   timestamp: string
   signature: string
+  /** Optional: base64url of the client's OpenSSH certificate, covered by `signature` (docs/PROTOCOL.md §3). */
+  certificate?: string
 }
 
 /** Message 4, server → client. Authenticated by `finished`, a MAC under the session's finished key. */
@@ -90,6 +94,8 @@ export interface AuthChallenge {
   expiresAt: number
   challengeToken: Buffer
   signature: Buffer
+  /** The host certificate blob, when the server presented one (size-checked, not yet parsed). */
+  certificate: Buffer | undefined
 }
 
 export interface AuthResponse {
@@ -98,6 +104,8 @@ export interface AuthResponse {
   challenge: AuthChallenge
   timestamp: number
   signature: Buffer
+  /** The OpenSSH certificate blob, when the client presented one (size-checked, not yet parsed). */
+  certificate: Buffer | undefined
 }
 
 export interface AuthComplete {
@@ -192,7 +200,9 @@ const CHALLENGE_FIELDS = [
   'challenge_token',
   'signature',
 ] as const
+const CHALLENGE_FIELDS_WITH_CERTIFICATE = [...CHALLENGE_FIELDS, 'certificate'] as const
 const RESPONSE_FIELDS = ['type', 'version', 'request', 'challenge', 'timestamp', 'signature'] as const
+const RESPONSE_FIELDS_WITH_CERTIFICATE = [...RESPONSE_FIELDS, 'certificate'] as const
 const COMPLETE_FIELDS = [
   'type',
   'version',
@@ -255,7 +265,8 @@ export function parseAuthRequest(value: unknown, label = 'auth_request'): AuthRe
 
 /** Parses message 2. */
 export function parseAuthChallenge(value: unknown, label = 'auth_challenge'): AuthChallenge {
-  const v = snapshot(value, label, CHALLENGE_FIELDS)
+  const withCertificate = isPlainObject(value) && Object.prototype.hasOwnProperty.call(value, 'certificate')
+  const v = snapshot(value, label, withCertificate ? CHALLENGE_FIELDS_WITH_CERTIFICATE : CHALLENGE_FIELDS) as Record<(typeof CHALLENGE_FIELDS_WITH_CERTIFICATE)[number], unknown>
   checkType(v.type, 'auth_challenge', label)
   const version = checkVersion(v.version)
   const c: AuthChallenge = {
@@ -266,6 +277,7 @@ export function parseAuthChallenge(value: unknown, label = 'auth_challenge'): Au
     expiresAt: time(v.expires_at, `${label}.expires_at`),
     challengeToken: blob(v.challenge_token, `${label}.challenge_token`, MAX_TOKEN_LENGTH),
     signature: bytes(v.signature, `${label}.signature`, 64),
+    certificate: withCertificate ? blob(v.certificate, `${label}.certificate`, MAX_CERTIFICATE_CHARS) : undefined,
     wire: undefined as unknown as AuthChallengeWire,
   }
   c.wire = {
@@ -279,25 +291,25 @@ export function parseAuthChallenge(value: unknown, label = 'auth_challenge'): Au
     challenge_token: v.challenge_token as string,
     signature: v.signature as string,
   }
+  if (withCertificate) c.wire.certificate = v.certificate as string
   return c
 }
 
 /** Parses message 3 (including the echoed messages 1 and 2). */
 export function parseAuthResponse(value: unknown, label = 'auth_response'): AuthResponse {
-  const v = snapshot(value, label, RESPONSE_FIELDS)
+  const withCertificate = isPlainObject(value) && Object.prototype.hasOwnProperty.call(value, 'certificate')
+  const v = snapshot(value, label, withCertificate ? RESPONSE_FIELDS_WITH_CERTIFICATE : RESPONSE_FIELDS) as Record<(typeof RESPONSE_FIELDS_WITH_CERTIFICATE)[number], unknown>
   checkType(v.type, 'auth_response', label)
   const version = checkVersion(v.version)
   const request = parseAuthRequest(v.request, `${label}.request`)
   const challenge = parseAuthChallenge(v.challenge, `${label}.challenge`)
   const timestamp = time(v.timestamp, `${label}.timestamp`)
   const signature = bytes(v.signature, `${label}.signature`, 64)
-  return {
-    request,
-    challenge,
-    timestamp,
-    signature,
-    wire: { type: 'auth_response', version, request: request.wire, challenge: challenge.wire, timestamp: v.timestamp as string, signature: v.signature as string },
-  }
+  // Size first (a text length), then strict base64url; the certificate is parsed only by the server's certificate check.
+  const certificate = withCertificate ? blob(v.certificate, `${label}.certificate`, MAX_CERTIFICATE_CHARS) : undefined
+  const wire: AuthResponseWire = { type: 'auth_response', version, request: request.wire, challenge: challenge.wire, timestamp: v.timestamp as string, signature: v.signature as string }
+  if (certificate !== undefined) wire.certificate = v.certificate as string
+  return { request, challenge, timestamp, signature, certificate, wire }
 }
 
 /** Parses a successful message 4. */

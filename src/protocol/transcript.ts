@@ -76,12 +76,22 @@ export function transcript2pre(t1: Buffer, c: ChallengeFields): Buffer {
   return withLp(t1, [c.serverPublicKey, c.serverNonce, c.serverEphemeral, c.timestamp, c.expiresAt])
 }
 
-export function transcript2(t2pre: Buffer, challengeToken: Uint8Array): Buffer {
-  return withLp(t2pre, [challengeToken])
+/**
+ * T2 = T2pre lp(challenge_token), and when the server presents a host certificate
+ * lp("mcp-pki/2 server-certificate") lp(certificate): without one, T2 is what it always was.
+ */
+export function transcript2(t2pre: Buffer, challengeToken: Uint8Array, certificate?: Uint8Array): Buffer {
+  if (certificate === undefined) return withLp(t2pre, [challengeToken])
+  return withLp(t2pre, [challengeToken, CONTEXT.serverCertificate, certificate])
 }
 
-export function transcript3(t2: Buffer, serverSignature: Uint8Array, timestamp3: string): Buffer {
-  return withLp(t2, [serverSignature, timestamp3])
+/**
+ * T3 = T2 lp(signature2) lp(ts3), and when the client presents a certificate
+ * lp("mcp-pki/2 client-certificate") lp(certificate): without one, T3 is what it always was.
+ */
+export function transcript3(t2: Buffer, serverSignature: Uint8Array, timestamp3: string, certificate?: Uint8Array): Buffer {
+  if (certificate === undefined) return withLp(t2, [serverSignature, timestamp3])
+  return withLp(t2, [serverSignature, timestamp3, CONTEXT.clientCertificate, certificate])
 }
 
 export interface CompleteFields {

@@ -14,8 +14,8 @@ import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import type { Clock } from '../internal/clock.js'
-import { loadPrivateKeyFile, writePrivateKeyFile, writePublicKeyFile } from '../keys/key-file.js'
-import { generateKeyPair, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { loadCertificateFile, loadPrivateKeyFile, writePrivateKeyFile, writePublicKeyFile } from '../keys/key-file.js'
+import { fingerprintOf, generateKeyPair, type Ed25519KeyPair } from '../keys/key-pair.js'
 import { InMemoryNonceStore } from '../nonce/memory-nonce-store.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
 import { RedisNonceStore, scrubCredentials } from '../nonce/redis-nonce-store.js'
@@ -213,9 +213,11 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       ticketKeys = [deriveTicketKey(privateKeySeed(keyPair.privateKey)), deriveTicketKey(privateKeySeed(startKeys.rotation.from.privateKey))]
     }
 
+    const certificate = config.keys.certificate_path === null ? undefined : await loadHostCertificate(config.keys.certificate_path, keyPair.fingerprint)
     const service = createAuthService({
       keyPair,
       serverKeys: keyWatcher.get,
+      ...(certificate === undefined ? {} : { certificate }),
       allowlist: holder,
       nonceStore,
       timestampTolerance: config.auth.timestamp_tolerance,
@@ -278,4 +280,21 @@ export async function assertNotWritableByOthers(path: string): Promise<void> {
 /** Listening on every address: the host adds no name of its own. */
 function isWildcardHost(host: string): boolean {
   return host === '' || host === '0.0.0.0' || host === '::' || host === '[::]'
+}
+
+/**
+ * The server's `keys.certificate_path`: an OpenSSH host certificate for the server key
+ * (`ssh-keygen -s ca -h -n host server.pub`), sent in message 2 so clients that trust the CA accept
+ * the key for that host name.
+ */
+async function loadHostCertificate(path: string, serverFingerprint: string): Promise<Buffer> {
+  const loaded = await loadCertificateFile(path)
+  const subject = fingerprintOf(loaded.certificate.subjectPublicKey)
+  if (subject !== serverFingerprint) {
+    throw new AuthError('config_invalid', `keys.certificate_path: ${path} is a certificate for key ${subject}, not for the server key ${serverFingerprint}; certify the server key (ssh-keygen -s <ca> -h -I <id> -n <host name> <server key>.pub)`, { path: 'keys.certificate_path' })
+  }
+  if (loaded.certificate.type !== 'host') {
+    throw new AuthError('config_invalid', `keys.certificate_path: ${path} is a user certificate; a server presents a host certificate (ssh-keygen -s <ca> -h -n <host name> …)`, { path: 'keys.certificate_path' })
+  }
+  return loaded.blob
 }

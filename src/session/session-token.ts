@@ -25,9 +25,26 @@ export interface SessionTicket {
   expiresAt: number
   /** The audience the handshake was made for: every request is checked against it again. */
   audience: string
+  /** Set when the client got in with an OpenSSH certificate (ticket kind 0x03) rather than an allowlist entry. */
+  certificate?: SessionCertificate
+}
+
+/** What a certified session remembers of its certificate: enough to re-check CA and revocation per request. */
+export interface SessionCertificate {
+  /** Hex SHA-256 of the CA key. */
+  caFingerprint: string
+  /** The certificate serial (uint64, decimal). */
+  serial: string
+  /** Hex: the revocation id of the certificate's key id (certificateRevocationIds). */
+  keyIdRevocationId: string
+  /** The role the CA entry mapped (UTF-8, at most {@link MAX_CERTIFICATE_ROLE_BYTES} bytes); undefined = none. */
+  role: string | undefined
 }
 
 const SESSION_FIXED = 16 + 32 + 32 + 8 + 8
+/** ca_fingerprint(32) || serial(8) || key_id revocation id(32) || role length(1). */
+const CERTIFIED_FIXED = 32 + 8 + 32 + 1
+export const MAX_CERTIFICATE_ROLE_BYTES = 64
 
 export function encodeSessionTicket(
   key: TicketKey,
@@ -36,14 +53,25 @@ export function encodeSessionTicket(
   nowMs: number,
 ): Buffer {
   const audienceBytes = Buffer.byteLength(t.audience, 'utf8')
-  const plain = Buffer.allocUnsafe(SESSION_FIXED + audienceBytes)
+  const c = t.certificate
+  const role = c?.role === undefined ? Buffer.alloc(0) : Buffer.from(c.role, 'utf8')
+  if (role.byteLength > MAX_CERTIFICATE_ROLE_BYTES) throw new RangeError(`a certified session's role is at most ${MAX_CERTIFICATE_ROLE_BYTES} bytes`)
+  const extra = c === undefined ? 0 : CERTIFIED_FIXED + role.byteLength
+  const plain = Buffer.allocUnsafe(SESSION_FIXED + extra + audienceBytes)
   plain.set(t.sessionId, 0)
   plain.write(t.clientFingerprint, 16, 32, 'hex')
   plain.set(t.sessionKey, 48)
   writeU64(plain, t.issuedAt, 80)
   writeU64(plain, t.expiresAt, 88)
-  plain.write(t.audience, SESSION_FIXED, 'utf8')
-  const sealed = sealTicket(key, TICKET_KIND.session, plain, random, nowMs)
+  if (c !== undefined) {
+    plain.write(c.caFingerprint, SESSION_FIXED, 32, 'hex')
+    plain.writeBigUInt64BE(BigInt(c.serial), SESSION_FIXED + 32)
+    plain.write(c.keyIdRevocationId, SESSION_FIXED + 40, 32, 'hex')
+    plain[SESSION_FIXED + 72] = role.byteLength
+    role.copy(plain, SESSION_FIXED + CERTIFIED_FIXED)
+  }
+  plain.write(t.audience, SESSION_FIXED + extra, 'utf8')
+  const sealed = sealTicket(key, c === undefined ? TICKET_KIND.session : TICKET_KIND.certifiedSession, plain, random, nowMs)
   plain.fill(0)
   return sealed
 }
@@ -52,15 +80,31 @@ export function encodeSessionTicket(
 export function decodeSessionTicket(keys: readonly TicketKey[], token: string): SessionTicket | undefined {
   const raw = fromB64u(token)
   if (raw === undefined) return undefined
-  const plain = openTicket(keys, TICKET_KIND.session, raw)
+  const certified = raw[1] === TICKET_KIND.certifiedSession
+  const plain = openTicket(keys, certified ? TICKET_KIND.certifiedSession : TICKET_KIND.session, raw)
   if (plain === undefined || plain.byteLength <= SESSION_FIXED) return undefined
+  let audienceAt = SESSION_FIXED
+  let certificate: SessionCertificate | undefined
+  if (certified) {
+    if (plain.byteLength <= SESSION_FIXED + CERTIFIED_FIXED) return undefined
+    const roleLength = plain[SESSION_FIXED + 72]!
+    audienceAt = SESSION_FIXED + CERTIFIED_FIXED + roleLength
+    if (plain.byteLength <= audienceAt) return undefined
+    certificate = {
+      caFingerprint: plain.toString('hex', SESSION_FIXED, SESSION_FIXED + 32),
+      serial: plain.readBigUInt64BE(SESSION_FIXED + 32).toString(),
+      keyIdRevocationId: plain.toString('hex', SESSION_FIXED + 40, SESSION_FIXED + 72),
+      role: roleLength === 0 ? undefined : plain.toString('utf8', SESSION_FIXED + CERTIFIED_FIXED, audienceAt),
+    }
+  }
   return {
     sessionId: plain.subarray(0, 16),
     clientFingerprint: plain.toString('hex', 16, 48),
     sessionKey: plain.subarray(48, 80),
     issuedAt: readU64(plain, 80),
     expiresAt: readU64(plain, 88),
-    audience: plain.toString('utf8', SESSION_FIXED),
+    audience: plain.toString('utf8', audienceAt),
+    ...(certificate === undefined ? {} : { certificate }),
   }
 }
 

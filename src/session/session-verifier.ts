@@ -15,6 +15,7 @@ import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
 import { refusalHeader } from './refusal-answer.js'
 import { staleAnswerHeader } from './stale-answer.js'
 import { decodeSessionTicket, matchRequestProof, proofHeaderProblem, proofMacMatches, tokenDigest, type SessionTicket } from './session-token.js'
+import { certifiedSessionEntry, certifiedSessionProblem } from './certified-session.js'
 import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing } from './ticket.js'
 
 export type SessionBinding = 'proof' | 'bearer'
@@ -103,7 +104,7 @@ const BEARER_PREFIX = 'Bearer '
  * A decoded token as cached: the ticket, its session id text, its digest (what proofs bind), the
  * socket its audience was last accepted on, and (once needed) its HMAC key pads.
  */
-type OpenTicket = SessionTicket & { id: string; digest: Buffer; audienceOkOn: string | undefined; pads: HmacPads | undefined }
+type OpenTicket = SessionTicket & { id: string; digest: Buffer; audienceOkOn: string | undefined; pads: HmacPads | undefined; entry?: AllowlistEntry }
 
 export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifier {
   const given = isTicketKeyRing(o.ticketKeys) ? o.ticketKeys : o.ticketKeys?.length ? staticTicketKeys(o.ticketKeys) : undefined
@@ -172,6 +173,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   /** Allowlist, revocation and audience of an opened, unexpired token; throws AuthError. */
   function checkTicket(ticket: OpenTicket, token: string, now: number, ctx: RequestContext | undefined, req?: RequestToVerify): SessionInfo {
     const fp = ticket.clientFingerprint
+    if (ticket.certificate !== undefined) return checkCertifiedTicket(ticket, token, ctx, req)
     const found = allowlist.lookup(fp, now)
     if (found.status !== 'ok' || revocation?.isRevoked(fp) === true) {
       throw refuse(ticket, token, req, 'session_revoked', 'the client key of this session is no longer allowed')
@@ -201,6 +203,21 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
       throw err instanceof AuthError ? refuse(ticket, token, req, err.code, err.message) : err
     }
     return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token, audience: ticket.audience }
+  }
+
+  /** A session made with a certificate: its CA is still trusted, nothing of it revoked (certified-session.ts). */
+  function checkCertifiedTicket(ticket: OpenTicket, token: string, ctx: RequestContext | undefined, req: RequestToVerify | undefined): SessionInfo {
+    const fp = ticket.clientFingerprint
+    const problem = certifiedSessionProblem(allowlist, revocation, fp, ticket.certificate!, ticket.issuedAt)
+    if (problem !== undefined) throw refuse(ticket, token, req, 'session_revoked', problem, true)
+    if (revocation?.isSessionRevoked?.(ticket.id) === true) throw refuse(ticket, token, req, 'session_revoked', 'this session was revoked')
+    try {
+      checkAudience(ticket, ctx)
+    } catch (err) {
+      throw err instanceof AuthError ? refuse(ticket, token, req, err.code, err.message) : err
+    }
+    ticket.entry ??= certifiedSessionEntry(allowlist, fp, ticket.certificate!, ticket.expiresAt)
+    return { sessionId: ticket.id, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: ticket.entry, token, audience: ticket.audience }
   }
 
   const EXPIRED = 'the session expired; authenticate again'

@@ -17,7 +17,7 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes as 
 import { CONTEXT, PROTOCOL_VERSION } from '../protocol/constants.js'
 import type { RandomSource } from '../internal/clock.js'
 
-export const TICKET_KIND = { challenge: 0x01, session: 0x02 } as const
+export const TICKET_KIND = { challenge: 0x01, session: 0x02, certifiedSession: 0x03 } as const
 export type TicketKind = (typeof TICKET_KIND)[keyof typeof TICKET_KIND]
 
 const FORMAT = 0x02

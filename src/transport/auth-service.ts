@@ -8,6 +8,7 @@
 import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import { fromB64u } from '../internal/bytes.js'
 import { systemClock, type Clock } from '../internal/clock.js'
+import { printable } from '../internal/text.js'
 import { fingerprintOf } from '../keys/key-pair.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import { messageTypeOf, parseJsonMessage, type AuthChallengeWire, type AuthCompleteWire, type AuthErrorWire } from '../protocol/messages.js'
@@ -144,6 +145,7 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         step,
         code: error.code,
         reason: error.code === 'internal_error' ? 'internal error' : error.message,
+        ...(error as { auditFields?: Record<string, string> }).auditFields,
         client_fingerprint: clientFingerprint,
         server_fingerprint: handshake.fingerprint,
         remote: ctx.remote,
@@ -208,6 +210,9 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
             session_id: result.sessionId,
             expires_at: new Date(result.expiresAt).toISOString(),
             role: typeof result.entry.metadata.role === 'string' ? result.entry.metadata.role : undefined,
+            ...(result.certificate === undefined
+              ? {}
+              : { cert_ca: result.certificate.caFingerprint, cert_serial: result.certificate.serial, cert_key_id: printable(result.certificate.keyId).slice(0, 256) }),
             audience: (message as { request?: { audience?: unknown } }).request?.audience,
             remote: ctx.remote,
             transport: ctx.transport,

@@ -20,11 +20,12 @@ import type { Config, ServerEntryConfig } from '../config/types.js'
 import { updatePinnedFingerprint } from '../config/pin-file.js'
 import { AuthError } from '../errors.js'
 import type { Clock, RandomSource } from '../internal/clock.js'
-import { loadPrivateKeyFile } from '../keys/key-file.js'
+import type { Signer } from '../keys/signer.js'
 import type { Ed25519KeyPair } from '../keys/key-pair.js'
 import { createClientHandshake, createServerTrust, type ClientSession, type ServerTrust } from '../handshake/client-handshake.js'
 import { classifyNetworkError, isTlsProblem } from './network-errors.js'
 import { createNodeFetch, NODE_POST, REPLY_TOO_LARGE, tlsClientSettingsFromConfig, type NodeFetch, type NodePost } from './tls.js'
+import { clientKeyFromConfig, clientKeyOptions, type ClientKeyOptions } from './client-key.js'
 
 /** The subset of `fetch` this client uses; the global `fetch` satisfies it. */
 export type FetchLike = (
@@ -35,7 +36,12 @@ export type FetchLike = (
 export interface AuthenticateOptions {
   /** The handshake endpoint, e.g. `https://api.example.com:8443/auth`. */
   url: string
-  keyPair: Ed25519KeyPair
+  /** The client key pair; or `signer` (ssh-agent) instead. */
+  keyPair?: Ed25519KeyPair
+  /** Signs when the private key is not in this process (keys/ssh-agent.ts). */
+  signer?: Signer
+  /** An OpenSSH certificate blob for the client key, presented in message 3. */
+  certificate?: Uint8Array
   /** Decides whether the server's key is trusted (createServerTrust). */
   serverTrust: ServerTrust
   /** Bound into every signature; default the URL's origin. */
@@ -153,7 +159,7 @@ function defaultFetch(): Promise<NodeFetch> {
  * `server_key_mismatch`, `invalid_signature`), or `transport_timeout` / `transport_error`.
  */
 export async function authenticate(options: AuthenticateOptions): Promise<ClientSession> {
-  const { url, keyPair, serverTrust } = options
+  const { url, serverTrust } = options
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -177,7 +183,7 @@ export async function authenticate(options: AuthenticateOptions): Promise<Client
     }
     // A fresh handshake every attempt: message 3 is never sent twice.
     const client = createClientHandshake({
-      keyPair,
+      ...clientKeyOptions(options),
       audience,
       serverTrust,
       ...(options.timestampTolerance === undefined ? {} : { timestampTolerance: options.timestampTolerance }),
@@ -276,8 +282,9 @@ export interface ConfigClientOptions {
 }
 
 /** What a client built from a config needs for any transport. */
-export interface ClientSetup {
-  keyPair: Ed25519KeyPair
+export interface ClientSetup extends ClientKeyOptions {
+  /** Hex SHA-256 of the client key. */
+  fingerprint: string
   serverTrust: ServerTrust
   audience: string
   serverEntry: ServerEntryConfig | undefined
@@ -288,7 +295,7 @@ export interface ClientSetup {
  * (when `acl.tofu.enabled`) trust on first use: ask on a terminal, remember in the allowlist.
  */
 export async function clientSetupFromConfig(config: Config, serverUrl: string, opts: ConfigClientOptions = {}): Promise<ClientSetup> {
-  const keyPair = await loadPrivateKeyFile(config.keys.private_key_path)
+  const key = await clientKeyFromConfig(config)
   const allowlist = await loadAllowlistFile(config.acl.allowlist_path, { autoCreate: config.acl.auto_create })
   const serverEntry = findServerEntry(config, serverUrl)
   const audience = serverEntry?.audience ?? originOf(serverUrl)
@@ -342,10 +349,17 @@ export async function clientSetupFromConfig(config: Config, serverUrl: string, o
       ...(configFile === undefined || serverName === undefined ? {} : { persist: (c) => updatePinnedFingerprint(configFile, serverName, c.from, c.to) }),
       ...(opts.onPinLog === undefined ? {} : { log: opts.onPinLog }),
     },
+    host: hostOf(serverUrl),
+    timestampTolerance: config.auth.timestamp_tolerance,
     ...(onUnknownKey === undefined ? {} : { onUnknownKey }),
     ...(opts.clock === undefined ? {} : { clock: opts.clock }),
   })
-  return { keyPair, serverTrust, audience, serverEntry }
+  return { ...key, serverTrust, audience, serverEntry }
+}
+
+/** The host name of a URL, without IPv6 brackets (what a server's host certificate must list). */
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[(.*)\]$/, '$1')
 }
 
 /** Asks on the terminal (stderr) whether to trust a server key. */
@@ -375,7 +389,7 @@ export async function authenticateOptionsFromConfig(config: Config, serverUrl: s
   }
   return {
     url: serverUrl,
-    keyPair: setup.keyPair,
+    ...clientKeyOptions(setup),
     serverTrust: setup.serverTrust,
     audience: setup.audience,
     timeoutMs: opts.timeoutMs ?? config.transport.timeout * 1000,

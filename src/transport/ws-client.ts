@@ -9,6 +9,8 @@ import WebSocket from 'ws'
 import { AuthError } from '../errors.js'
 import type { Clock, RandomSource } from '../internal/clock.js'
 import type { Ed25519KeyPair } from '../keys/key-pair.js'
+import type { Signer } from '../keys/signer.js'
+import { clientKeyOptions } from './client-key.js'
 import { createClientHandshake, type ClientSession, type ServerTrust } from '../handshake/client-handshake.js'
 import { audienceForUrl, safeUrl } from './http-client.js'
 import type { TlsClientOptions } from './tls.js'
@@ -16,7 +18,10 @@ import type { TlsClientOptions } from './tls.js'
 export interface AuthenticateWebSocketOptions {
   /** `ws://host:port/ws` or `wss://…`. */
   url: string
-  keyPair: Ed25519KeyPair
+  /** The client key pair; or `signer` (ssh-agent) instead, and optionally a `certificate`. */
+  keyPair?: Ed25519KeyPair
+  signer?: Signer
+  certificate?: Uint8Array
   serverTrust: ServerTrust
   /** Default: the URL's origin with ws→http, wss→https (the same audience as over HTTP). */
   audience?: string
@@ -49,7 +54,7 @@ export async function authenticateWebSocket(o: AuthenticateWebSocketOptions): Pr
   const where = safeUrl(o.url)
   const timeoutMs = o.timeoutMs ?? 30_000
   const client = createClientHandshake({
-    keyPair: o.keyPair,
+    ...clientKeyOptions(o),
     audience: o.audience ?? audienceForUrl(o.url),
     serverTrust: o.serverTrust,
     ...(o.timestampTolerance === undefined ? {} : { timestampTolerance: o.timestampTolerance }),

@@ -11,6 +11,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { AuthError } from '../../src/errors.js'
 import { b64u, fromB64u } from '../../src/internal/bytes.js'
+import { ed25519PublicKeyProblem } from '../../src/keys/point-check.js'
 import { codeOf, makeHarness, wire, type Harness } from '../helpers/handshake-harness.js'
 
 type Json = Record<string, unknown>
@@ -76,6 +77,7 @@ const M1: Record<string, string> = {
   type: 'server:invalid_message',
   version: 'server:unsupported_version',
   // Message 1 is answered whatever its key (no allowlist oracle): the client catches the change.
+  // (When the altered key is not a curve point at all, the server refuses it at once: m1KeyOutcome.)
   client_public_key: 'client:invalid_signature',
   client_nonce: 'client:invalid_signature',
   client_ephemeral: 'client:invalid_signature',
@@ -157,10 +159,17 @@ test('tables cover every field of every message', async () => {
   assert.deepEqual(leaves(run.m4 as unknown as Json).sort(), Object.keys(M4).sort())
 })
 
+/** A key whose first bit was flipped is off the curve about half the time: then message 1 itself is refused. */
+function m1Expected(h: Harness, path: string): string {
+  if (path !== 'client_public_key') return M1[path]!
+  const altered = fromB64u((withAltered(wire(h.newClient().start()), path) as unknown as Json).client_public_key as string)!
+  return ed25519PublicKeyProblem(altered) === undefined ? M1[path]! : 'server:invalid_message'
+}
+
 test('message 1: each field altered in transit', async () => {
   const h = makeHarness()
-  for (const [path, expected] of Object.entries(M1)) {
-    assert.equal(await m1Outcome(h, path), expected, `m1.${path}`)
+  for (const path of Object.keys(M1)) {
+    assert.equal(await m1Outcome(h, path), m1Expected(h, path), `m1.${path}`)
   }
   assert.equal(await h.nonces.size(), 0)
 })

@@ -30,7 +30,7 @@ export async function checkCertificate(path: string, fingerprint: string | null,
     out.errors.push(`keys.certificate_path: ${path} is a certificate for key ${subject.slice(0, 16)}…, not for the configured key ${fingerprint.slice(0, 16)}…`)
   }
   const nowSeconds = BigInt(Math.floor(now / 1000))
-  if (cert.type !== 'user') out.warnings.push(`keys.certificate_path: ${path} is a host certificate; a client presents a user certificate`)
+  out.info.push(`keys.certificate_path: a ${cert.type} certificate (a client presents a user certificate, a server a host certificate: ssh-keygen -h)`)
   if (nowSeconds >= cert.validBeforeSeconds) out.errors.push(`keys.certificate_path: ${path} has expired (renew it: ssh-keygen -s <ca> -I <id> -n <principals> -V +8h <key>.pub)`)
   else if (nowSeconds < cert.validAfterSeconds) out.warnings.push(`keys.certificate_path: ${path} is not valid yet`)
   const principals = cert.principals.length === 0 ? '(any)' : cert.principals.map(printable).join(',')

@@ -42,7 +42,7 @@ test('empty text gives every default', () => {
     replay_window_sessions: 100_000,
     fleet_clock_skew: 5,
     audience: null,
-    nonce_store: { type: 'memory', url: 'redis://127.0.0.1:6379', key_prefix: 'mcp-pki:' },
+    nonce_store: { type: 'memory', url: 'redis://127.0.0.1:6379', key_prefix: 'mcp-pki:', eviction_checked: false },
     ticket_key: null,
     ticket_key_rotation: null,
     rate_limit: { per_address: 50, per_key: 20, burst: 100 },
