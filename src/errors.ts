@@ -69,6 +69,12 @@ export interface AuthErrorOptions {
    * the session key>` (docs/PROTOCOL.md §6, src/session/stale-answer.ts).
    */
   epochHeader?: string
+  /**
+   * For a refusal of a request whose token opened and whose proof MAC verified: the value of the
+   * MCP-PKI-Refusal header, `c=<code>, m=<MAC under the session key>` (docs/PROTOCOL.md §8,
+   * src/session/refusal-answer.ts).
+   */
+  refusalHeader?: string
 }
 
 /** Base class of every error this package throws for bad input, peers or files. */
@@ -78,6 +84,7 @@ export class AuthError extends Error {
   readonly path: string | undefined
   readonly epoch: string | undefined
   readonly epochHeader: string | undefined
+  readonly refusalHeader: string | undefined
 
   constructor(code: AuthErrorCode, message: string, options: AuthErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -87,6 +94,7 @@ export class AuthError extends Error {
     this.path = options.path
     this.epoch = options.epoch
     this.epochHeader = options.epochHeader
+    this.refusalHeader = options.refusalHeader
   }
 }
 

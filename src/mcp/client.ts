@@ -5,8 +5,11 @@
  * first use it runs the handshake against the server's `/auth` endpoint (verifying and pinning the
  * server key), then sends every request with `Authorization: Bearer <token>` and a fresh
  * `MCP-PKI-Proof` over that request's method, target and body. It renews the session shortly
- * before it expires, re-handshakes once when the server answers 401 and retries the request with a
- * new proof, and never runs two handshakes at once.
+ * before it expires (in the server's clock, as told at the handshake) and never runs two handshakes
+ * at once. It sends a request again only when the server's `401` is authenticated under the session
+ * key for the proof just sent and says the request did not run: `proof_stale` (once, same session)
+ * or `session_expired` (once, new session). Any other `401` is handed back, and the session is
+ * dropped so the next request runs a new handshake (docs/PROTOCOL.md §8).
  *
  * The same `fetch` serves SDK 1.x (`@modelcontextprotocol/sdk`) and 2.x (`@modelcontextprotocol/client`):
  * both `StreamableHTTPClientTransport`s take `{ fetch }`. In 2.x, {@link createAuthProvider} can
@@ -17,10 +20,11 @@
  */
 import { loadConfig } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
-import { AuthError } from '../errors.js'
+import { AuthError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from '../errors.js'
 import type { ClientSession } from '../handshake/client-handshake.js'
 import { systemClock } from '../internal/clock.js'
-import { EPOCH_HEADER, PROOF_HEADER } from '../protocol/constants.js'
+import { EPOCH_HEADER, PROOF_HEADER, REFUSAL_HEADER } from '../protocol/constants.js'
+import { verifiedRefusal } from '../session/refusal-answer.js'
 import { verifiedStaleEpoch } from '../session/stale-answer.js'
 import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
 import { holdController, requestSignal } from './request-signal.js'
@@ -145,10 +149,11 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     return pending
   }
 
+  /** Not expiring within the margin, in the server's clock as estimated at the handshake (expiresAt is the server's). */
   function fresh(s: ClientSession | undefined): s is ClientSession {
     if (s === undefined) return false
-    const margin = Math.min(refreshBefore, Math.max(0, (s.expiresAt - obtainedAt) / 2))
-    return clock() < s.expiresAt - margin
+    const margin = Math.min(refreshBefore, Math.max(0, (s.expiresAt - obtainedAt - s.clockOffsetMs) / 2))
+    return clock() + s.clockOffsetMs < s.expiresAt - margin
   }
 
   async function session(): Promise<ClientSession> {
@@ -162,6 +167,11 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     if (current !== undefined && current !== failed && fresh(current)) return Promise.resolve(current)
     current = undefined
     return handshake()
+  }
+
+  /** After a 401 that is not re-sent: forget the session (unless already replaced); the next request handshakes. */
+  function drop(failed: ClientSession): void {
+    if (current === failed) current = undefined
   }
 
   const proofExtras: Pick<CreateProofOptions, 'clock'> = options.clock === undefined ? {} : { clock: options.clock }
@@ -240,8 +250,20 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
       res = await send(s)
       if (res.status !== 401) return held(res, controller)
     }
+    // Any other 401: a new session and one re-send only on an authenticated session_expired for
+    // the proof just sent (refusal-answer.ts: the server attests it only for a request that never
+    // ran and never will). Anything else — unauthenticated (session_invalid: a token the server
+    // cannot open; or forged), or a code where a re-send is wrong — is handed back, and the session
+    // dropped so the next request handshakes afresh.
+    if (verifiedRefusal(s.sessionKey, headers[PROOF_HEADER]!, res.headers.get(REFUSAL_HEADER)) !== "session_expired") {
+      drop(s)
+      return held(res, controller)
+    }
     await res.body?.cancel().catch(() => {})
-    return held(await send(await renew(s)), controller)
+    const renewed = await renew(s)
+    res = await send(renewed)
+    if (res.status === 401) drop(renewed)
+    return held(res, controller)
   }
 
   return Object.defineProperties(authFetch, {
@@ -309,13 +331,14 @@ export interface McpAuthProvider {
  * An SDK 2.x `authProvider` backed by `authFetch`, for
  * `new StreamableHTTPClientTransport(url, { fetch: authFetch, authProvider: createAuthProvider(authFetch) })`.
  *
- * Optional: `authFetch` alone authenticates, renews and re-handshakes. With it, `token()` is the
- * session's token (running the handshake on first use, so a refused server key fails the
- * connect with the handshake's `AuthError`), and a 401 that reaches the transport (one that
- * `authFetch`'s own re-handshake and retry could not cure) makes `onUnauthorized()` drop the
- * session, so the transport's single retry goes out under a brand-new handshake; a second 401
- * ends in the SDK's `SdkHttpError` (`ClientHttpAuthentication`) rather than its generic HTTP error.
- * The `Authorization` header is always set by `authFetch` itself, next to the proof.
+ * Optional: `authFetch` alone authenticates, renews and re-sends where that is safe. With it,
+ * `token()` is the session's token (running the handshake on first use, so a refused server key
+ * fails the connect with the handshake's `AuthError`). A 401 that reaches the transport is one
+ * `authFetch` chose not to re-send (docs/PROTOCOL.md §8: not an authenticated `session_expired`, so
+ * the request may have run): `onUnauthorized()` drops the session and rejects with an AuthError
+ * naming the server's code, which stops the transport's own retry (it would send the request again).
+ * The next request runs a new handshake. The `Authorization` header is always set by `authFetch`
+ * itself, next to the proof.
  */
 export function createAuthProvider(authFetch: AuthFetch): McpAuthProvider {
   if (typeof authFetch !== 'function' || typeof authFetch.session !== 'function' || typeof authFetch.invalidate !== 'function') {
@@ -323,9 +346,28 @@ export function createAuthProvider(authFetch: AuthFetch): McpAuthProvider {
   }
   return {
     token: async () => (await authFetch.session()).token,
-    onUnauthorized: () => {
+    onUnauthorized: async (ctx?: unknown) => {
       authFetch.invalidate()
-      return Promise.resolve()
+      const code = await refusedCode(ctx)
+      throw new AuthError(
+        isProtocolCode(code) ? code : 'authentication_failed',
+        `the server refused the request (HTTP 401 ${code ?? 'without a code'}); it was not sent again, since a refusal that is not an authenticated session_expired may follow a request that ran (docs/PROTOCOL.md §8). The session was dropped: the next request runs a new handshake`,
+      )
     },
   }
+}
+
+/** The `error` code of the 401 the SDK hands to onUnauthorized (`{ response }`), if it says one. */
+async function refusedCode(ctx: unknown): Promise<string | undefined> {
+  const response = (ctx as { response?: unknown } | undefined)?.response
+  if (!(response instanceof Response)) return undefined
+  const body = (await response
+    .clone()
+    .json()
+    .catch(() => undefined)) as { error?: unknown } | undefined
+  return typeof body?.error === 'string' && /^[a-z_]{1,32}$/.test(body.error) ? body.error : undefined
+}
+
+function isProtocolCode(code: string | undefined): code is ProtocolErrorCode {
+  return code !== undefined && (PROTOCOL_ERROR_CODES as readonly string[]).includes(code)
 }

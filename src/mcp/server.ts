@@ -26,7 +26,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import type { AuditSink, AuthService, RequestContext } from '../transport/auth-service.js'
 import type { SessionInfo } from '../session/session-verifier.js'
-import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER, PROTOCOL_VERSION } from '../protocol/constants.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, EPOCH_HEADER, PROOF_HEADER, PROTOCOL_VERSION, REFUSAL_HEADER } from '../protocol/constants.js'
 import { enforceNodeRequest, enforceWebRequest } from '../authz/http-enforcement.js'
 import type { Authorizer } from '../authz/types.js'
 
@@ -329,6 +329,7 @@ function errorAnswer(err: unknown, realm: string): ErrorAnswer {
   }
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter)
   if (error.epochHeader !== undefined) headers[EPOCH_HEADER] = error.epochHeader
+  if (error.refusalHeader !== undefined) headers[REFUSAL_HEADER] = error.refusalHeader
   return { status, headers, body: { error: wire.code, error_description: wire.message } }
 }
 
@@ -489,9 +490,12 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   }
 
   /**
-   * Whether `authorization` names a live session of ours (token steps only: opens, not expired,
-   * key still allowed). Checked before a byte of the body is read, so a stranger with a made-up
-   * token cannot make the server wait for and buffer a body of up to `maxBodySize`.
+   * Whether `authorization` names a session of ours (token steps only: opens, and is live, expired
+   * or of a key no longer allowed). Checked before a byte of the body is read, so a stranger with a
+   * made-up token cannot make the server wait for and buffer a body of up to `maxBodySize`. The
+   * body of an expired or revoked session's request is read: its proof covers the body, and only a
+   * verified proof gets an authenticated refusal (docs/PROTOCOL.md §8), which is what lets the
+   * client renew and re-send after a genuine expiry.
    */
   function tokenLooksLive(authorization: string | undefined, context?: RequestContext): boolean {
     if (authorization === undefined || !authorization.startsWith('Bearer ')) return false
@@ -504,8 +508,8 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
       // the verdict on every request (~3 µs each in the profile, docs/benchmarks.md).
       verifier.verifyToken(authorization.slice(7), context)
       return true
-    } catch {
-      return false
+    } catch (err) {
+      return err instanceof AuthError && (err.code === 'session_expired' || err.code === 'session_revoked')
     }
   }
 

@@ -9,6 +9,8 @@ export const CONTEXT = {
   serverFinished: 'mcp-pki/2 server-finished',
   requestProof: 'mcp-pki/2 request-proof',
   staleAnswer: 'mcp-pki/2 stale-answer',
+  /** An authenticated refusal of a request whose token opened and whose proof MAC verified (§8). */
+  refusal: 'mcp-pki/2 refusal',
   sessionKeys: 'mcp-pki/2 session-keys',
   ticketKey: 'mcp-pki/2 ticket-key',
   ticketKeyId: 'mcp-pki/2 ticket-key-id',
@@ -42,6 +44,8 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 export const PROOF_HEADER = 'mcp-pki-proof'
 /** HTTP header on a `proof_stale` answer: `e=<the server's current replay epoch>, m=<MAC under the session key>` (stale-answer.ts). */
 export const EPOCH_HEADER = 'mcp-pki-epoch'
+/** HTTP header on a refusal of a request whose proof verified: `c=<error code>, m=<MAC under the session key>` (refusal-answer.ts). */
+export const REFUSAL_HEADER = 'mcp-pki-refusal'
 /** Largest request sequence number (2^53 − 1). */
 export const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER
 

@@ -7,7 +7,7 @@
 import type * as http from 'node:http'
 import { AuthError, httpStatusFor, toWireError } from '../errors.js'
 import type { ClientSession } from '../handshake/client-handshake.js'
-import { PROOF_HEADER } from '../protocol/constants.js'
+import { EPOCH_HEADER, PROOF_HEADER, REFUSAL_HEADER } from '../protocol/constants.js'
 import { createRequestProof } from '../session/session-token.js'
 import type { AuthService } from '../transport/auth-service.js'
 
@@ -68,7 +68,10 @@ export function createWhoamiHandler(service: AuthService, path = '/whoami'): (re
       } catch (err) {
         const wire = toWireError(err)
         const status = err instanceof AuthError ? httpStatusFor(wire.code) : 500
-        send(res, status, { error: wire }, status === 401 ? { 'www-authenticate': 'Bearer realm="mcp-pki"' } : {})
+        const headers: Record<string, string> = status === 401 ? { 'www-authenticate': 'Bearer realm="mcp-pki"' } : {}
+        if (err instanceof AuthError && err.epochHeader !== undefined) headers[EPOCH_HEADER] = err.epochHeader
+        if (err instanceof AuthError && err.refusalHeader !== undefined) headers[REFUSAL_HEADER] = err.refusalHeader
+        send(res, status, { error: wire }, headers)
       }
     })().catch(() => {
       if (!res.headersSent) send(res, 500, { error: { code: 'internal_error', message: 'internal error' } })

@@ -7,11 +7,12 @@
  * @module
  */
 import type { AllowlistEntry, KeyLookup } from '../allowlist/types.js'
-import { AuthError } from '../errors.js'
+import { AuthError, type AuthErrorCode } from '../errors.js'
 import { b64u } from '../internal/bytes.js'
 import { hmacPads, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
 import { parseTimestamp, systemClock, type Clock } from '../internal/clock.js'
 import type { NonceResult, NonceStore } from '../nonce/nonce-store.js'
+import { refusalHeader } from './refusal-answer.js'
 import { staleAnswerHeader } from './stale-answer.js'
 import { decodeSessionTicket, matchRequestProof, proofHeaderProblem, proofMacMatches, tokenDigest, type SessionTicket } from './session-token.js'
 import { certifiedSessionEntry, certifiedSessionProblem } from './certified-session.js'
@@ -149,56 +150,103 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     ticket.audienceOkOn = on
   }
 
-  /** Expiry, allowlist, revocation and audience of an opened token; throws AuthError. */
-  function checkTicket(ticket: OpenTicket, token: string, now: number, ctx: RequestContext | undefined): SessionInfo {
-    if (now >= ticket.expiresAt) {
-      evict(token)
-      throw new AuthError('session_expired', 'the session expired; authenticate again')
-    }
+  /**
+   * The refusal `code` of a request whose token opened: an AuthError carrying the MCP-PKI-Refusal
+   * header (refusal-answer.ts) when the request carried a proof whose MAC verifies, so the client
+   * can tell the server's answer from a forged one. Then drops the token from the cache if `drop`.
+   */
+  function refuse(ticket: OpenTicket, token: string, req: RequestToVerify | undefined, code: AuthErrorCode, message: string, drop = false): AuthError {
+    const mac = req === undefined ? undefined : verifiedProofMac(ticket, req)
+    const err = new AuthError(code, message, mac === undefined ? {} : { refusalHeader: refusalHeader(ticket.sessionKey, code, mac) })
+    if (drop) evict(token)
+    return err
+  }
+
+  /** The proof's `m` text when the request's proof is well formed and its MAC verifies; else undefined. */
+  function verifiedProofMac(ticket: OpenTicket, req: RequestToVerify): string | undefined {
+    const proof = req.proof === undefined || req.proof === '' ? undefined : matchRequestProof(req.proof)
+    if (proof === undefined) return undefined
+    const pads = ticket.pads ?? (ticket.pads = hmacPads(ticket.sessionKey))
+    return proofMacMatches(pads, ticket.digest, proof[3]!, req, Number(proof[1]), Number(proof[2]), proof[4]!) ? proof[4]! : undefined
+  }
+
+  /** Allowlist, revocation and audience of an opened, unexpired token; throws AuthError. */
+  function checkTicket(ticket: OpenTicket, token: string, now: number, ctx: RequestContext | undefined, req?: RequestToVerify): SessionInfo {
     const fp = ticket.clientFingerprint
-    if (ticket.certificate !== undefined) return checkCertifiedTicket(ticket, token, ctx)
+    if (ticket.certificate !== undefined) return checkCertifiedTicket(ticket, token, ctx, req)
     const found = allowlist.lookup(fp, now)
     if (found.status !== 'ok' || revocation?.isRevoked(fp) === true) {
-      throw new AuthError('session_revoked', 'the client key of this session is no longer allowed')
+      throw refuse(ticket, token, req, 'session_revoked', 'the client key of this session is no longer allowed')
     }
     // Revoked after this session began and the revocation lifted since: the revocation ended it.
     const liftedAt = revocation?.liftedRevocationAt?.(fp)
     if (liftedAt !== undefined && liftedAt >= ticket.issuedAt) {
-      evict(token)
-      throw new AuthError('session_revoked', 'the client key of this session was revoked after the session began')
+      throw refuse(ticket, token, req, 'session_revoked', 'the client key of this session was revoked after the session began', true)
     }
     // Removed after this session began (and perhaps added again since): removal ended it.
     const removedAt = allowlist.removedAt?.(fp)
     if (removedAt !== undefined && removedAt >= ticket.issuedAt) {
-      evict(token)
-      throw new AuthError('session_revoked', 'the client key of this session was removed from the allowlist after the session began')
+      throw refuse(ticket, token, req, 'session_revoked', 'the client key of this session was removed from the allowlist after the session began', true)
     }
     // Listed (again, or replaced) after this session began: the entry it was issued under is gone.
     // This also holds across restarts, where the in-memory removal record above is lost. An
     // `added_at` in this clock's future is not trusted (another machine's clock): no check then.
     const addedAt = addedAtMs(found.entry)
     if (addedAt !== undefined && addedAt <= now && ticket.issuedAt < addedAt) {
-      evict(token)
-      throw new AuthError('session_revoked', 'the allowlist entry of this client key was (re)added after the session began')
+      throw refuse(ticket, token, req, 'session_revoked', 'the allowlist entry of this client key was (re)added after the session began', true)
     }
     const sessionId = ticket.id
-    if (revocation?.isSessionRevoked?.(sessionId) === true) throw new AuthError('session_revoked', 'this session was revoked')
-    checkAudience(ticket, ctx)
+    if (revocation?.isSessionRevoked?.(sessionId) === true) throw refuse(ticket, token, req, 'session_revoked', 'this session was revoked')
+    try {
+      checkAudience(ticket, ctx)
+    } catch (err) {
+      throw err instanceof AuthError ? refuse(ticket, token, req, err.code, err.message) : err
+    }
     return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token, audience: ticket.audience }
   }
 
   /** A session made with a certificate: its CA is still trusted, nothing of it revoked (certified-session.ts). */
-  function checkCertifiedTicket(ticket: OpenTicket, token: string, ctx: RequestContext | undefined): SessionInfo {
+  function checkCertifiedTicket(ticket: OpenTicket, token: string, ctx: RequestContext | undefined, req: RequestToVerify | undefined): SessionInfo {
     const fp = ticket.clientFingerprint
     const problem = certifiedSessionProblem(allowlist, revocation, fp, ticket.certificate!, ticket.issuedAt)
-    if (problem !== undefined) {
-      evict(token)
-      throw new AuthError('session_revoked', problem)
+    if (problem !== undefined) throw refuse(ticket, token, req, 'session_revoked', problem, true)
+    if (revocation?.isSessionRevoked?.(ticket.id) === true) throw refuse(ticket, token, req, 'session_revoked', 'this session was revoked')
+    try {
+      checkAudience(ticket, ctx)
+    } catch (err) {
+      throw err instanceof AuthError ? refuse(ticket, token, req, err.code, err.message) : err
     }
-    if (revocation?.isSessionRevoked?.(ticket.id) === true) throw new AuthError('session_revoked', 'this session was revoked')
-    checkAudience(ticket, ctx)
     ticket.entry ??= certifiedSessionEntry(allowlist, fp, ticket.certificate!, ticket.expiresAt)
     return { sessionId: ticket.id, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: ticket.entry, token, audience: ticket.audience }
+  }
+
+  const EXPIRED = 'the session expired; authenticate again'
+
+  /**
+   * An expired session's refusal. `session_expired` tells the client to renew and re-send, so it is
+   * authenticated only for a proof that passes every check (MAC, window, a sequence number never
+   * used, which is now used): that request never ran and never will. Otherwise no header (a
+   * replayed proof: `replay_detected`, authenticated).
+   */
+  function expired(ticket: OpenTicket, token: string, now: number, req: RequestToVerify | undefined): never | Promise<never> {
+    const mac = req === undefined ? undefined : verifiedProofMac(ticket, req)
+    const proof = mac === undefined ? undefined : matchRequestProof(req!.proof!)
+    const timestamp = Number(proof?.[1])
+    if (proof === undefined || Math.abs(now - timestamp) > windowMs) {
+      evict(token)
+      throw new AuthError('session_expired', EXPIRED)
+    }
+    // Both answers made now: the session key is zeroed when the token leaves the cache.
+    const answers = { ok: refusalHeader(ticket.sessionKey, 'session_expired', mac!), replay: refusalHeader(ticket.sessionKey, 'replay_detected', mac!) }
+    evict(token)
+    const after = (r: NonceResult): never => {
+      if (r === 'ok') throw new AuthError('session_expired', EXPIRED, { refusalHeader: answers.ok })
+      if (r === 'replay') throw new AuthError('replay_detected', 'this request proof (its sequence number) was already used', { refusalHeader: answers.replay })
+      if (r === 'stale') throw new AuthError('session_expired', EXPIRED)
+      throw new AuthError('server_busy', 'the server is busy; try again shortly', { retryAfter: 1 })
+    }
+    const r = nonceStore.checkSequence(ticket.id, Number(proof[2]), timestamp + windowMs + 1, proof[3]!)
+    return typeof r === 'string' ? after(r) : r.then(after)
   }
 
   /**
@@ -222,7 +270,8 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   function verifyNow(req: RequestToVerify): SessionInfo | Promise<SessionInfo> {
     const now = clock()
     const { token, ticket } = tokenOf(req.authorization)
-    const info = checkTicket(ticket, token, now, req.context)
+    if (now >= ticket.expiresAt) return expired(ticket, token, now, req)
+    const info = checkTicket(ticket, token, now, req.context, req)
     const header = req.proof
     if (header === undefined || header === '') {
       if (binding === 'bearer') return info
@@ -232,7 +281,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     if (proof === undefined) throw new AuthError('proof_invalid', `MCP-PKI-Proof header is malformed: ${proofHeaderProblem(header)}`)
     const timestamp = Number(proof[1])
     if (Math.abs(now - timestamp) > windowMs) {
-      throw new AuthError('proof_invalid', `request proof is ${Math.round(Math.abs(now - timestamp) / 1000)} s outside the time window (±${windowMs / 1000} s, in this server's clock as told at the handshake); authenticate again`)
+      throw refuse(ticket, token, req, 'proof_invalid', `request proof is ${Math.round(Math.abs(now - timestamp) / 1000)} s outside the time window (±${windowMs / 1000} s, in this server's clock as told at the handshake); authenticate again`)
     }
     const sequence = Number(proof[2])
     const epochText = proof[3]!
@@ -247,7 +296,9 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
 
   function afterNonce(inserted: NonceResult, info: SessionInfo, ticket: OpenTicket, macText: string): SessionInfo {
     if (inserted === 'ok') return info
-    if (inserted === 'replay') throw new AuthError('replay_detected', 'this request proof (its sequence number) was already used')
+    if (inserted === 'replay') {
+      throw new AuthError('replay_detected', 'this request proof (its sequence number) was already used', { refusalHeader: refusalHeader(ticket.sessionKey, 'replay_detected', macText) })
+    }
     if (inserted === 'stale') {
       // Authenticated under the session key, bound to the refused proof: a forged or replayed stale
       // answer cannot make the client send a request again (stale-answer.ts).
@@ -260,7 +311,13 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
 
   return {
     verifyToken(token, context) {
-      return checkTicket(open(token), token, clock(), context)
+      const ticket = open(token)
+      const now = clock()
+      if (now >= ticket.expiresAt) {
+        evict(token)
+        throw new AuthError('session_expired', EXPIRED)
+      }
+      return checkTicket(ticket, token, now, context)
     },
 
     verify(req) {

@@ -189,11 +189,15 @@ test('a revoked key (removed from the allowlist) gets 401; the tool never runs a
   await whoami(client)
   const before = s.calls.whoami
   p.serverAllowlist.remove(p.client.fingerprint)
+  // session_revoked is not re-sent (docs/PROTOCOL.md §8): the 401 reaches the SDK, the session is dropped.
+  await assert.rejects(client.callTool({ name: 'whoami', arguments: {} }), /session_revoked/)
+  assert.equal(counting.statuses.at(-1), 401)
+  assert.equal(authFetch.current, undefined, 'the refused session is dropped')
+  // The next call runs a new handshake, which the server refuses.
   await assert.rejects(
     client.callTool({ name: 'whoami', arguments: {} }),
     (err: unknown) => err instanceof AuthError && err.code === 'authentication_failed',
   )
-  assert.equal(counting.statuses.at(-1), 401)
   assert.equal(s.calls.whoami, before)
 })
 

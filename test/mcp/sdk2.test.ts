@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, test } from 'node:test'
 import { pathToFileURL } from 'node:url'
-import { Client, SdkErrorCode, SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
+import { Client, SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
 import { createMcpHandler, isInitializeRequest, McpServer, WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server'
 import { Client as Client1 } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport as StreamableHTTPClientTransport1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
@@ -347,8 +347,12 @@ test('2.x: a revoked key (removed from the server allowlist) → 401; the tool n
   await whoami2(client)
   const before = s.calls.whoami
   p.serverAllowlist.remove(p.client.fingerprint)
-  await assert.rejects(client.callTool({ name: 'whoami', arguments: {} }), (err: unknown) => err instanceof AuthError && err.code === 'authentication_failed')
+  // session_revoked is not re-sent (docs/PROTOCOL.md §8): the error names it, the session is dropped…
+  await assert.rejects(client.callTool({ name: 'whoami', arguments: {} }), (err: unknown) => err instanceof AuthError && err.code === 'session_revoked')
   assert.equal(counting.statuses.at(-1), 401)
+  assert.equal(authFetch.current, undefined)
+  // … and the next call's handshake is refused.
+  await assert.rejects(client.callTool({ name: 'whoami', arguments: {} }), (err: unknown) => err instanceof AuthError && err.code === 'authentication_failed')
   assert.equal(s.calls.whoami, before)
 })
 
@@ -425,7 +429,7 @@ test('2.x: requireRole — a caller without the role gets an isError result and 
   assert.equal(s.calls.admin, 1)
 })
 
-test('2.x createAuthProvider: token() is the session token; a 401 the fetch cannot cure gets one more handshake, then SdkHttpError', async () => {
+test('2.x createAuthProvider: token() is the session token; a 401 the fetch does not re-send is not re-sent by the transport either (AuthError, session dropped)', async () => {
   const { p, s } = await setup()
   const authFetch = clientFetch(p, s.url)
   const provider = createAuthProvider(authFetch)
@@ -433,7 +437,7 @@ test('2.x createAuthProvider: token() is the session token; a 401 the fetch cann
   const token = await provider.token()
   assert.equal(authFetch.handshakes, 1)
   assert.equal(token, authFetch.current!.token)
-  await provider.onUnauthorized()
+  await assert.rejects(provider.onUnauthorized(), (err: unknown) => err instanceof AuthError && err.code === 'authentication_failed' && /not sent again/.test(err.message))
   assert.equal(authFetch.current, undefined, 'onUnauthorized drops the session')
   assert.notEqual(await provider.token(), token)
   assert.equal(authFetch.handshakes, 2)
@@ -451,9 +455,12 @@ test('2.x createAuthProvider: token() is the session token; a 401 the fetch cann
     handshakeFetch: globalThis.fetch,
   })
   const client = new Client({ name: 'broken', version: '1' })
-  await assert.rejects(client.connect(transport2(s.url, broken)), (err: unknown) => err instanceof SdkHttpError && err.code === SdkErrorCode.ClientHttpAuthentication)
-  assert.deepEqual(counting, [401, 401, 401, 401], 'fetch retry, transport retry, fetch retry: bounded')
-  assert.equal(broken.handshakes, 4)
+  // An unauthenticated 401 (docs/PROTOCOL.md §8): neither the fetch nor the transport sends the
+  // request again; the error names the server's code; the session is dropped.
+  await assert.rejects(client.connect(transport2(s.url, broken)), (err: unknown) => err instanceof AuthError && err.code === 'proof_invalid')
+  assert.deepEqual(counting, [401], 'sent once, not re-sent')
+  assert.equal(broken.handshakes, 1)
+  assert.equal(broken.current, undefined)
   assert.equal(s.calls.whoami, 0)
 })
 

@@ -25,6 +25,7 @@ import type { AuthChallengeWire, AuthCompleteWire, AuthRequestWire, AuthResponse
 import { finishedMac, sha256, signingInput, transcript1, transcript2, transcript2pre, transcript3, transcript4 } from '../../src/protocol/transcript.js'
 import { bodyDigest, computeProofMac, createRequestProof, tokenDigest } from '../../src/session/session-token.js'
 import { computeStaleAnswerMac, staleAnswerInput, verifiedStaleEpoch } from '../../src/session/stale-answer.js'
+import { computeRefusalMac, refusalInput, verifiedRefusal } from '../../src/session/refusal-answer.js'
 import { createSessionVerifier } from '../../src/session/session-verifier.js'
 import { deriveTicketKey, openTicket, sealKeyFor, sealPeriod, TICKET_KIND } from '../../src/session/ticket.js'
 import { diffieHellman, hkdfSync } from 'node:crypto'
@@ -237,6 +238,30 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
   const staleMac = computeStaleAnswerMac(session.sessionKey, mac, unhex(STALE_EPOCH_HEX))
   const staleAccepted = verifiedStaleEpoch(session.sessionKey, proofHeader, staleErr.epochHeader)
 
+  // The same proof at the session's expiry (§8): a proof that passes every other check, its sequence
+  // number now used, gets the authenticated session_expired refusal (the client renews and re-sends).
+  // Presented again: replay_detected, also authenticated (the client does not re-send).
+  const expiryStore = new TestNonceStore(1000, () => session.expiresAt)
+  expiryStore.epochText = b64u(unhex(I.replay_epoch_hex))
+  const expiryVerifier = createSessionVerifier({ ticketKeys: server.ticketKeys, allowlist: serverAllowlist, nonceStore: expiryStore, clock: () => session.expiresAt, proofWindow: I.session_ttl_s + 60 })
+  const refusalOf = (): Promise<AuthError | undefined> =>
+    expiryVerifier.verify({ authorization: `Bearer ${session.token}`, proof: proofHeader, ...http, mcpSessionId }).then(
+      () => undefined,
+      (err: AuthError) => err,
+    )
+  const expiredErr = await refusalOf()
+  const replayErr = await refusalOf()
+  if (expiredErr?.code !== 'session_expired' || expiredErr.refusalHeader === undefined) throw new Error('generator: the proof was not refused as an authenticated session_expired')
+  if (replayErr?.code !== 'replay_detected' || replayErr.refusalHeader === undefined) throw new Error('generator: the proof presented again was not an authenticated replay_detected')
+  const refusalCase = (err: AuthError) => ({
+    code: err.code,
+    mac_input_hex: hex(refusalInput(err.code, mac)),
+    mac_hex: hex(computeRefusalMac(session.sessionKey, err.code, mac)),
+    header: err.refusalHeader,
+    client_verifies_code: verifiedRefusal(session.sessionKey, proofHeader, err.refusalHeader) ?? null,
+    client_resends: err.code === 'session_expired',
+  })
+
   // Negative vectors: message 3 altered, presented to a fresh server at the same instant as the good one.
   async function serverCodeFor(alter: (m: AuthResponseWire) => void): Promise<{ local: string; wire: string }> {
     const fresh = createServerHandshake({
@@ -393,6 +418,21 @@ export async function generateVectors(): Promise<Record<string, unknown>> {
         { name: 'MAC of another proof', header: `e=${b64u(unhex(STALE_EPOCH_HEX))}, m=${b64u(computeStaleAnswerMac(session.sessionKey, Buffer.alloc(32), unhex(STALE_EPOCH_HEX)))}`, expected: 'reject' },
         { name: 'epoch alone (mcp-pki/2 before this change)', header: b64u(unhex(STALE_EPOCH_HEX)), expected: 'reject' },
         { name: 'MAC under the wrong key', header: `e=${b64u(unhex(STALE_EPOCH_HEX))}, m=${b64u(computeStaleAnswerMac(Buffer.alloc(32), mac, unhex(STALE_EPOCH_HEX)))}`, expected: 'reject' },
+      ],
+    },
+    refusal: {
+      context: CONTEXT.refusal,
+      header_name: 'MCP-PKI-Refusal',
+      refused_proof_header: proofHeader,
+      refused_mac_hex: hex(mac),
+      server_clock_ms: session.expiresAt,
+      cases: [refusalCase(expiredErr), refusalCase(replayErr)],
+      negative: [
+        { name: 'code changed (replay_detected MAC, session_expired code)', header: replayErr.refusalHeader!.replace('c=replay_detected', 'c=session_expired'), expected: 'reject' },
+        { name: 'MAC of another proof', header: `c=session_expired, m=${b64u(computeRefusalMac(session.sessionKey, 'session_expired', Buffer.alloc(32)))}`, expected: 'reject' },
+        { name: 'MAC under the wrong key', header: `c=session_expired, m=${b64u(computeRefusalMac(Buffer.alloc(32), 'session_expired', mac))}`, expected: 'reject' },
+        { name: 'code alone', header: 'c=session_expired', expected: 'reject' },
+        { name: 'upper-case code', header: expiredErr.refusalHeader!.replace('c=session_expired', 'c=SESSION_EXPIRED'), expected: 'reject' },
       ],
     },
     key_codec: {

@@ -100,7 +100,7 @@ function hintForAuthError(err: AuthError, ctx: HintContext): string | undefined 
       return 'the server revoked this key while the session was open: the operator lifts it with mcp-allowlist unrevoke (old sessions stay refused; a new handshake is needed)'
     case 'session_expired':
     case 'session_invalid':
-      return 'the session ended or the server restarted: reconnect (the proxy and createAuthFetch run a new handshake by themselves; if this repeats, check the server log)'
+      return 'the session ended or the server restarted: the next request runs a new handshake by itself (this one was not sent again unless the server authenticated its refusal, since it may have run); if this repeats, check the server log'
     case 'proof_missing':
     case 'proof_invalid':
     case 'proof_stale':

@@ -235,6 +235,43 @@ test('vectors: the authenticated proof_stale answer (MCP-PKI-Epoch), and a clien
   }
 })
 
+test('vectors: the authenticated refusal (MCP-PKI-Refusal), and a client that re-sends only as §8 says', () => {
+  const R = V.refusal
+  const P = V.request_proof
+  assert.equal(R.context, 'mcp-pki/2 refusal')
+  assert.equal(R.header_name, 'MCP-PKI-Refusal')
+  assert.equal(R.refused_proof_header, P.header)
+  assert.equal(R.refused_mac_hex, P.mac_hex)
+  assert.equal(R.server_clock_ms, Date.parse(V.messages.m4.expires_at), 'made at the session expiry, in the server clock')
+  const key = unhex(V.session.session_key_hex)
+  const refusedMac = ub(/m=([A-Za-z0-9_-]{43})$/.exec(P.header)![1]!)
+  const macOf = (code: string, k: Buffer = key): Buffer => createHmac('sha256', k).update(Buffer.concat([lp(u8('mcp-pki/2 refusal')), lp(u8(code)), lp(refusedMac)])).digest()
+  // An independent client: parse c= and m=, recompute over the MAC of the proof it sent, compare.
+  const verifies = (header: string): string | undefined => {
+    const m = /^c=([a-z_]{1,32}), ?m=([A-Za-z0-9_-]{43})$/.exec(header)
+    return m !== null && macOf(m[1]!).equals(ub(m[2]!)) ? m[1]! : undefined
+  }
+  assert.deepEqual(
+    R.cases.map((c: { code: string }) => c.code),
+    ['session_expired', 'replay_detected'],
+  )
+  for (const c of R.cases) {
+    const input = Buffer.concat([lp(u8('mcp-pki/2 refusal')), lp(u8(c.code)), lp(unhex(P.mac_hex))])
+    assert.equal(hex(input), c.mac_input_hex)
+    assert.equal(hex(macOf(c.code)), c.mac_hex)
+    assert.equal(c.header, `c=${c.code}, m=${macOf(c.code).toString('base64url')}`)
+    assert.equal(verifies(c.header), c.code)
+    assert.equal(c.client_verifies_code, c.code)
+    assert.equal(c.client_resends, c.code === 'session_expired', 'a re-send only on a verified session_expired')
+  }
+  assert.ok(R.negative.length >= 5)
+  for (const n of R.negative) {
+    assert.equal(n.expected, 'reject')
+    assert.equal(verifies(n.header), undefined, n.name)
+  }
+  assert.notEqual(hex(macOf('session_expired', Buffer.alloc(32))), R.cases[0].mac_hex)
+})
+
 test('vectors: RFC 8032 §7.1 TEST 1 through the key codec, and its negative vectors', () => {
   const t = V.key_codec.rfc8032_test1
   const kp = keyPairFromPrivateKey(privateKeyFromSeed(unhex(t.secret_key_hex)))
