@@ -288,12 +288,14 @@ test('a resumed GET stream (Last-Event-ID) replays list answers filtered too', a
   const replay = await authFetch(url, { method: 'GET', headers: { accept: 'text/event-stream', 'mcp-session-id': c.sessionId, 'mcp-protocol-version': c.protocolVersion, 'last-event-id': priming[1]! } })
   assert.equal(replay.status, 200)
   const reader = replay.body!.getReader()
+  const giveUp = setTimeout(() => void reader.cancel(), 10_000) // the answer, or an empty stream: never a hang
   let got = ''
   while (!/"id":41/.test(got)) {
     const { value, done } = await reader.read()
     if (done) break
     got += Buffer.from(value).toString('utf8')
   }
+  clearTimeout(giveUp)
   await reader.cancel()
   const event = got.split('\n\n').find((ev) => ev.includes('"id":41'))!
   const message = JSON.parse(event.split('\n').find((l) => l.startsWith('data:'))!.slice(5)) as { result: { prompts: { name: string }[] } }

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { McpServer as McpServer1, ResourceTemplate as ResourceTemplate1 } from '@modelcontextprotocol/sdk/server/mcp.js'
-import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js'
+import type { EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest as isInit1, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 import { isInitializeRequest as isInit2, McpServer as McpServer2, ResourceTemplate as ResourceTemplate2, WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server'
@@ -45,6 +45,30 @@ function build1(runs: Runs, paginate: boolean): McpServer1 {
 }
 
 /** SDK 1.x, stateful Streamable HTTP over node:http (for `mcpAuth.protect` / `mountMcpAuth({ handler })`). */
+/**
+ * The SDK's example InMemoryEventStore orders events by sorting `<stream>_<ms>_<random>` ids, so
+ * two events stored in the same millisecond replay in random order (a resumed stream then missed
+ * the answer it was resumed for, and the test waited for ever). This one replays in the order stored.
+ */
+class InsertionOrderEventStore implements EventStore {
+  private readonly events: { id: string; streamId: string; message: Parameters<EventStore['storeEvent']>[1] }[] = []
+  private next = 0
+
+  async storeEvent(streamId: string, message: Parameters<EventStore['storeEvent']>[1]): Promise<string> {
+    const id = `${streamId}_${++this.next}`
+    this.events.push({ id, streamId, message })
+    return id
+  }
+
+  async replayEventsAfter(lastEventId: string, { send }: Parameters<EventStore['replayEventsAfter']>[1]): Promise<string> {
+    const at = this.events.findIndex((e) => e.id === lastEventId)
+    if (at === -1) return ''
+    const streamId = this.events[at]!.streamId
+    for (const e of this.events.slice(at + 1)) if (e.streamId === streamId) await send(e.id, e.message)
+    return streamId
+  }
+}
+
 export function sdk1Handler(runs: Runs, opts: { json?: boolean; paginate?: boolean; resumable?: boolean } = {}): (req: McpRequest, res: ServerResponse) => Promise<void> {
   const transports = new Map<string, StreamableHTTPServerTransport>()
   return async (req, res) => {
@@ -58,7 +82,7 @@ export function sdk1Handler(runs: Runs, opts: { json?: boolean; paginate?: boole
       const created: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         enableJsonResponse: opts.json ?? false,
-        ...(opts.resumable === true ? { eventStore: new InMemoryEventStore() } : {}),
+        ...(opts.resumable === true ? { eventStore: new InsertionOrderEventStore() } : {}),
         onsessioninitialized: (id) => void transports.set(id, created),
       })
       await build1(runs, opts.paginate ?? false).connect(created)
