@@ -127,6 +127,11 @@ export class InMemoryNonceStore implements NonceStore {
    * so a caller bug can never turn the store into a no-op.
    * @throws TypeError on a non-string/empty nonce or a non-finite expiresAt.
    */
+  /** This memory began when the store was made. */
+  epochSince(): number {
+    return this.base
+  }
+
   epoch(): string {
     return this.epochText
   }

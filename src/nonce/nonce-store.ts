@@ -17,6 +17,16 @@ export interface NonceStore {
   /** The current replay epoch (base64url of 8 bytes). */
   epoch(): string
   /**
+   * How far the clocks of the processes sharing this memory may disagree, ms (a Redis fleet's
+   * `auth.fleet_clock_skew`); absent or 0 when one clock judges everything.
+   */
+  readonly sharedClockSkewMs?: number
+  /**
+   * When the memory of the current epoch began (ms, this process's clock), if the store knows;
+   * a verifier that is not told takes the moment it first saw the epoch (later, so stricter).
+   */
+  epochSince?(): number
+  /**
    * Atomically records handshake `nonce` until `expiresAt` (ms since epoch) unless it is already
    * there. `ok`: first use. `replay`: seen before and not yet expired. `full`: no room; nothing
    * recorded. `stale`: `epoch` (default: the current one) is not this memory's epoch.

@@ -162,6 +162,7 @@ export class RedisNonceStore implements NonceStore {
   private readonly localExpiries = new Map<number, number>()
   private localCount = 0
   private readonly skewMarginMs: number
+  readonly sharedClockSkewMs: number
   /** The replay epoch as last seen in Redis (every reply carries it). */
   private currentEpoch: string
   private readonly evictionChecked: boolean
@@ -183,6 +184,7 @@ export class RedisNonceStore implements NonceStore {
     const skew = options.clockSkewMs ?? 5_000
     if (!Number.isFinite(skew) || skew < 0) throw new RangeError('clockSkewMs must be a non-negative number')
     this.skewMarginMs = 2 * skew
+    this.sharedClockSkewMs = skew
     this.currentEpoch = freshEpoch()
     if (typeof redis === 'string') {
       this.client = createRedisClient(redis, { commandTimeoutMs, onError: options.onError })

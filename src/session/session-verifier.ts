@@ -118,6 +118,8 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   const cacheSize = o.cacheSize ?? 10_000
   const cache = new Map<string, OpenTicket>()
   const { allowlist, nonceStore, revocation } = o
+  // When this process first saw the current replay epoch (mayHaveRunBefore).
+  let epochSeen = { epoch: nonceStore.epoch(), at: clock() }
 
   function open(token: string): OpenTicket {
     let t = cache.get(token)
@@ -291,18 +293,35 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     }
     const r = nonceStore.checkSequence(info.sessionId, sequence, timestamp + windowMs + 1, epochText)
     const macText = proof[4]!
-    return typeof r === 'string' ? afterNonce(r, info, ticket, macText) : r.then((x) => afterNonce(x, info, ticket, macText))
+    return typeof r === 'string' ? afterNonce(r, info, ticket, macText, timestamp) : r.then((x) => afterNonce(x, info, ticket, macText, timestamp))
   }
 
-  function afterNonce(inserted: NonceResult, info: SessionInfo, ticket: OpenTicket, macText: string): SessionInfo {
+  /**
+   * True when a proof dated `timestamp` under an earlier epoch may have been used before the
+   * memory of `epoch` began: dated before this process first saw `epoch` (plus the fleet's clock
+   * skew for a shared memory). The memory was lost no later than that, and an honest client dates
+   * a proof when it sends it, so a later date means the request was sent after the loss and can
+   * never have run under the lost memory (docs/PROTOCOL.md §9, "Which stale proofs are answered").
+   */
+  function mayHaveRunBefore(epoch: string, timestamp: number): boolean {
+    if (epoch !== epochSeen.epoch) epochSeen = { epoch, at: clock() }
+    const began = nonceStore.epochSince?.() ?? epochSeen.at
+    return timestamp <= began + (nonceStore.sharedClockSkewMs ?? 0)
+  }
+
+  function afterNonce(inserted: NonceResult, info: SessionInfo, ticket: OpenTicket, macText: string, timestamp: number): SessionInfo {
     if (inserted === 'ok') return info
     if (inserted === 'replay') {
       throw new AuthError('replay_detected', 'this request proof (its sequence number) was already used', { refusalHeader: refusalHeader(ticket.sessionKey, 'replay_detected', macText) })
     }
     if (inserted === 'stale') {
+      const epoch = nonceStore.epoch()
+      if (mayHaveRunBefore(epoch, timestamp)) {
+        // No MCP-PKI-Epoch answer: the client must not send this request again on its own.
+        throw new AuthError('proof_stale', "the server's replay memory restarted while this request was on its way: it may have run before that; check its effect, then send it again (new requests use the new epoch)", { epoch })
+      }
       // Authenticated under the session key, bound to the refused proof: a forged or replayed stale
       // answer cannot make the client send a request again (stale-answer.ts).
-      const epoch = nonceStore.epoch()
       const epochHeader = staleAnswerHeader(ticket.sessionKey, macText, epoch)
       throw new AuthError('proof_stale', "the server's replay memory restarted; make a new proof with the epoch in the MCP-PKI-Epoch header", { epoch, epochHeader })
     }

@@ -29,12 +29,17 @@ export class TestNonceStore implements NonceStore {
   readonly map = new Map<string, number>()
   /** This memory's replay epoch (new per instance, as a restarted process's). */
   epochText = randomBytes(8).toString('base64url')
+  /** When this memory began (default: long before any proof; a test of restarts sets it). */
+  epochStartedAt = -Infinity
   constructor(
     readonly max = 1000,
     readonly now: () => number = Date.now,
   ) {}
   epoch(): string {
     return this.epochText
+  }
+  epochSince(): number {
+    return this.epochStartedAt
   }
   checkSequence(sessionId: string, sequence: number, forgetAt: number, epoch: string): NonceResult {
     return this.checkAndInsert(`q:${sessionId}:${sequence}`, forgetAt, epoch)

@@ -31,6 +31,8 @@ interface Wire {
   answers: Array<{ status: number; epoch: string | null; proof: string | null }>
   /** Requests that reached the server carrying tools/call. */
   toolCallsSent: number
+  /** The last tools/call request as sent (to replay it later). */
+  lastCall?: { input: Parameters<FetchFunction>[0]; init: Parameters<FetchFunction>[1] }
 }
 
 /** A man in the middle on the MCP requests: forwards to the server, optionally forges the answer. */
@@ -40,7 +42,10 @@ function manInTheMiddle(): { wire: Wire; fetch: FetchFunction } {
     const body = typeof init?.body === 'string' ? init.body : init?.body instanceof Uint8Array ? Buffer.from(init.body).toString() : ''
     const headers = new Headers(init?.headers)
     const isCall = body.includes('"tools/call"')
-    if (isCall) wire.toolCallsSent++
+    if (isCall) {
+      wire.toolCallsSent++
+      wire.lastCall = { input, init }
+    }
     const res = await globalThis.fetch(input, init)
     wire.answers.push({ status: res.status, epoch: res.headers.get(EPOCH_HEADER), proof: headers.get('mcp-pki-proof') })
     if (isCall && wire.forge !== undefined && res.status === 200) {
@@ -149,6 +154,30 @@ test('a genuine stale answer replayed onto another request is refused (it is bou
   await assert.rejects(whoami(client))
   assert.equal(s.calls.whoami, before + 2, 'each request ran once')
   assert.equal(wire.toolCallsSent, sent + 2, 'neither was sent again')
+})
+
+test('a request that may have run before the replay memory restarted is never sent again: its stale answer offers no epoch to follow', async () => {
+  const { s, store, wire, authFetch } = await setup()
+  const client = await connectClient(s.url, authFetch)
+  cleanups.push(() => client.close())
+  await whoami(client)
+  const ran = s.calls.whoami
+  const captured = wire.lastCall!
+  // The server ran it; then its replay memory began again (a restart); the man in the middle
+  // replays the held request to get a genuine answer he could hand the client.
+  store.epochText = b64(8)
+  store.map.clear()
+  store.epochStartedAt = Date.now()
+  const replayed = await globalThis.fetch(captured.input, captured.init)
+  assert.equal(replayed.status, 401)
+  assert.match(await replayed.text(), /proof_stale/)
+  assert.equal(replayed.headers.get(EPOCH_HEADER), null, 'no MCP-PKI-Epoch answer: nothing a client would follow')
+  assert.equal(s.calls.whoami, ran, 'and it did not run again')
+  // A request sent after the memory began gets an authenticated stale answer and runs once.
+  await new Promise((r) => setTimeout(r, 20))
+  await whoami(client)
+  assert.equal(s.calls.whoami, ran + 1)
+  assert.equal(authFetch.current!.replayEpoch, store.epochText)
 })
 
 test('verifiedStaleEpoch: the vectors, and every one-character change of the genuine answer, refused', () => {
