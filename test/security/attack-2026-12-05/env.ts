@@ -93,16 +93,18 @@ export interface Session {
 }
 
 /** An independent mcp-pki/2 client (PROTOCOL.md §3–§5). */
-export async function handshake(env: Env, opts: { audience?: string; certificate?: string } = {}): Promise<Session> {
+export async function handshake(env: Env, opts: { audience?: string; certificate?: string; key?: crypto.KeyObject; sendCertificate?: string } = {}): Promise<Session> {
+  const clientKey = opts.key ?? env.clientKey;
+  const clientPub = opts.key ? unb64u(crypto.createPublicKey(opts.key).export({ format: 'jwk' }).x as string) : env.clientPub;
   const url = env.url + '/auth';
   const eph = crypto.generateKeyPairSync('x25519');
   const ephPub = unb64u(eph.publicKey.export({ format: 'jwk' }).x as string);
-  const m1 = { type: 'auth_request', version: 'mcp-pki/2', client_public_key: b64u(env.clientPub),
+  const m1 = { type: 'auth_request', version: 'mcp-pki/2', client_public_key: b64u(clientPub),
     client_nonce: b64u(crypto.randomBytes(32)), client_ephemeral: b64u(ephPub), timestamp: ts(), audience: opts.audience ?? url };
   const post = async (b: unknown) => { const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) }); return { status: r.status, body: await r.json() as any }; };
   const r2 = await post(m1); if (r2.status !== 200) throw new Error('M2 ' + JSON.stringify(r2.body));
   const m2 = r2.body;
-  const T1 = Buffer.concat([lp('mcp-pki/2'), lp(env.clientPub), lp(unb64u(m1.client_nonce)), lp(ephPub), lp(m1.timestamp), lp(m1.audience)]);
+  const T1 = Buffer.concat([lp('mcp-pki/2'), lp(clientPub), lp(unb64u(m1.client_nonce)), lp(ephPub), lp(m1.timestamp), lp(m1.audience)]);
   const T2pre = Buffer.concat([T1, lp(unb64u(m2.server_public_key)), lp(unb64u(m2.server_nonce)), lp(unb64u(m2.server_ephemeral)), lp(m2.timestamp), lp(m2.expires_at)]);
   let T2 = Buffer.concat([T2pre, lp(unb64u(m2.challenge_token))]);
   if (m2.certificate) T2 = Buffer.concat([T2, lp('mcp-pki/2 server-certificate'), lp(unb64u(m2.certificate))]);
@@ -114,9 +116,9 @@ export async function handshake(env: Env, opts: { audience?: string; certificate
   const ts3 = ts();
   let T3 = Buffer.concat([T2, lp(unb64u(m2.signature)), lp(ts3)]);
   if (opts.certificate) T3 = Buffer.concat([T3, lp('mcp-pki/2 client-certificate'), lp(unb64u(opts.certificate))]);
-  const sig3 = crypto.sign(null, sigin('mcp-pki/2 client-response', T3), env.clientKey);
+  const sig3 = crypto.sign(null, sigin('mcp-pki/2 client-response', T3), clientKey);
   const m3: any = { type: 'auth_response', version: 'mcp-pki/2', request: m1, challenge: m2, timestamp: ts3, signature: b64u(sig3) };
-  if (opts.certificate) m3.certificate = opts.certificate;
+  if (opts.sendCertificate !== undefined) m3.certificate = opts.sendCertificate; else if (opts.certificate) m3.certificate = opts.certificate;
   const r4 = await post(m3); if (r4.status !== 200) throw new Error('M4 ' + JSON.stringify(r4.body));
   const m4 = r4.body;
   const T4 = Buffer.concat([T3, lp(sig3), lp(H(Buffer.from(m4.session_token, 'ascii'))), lp(m4.expires_at), lp(m4.client_fingerprint), lp(m4.server_fingerprint), lp(m4.timestamp), lp(unb64u(m4.replay_epoch))]);
