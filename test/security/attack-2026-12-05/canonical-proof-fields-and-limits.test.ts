@@ -1,12 +1,12 @@
 // Property 19 (§6, §12): one spelling per proof; the limits of §12 at their boundaries; no 5xx.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeEnv, handshake, send, b64u, unb64u } from './env.ts';
+import { makeEnv, handshake, send, b64u, unb64u } from './env.js';
 
 /** Flip the unused low bits of the last base64url character: same bytes, non-canonical text. */
 function nonCanonical(s: string): string {
   const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-  const i = A.indexOf(s[s.length - 1]);
+  const i = A.indexOf(s.slice(-1));
   const alt = s.slice(0, -1) + A[i | 1];
   assert.deepEqual(unb64u(alt), unb64u(s));
   assert.notEqual(alt, s);
@@ -46,7 +46,7 @@ test('property 19: proof fields accepted only in their canonical spelling and wi
     for (const field of ['e', 'm'] as const) {
       const t = now();
       const seq = field === 'e' ? '5' : '6';
-      const { proofMac } = await import('./env.ts');
+      const { proofMac } = await import('./env.js');
       const mac = proofMac(s, { method: 'POST', target: '/mcp', body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }), t, seq });
       const e = b64u(s.epoch), m = b64u(mac);
       const header = field === 'e' ? hdr(t, seq, nonCanonical(e), m) : hdr(t, seq, e, nonCanonical(m));

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { makeEnv, handshake, send, CLI } from './env.ts';
+import { makeEnv, handshake, send, CLI } from './env.js';
 
 function sshPub(key: crypto.KeyObject): string {
   const raw = Buffer.from(crypto.createPublicKey(key).export({ format: 'jwk' }).x as string, 'base64url');
@@ -33,7 +33,7 @@ test('property 20: entry precedence, role limits', async () => {
       const f = path.join(d, `k${++n}.pub`);
       fs.writeFileSync(f, sshPub(key) + '\n');
       execFileSync('ssh-keygen', ['-q', '-s', path.join(d, ca), '-I', `id${n}`, ...args, f], { stdio: 'pipe' });
-      return Buffer.from(fs.readFileSync(path.join(d, `k${n}-cert.pub`), 'utf8').split(' ')[1], 'base64').toString('base64url');
+      return Buffer.from(fs.readFileSync(path.join(d, `k${n}-cert.pub`), 'utf8').split(' ')[1]!, 'base64').toString('base64url');
     };
     await env.start();
     const refused = async (label: string, o: Parameters<typeof handshake>[1]) => {

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { makeEnv, handshake, send, CLI, b64u } from './env.ts';
+import { makeEnv, handshake, send, CLI, b64u } from './env.js';
 
 function sshPub(key: crypto.KeyObject): string {
   const raw = Buffer.from(crypto.createPublicKey(key).export({ format: 'jwk' }).x as string, 'base64url');
@@ -27,7 +27,7 @@ test('property 20: client certificates are judged strictly', async () => {
       const f = path.join(d, `k${++n}.pub`);
       fs.writeFileSync(f, sshPub(key) + '\n');
       execFileSync('ssh-keygen', ['-q', '-s', path.join(d, ca), '-I', `id${n}`, '-z', String(n), ...args, f], { stdio: 'pipe' });
-      return Buffer.from(fs.readFileSync(path.join(d, `k${n}-cert.pub`), 'utf8').split(' ')[1], 'base64').toString('base64url');
+      return Buffer.from(fs.readFileSync(path.join(d, `k${n}-cert.pub`), 'utf8').split(' ')[1]!, 'base64').toString('base64url');
     };
     await env.start();
     const alice = crypto.generateKeyPairSync('ed25519').privateKey;
@@ -59,7 +59,7 @@ test('property 20: client certificates are judged strictly', async () => {
     const s2 = await handshake(env, { key: alice, certificate: cert(alice, ['-n', 'deploy', '-V', '-5m:+1h']) });
     assert.equal((await send(env, s2)).status, 200);
     // the CA leaves the allowlist: the certified sessions end at their next request
-    const caBlob = Buffer.from(fs.readFileSync(path.join(d, 'ca.pub'), 'utf8').split(' ')[1], 'base64');
+    const caBlob = Buffer.from(fs.readFileSync(path.join(d, 'ca.pub'), 'utf8').split(' ')[1]!, 'base64');
     const caFp = crypto.createHash('sha256').update(caBlob.subarray(caBlob.length - 32)).digest('hex');
     execFileSync('node', [CLI('mcp-allowlist.js'), 'remove', '--config', 'server.yml', '--fingerprint', caFp], { cwd: d, stdio: 'pipe' });
     let last: Awaited<ReturnType<typeof send>> | undefined;

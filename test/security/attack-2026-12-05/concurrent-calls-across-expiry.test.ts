@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-misused-promises -- attack harness: peer messages are untyped JSON */
 // Property 21 (§8): several calls of a createAuthFetch client in flight, held by a man in the middle
 // past the session's expiry, each get an authenticated session_expired; each is re-sent once and
 // each tool call runs exactly once. Replaying the held originals afterwards runs nothing.
@@ -7,8 +8,8 @@ import http from 'node:http';
 import path from 'node:path';
 import fs from 'node:fs';
 import type net from 'node:net';
-import { makeEnv } from './env.ts';
-import { createAuthFetchFromConfig } from '../../../src/mcp/client.ts';
+import { makeEnv } from './env.js';
+import { createAuthFetchFromConfig } from '../../../src/mcp/client.js';
 
 test('property 21: concurrent calls held past expiry each run exactly once', async () => {
   const env = await makeEnv({ auth: '  audience: "mcp-atk"\n  session_ttl: 6\n' });

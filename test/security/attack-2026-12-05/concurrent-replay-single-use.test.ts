@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- attack harness: peer messages are untyped JSON */
 // Properties 4 and 11 (§9): a proof presented many times at once runs exactly once, with the
 // in-memory replay memory and with Redis; the same message 3 presented many times at once gives
 // exactly one session.
@@ -5,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { execSync } from 'node:child_process';
-import { makeEnv, handshake, send, b64u, ts, type Env } from './env.ts';
+import { makeEnv, handshake, send, b64u, ts, type Env } from './env.js';
 
 async function race(env: Env) {
   const s = await handshake(env);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { makeEnv, handshake, send, proofMac, b64u } from './env.ts';
+import { makeEnv, handshake, send, proofMac, b64u } from './env.js';
 
 function rawRequest(port: number, head: string, body: string): Promise<string> {
   return new Promise((res) => {

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- attack harness: peer messages are untyped JSON */
 // Attack environment built only from docs/PROTOCOL.md and docs/operations.md: real CLIs as child
 // processes, a counting upstream, and an independent mcp-pki/2 client written with node:crypto.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -48,7 +49,7 @@ export async function makeEnv(opts: { auth?: string; gateway?: boolean } = {}): 
   const port = await freePort();
   let cfg = fs.readFileSync(path.join(dir, 'server.yml'), 'utf8').replace('port: 8443', `port: ${port}`);
   if (opts.auth) cfg = cfg.replace('auth:\n', `auth:\n${opts.auth}`);
-  cfg = cfg.replace(/audit:\n  enabled: true/, 'audit:\n  enabled: false');
+  cfg = cfg.replace(/audit:\n {2}enabled: true/, 'audit:\n  enabled: false');
   fs.writeFileSync(path.join(dir, 'server.yml'), cfg);
   fs.writeFileSync(path.join(dir, 'client.yml'), fs.readFileSync(path.join(dir, 'client.yml'), 'utf8').replace('8443', String(port)));
   const calls = { n: 0, bodies: [] as string[] };
@@ -134,7 +135,8 @@ export function proofMac(s: Session, p: { method: string; target: string; mcpSes
 
 export interface ReqOpts { body?: string; target?: string; t?: string; seq?: string; epoch?: Buffer; header?: string; mcpSessionId?: string; extraHeaders?: Record<string, string>; token?: string }
 /** Sends one authenticated request; returns the status, headers, body and the proof MAC used. */
-export async function send(env: Env, s: Session, o: ReqOpts = {}) {
+export interface Sent { status: number; headers: Headers; text: string; code: string | undefined; mac: Buffer; header: string }
+export async function send(env: Env, s: Session, o: ReqOpts = {}): Promise<Sent> {
   const body = o.body ?? JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
   const target = o.target ?? '/mcp';
   const t = o.t ?? String(Date.now() + s.offset);

@@ -3,7 +3,7 @@
 // the session's sequence window must not be dropped before then, or the proof runs twice.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeEnv, handshake, send } from './env.ts';
+import { makeEnv, handshake, send } from './env.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,9 +1,10 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- attack harness: peer messages are untyped JSON */
 // Properties 8 and 19 (§8, §12): handshake limits at their boundaries (body size, audience bytes,
 // token and timestamp lengths) and mutated messages 3 never give a 5xx, never a session.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { makeEnv, b64u, ts } from './env.ts';
+import { makeEnv, b64u, ts } from './env.js';
 
 test('property 19/8: handshake limits at the boundaries; mutated messages never 5xx', async () => {
   const env = await makeEnv({ gateway: false, auth: '  rate_limit:\n    per_address: 100000\n' });
@@ -43,7 +44,7 @@ test('property 19/8: handshake limits at the boundaries; mutated messages never 
     for (const p of paths) for (const v of values) {
       const m: any = structuredClone(M3);
       let o = m; for (const k of p.slice(0, -1)) o = o[k];
-      Object.defineProperty(o, p[p.length - 1], { value: v, enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(o, p[p.length - 1]!, { value: v, enumerable: true, writable: true, configurable: true });
       const r = await post(JSON.stringify(m));
       n++;
       assert.ok(r.status >= 400 && r.status < 500, `${p.join('.')}=${JSON.stringify(v)?.slice(0, 30)}: ${r.status} ${r.text.slice(0, 200)}`);

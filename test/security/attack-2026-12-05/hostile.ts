@@ -1,8 +1,9 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- attack harness: peer messages are untyped JSON */
 // A hostile mcp-pki/2 server written from docs/PROTOCOL.md (§3–§5, §15) with node:crypto only.
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
-import { b64u, unb64u, lp, sigin, H, hmac, ts } from './env.ts';
+import { b64u, unb64u, lp, sigin, H, hmac, ts } from './env.js';
 
 type Key = crypto.KeyObject;
 export const raw = (k: Key) => unb64u(crypto.createPublicKey(k).export({ format: 'jwk' }).x as string);

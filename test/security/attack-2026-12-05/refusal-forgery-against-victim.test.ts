@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-misused-promises -- attack harness: peer messages are untyped JSON */
 // Properties 17 and 21 (§6, §8): a man in the middle on plain HTTP between a createAuthFetch client
 // and the gateway lets a tool call run, then answers the client a 401 of its own making: no header,
 // a forged MCP-PKI-Refusal, a genuine refusal of another code or another request, duplicated
@@ -11,8 +12,8 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import fs from 'node:fs';
 import type net from 'node:net';
-import { makeEnv, b64u } from './env.ts';
-import { createAuthFetchFromConfig } from '../../../src/mcp/client.ts';
+import { makeEnv, b64u } from './env.js';
+import { createAuthFetchFromConfig } from '../../../src/mcp/client.js';
 
 type Captured = { method: string; url: string; headers: Record<string, string>; body: Buffer };
 type Answer = { status: number; headers: Record<string, string | string[]>; body: string };
@@ -79,7 +80,7 @@ test('property 21/17: no MITM-made 401 makes a createAuthFetch client run a tool
     // positive control: held past expiry, never ran → verified session_expired → one re-send
     {
       const before = env.calls.n; seen = 0;
-      mode = async (c, n) => { if (n === 1) await new Promise((r) => setTimeout(r, 6500)); return null; };
+      mode = async (_c, n) => { if (n === 1) await new Promise((r) => setTimeout(r, 6500)); return null; };
       const r = await call();
       assert.equal(r.status, 200);
       assert.equal(seen, 2, 'the client re-sent once on the authenticated session_expired');

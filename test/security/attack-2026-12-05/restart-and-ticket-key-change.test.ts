@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- attack harness: peer messages are untyped JSON */
 // Properties 11, 17 and 21 (§6, §8, §9): across a server restart (new in-memory replay epoch) a
 // createAuthFetch call runs exactly once (verified proof_stale, one re-send of a request that never
 // ran); across a ticket-key change the call is handed back (unauthenticated session_invalid), never
@@ -7,8 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { makeEnv } from './env.ts';
-import { createAuthFetchFromConfig } from '../../../src/mcp/client.ts';
+import { makeEnv } from './env.js';
+import { createAuthFetchFromConfig } from '../../../src/mcp/client.js';
 
 test('property 11/17/21: restarts and ticket-key changes never run a call twice', async () => {
   const env = await makeEnv({ auth: `  ticket_key: "${crypto.randomBytes(32).toString('base64url')}"\n` });

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- attack harness: peer messages are untyped JSON */
 // Property 20 (§7b): a client that trusts servers through a CA entry accepts a server key only with
 // a host certificate from that CA, for that key, valid now, naming the URL's host literally, with no
 // critical option. A hostile server (hostile.ts) presents each wrong certificate, properly signed
@@ -9,9 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { CLI } from './env.ts';
-import { hostile, newKey } from './hostile.ts';
-import { createAuthFetchFromConfig } from '../../../src/mcp/client.ts';
+import { CLI } from './env.js';
+import { hostile, newKey } from './hostile.js';
+import { createAuthFetchFromConfig } from '../../../src/mcp/client.js';
 
 function sshPub(key: crypto.KeyObject): string {
   const raw = Buffer.from(crypto.createPublicKey(key).export({ format: 'jwk' }).x as string, 'base64url');
@@ -38,7 +39,7 @@ test('property 20 (§7b): host certificates are judged strictly by the client', 
       const f = path.join(dir, `k${++n}.pub`);
       fs.writeFileSync(f, sshPub(key) + '\n');
       execFileSync('ssh-keygen', ['-q', '-s', path.join(dir, ca), '-I', `h${n}`, '-z', String(n), ...args, f], { stdio: 'pipe' });
-      return Buffer.from(fs.readFileSync(path.join(dir, `k${n}-cert.pub`), 'utf8').split(' ')[1], 'base64').toString('base64url');
+      return Buffer.from(fs.readFileSync(path.join(dir, `k${n}-cert.pub`), 'utf8').split(' ')[1]!, 'base64').toString('base64url');
     };
     const attempt = async () => {
       const af = await createAuthFetchFromConfig(cfg, `http://127.0.0.1:${h.port}/mcp`, { interactive: false } as any);

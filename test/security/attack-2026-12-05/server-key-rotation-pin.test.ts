@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- attack harness: peer messages are untyped JSON */
 // Property 16 (§15): a pin moves only to a key proven by both keys in the same handshake. A hostile
 // server (written here from PROTOCOL.md) plays the whole handshake to a createAuthFetch victim whose
 // config pins a server key. Control: the holder of the pinned key can move the pin (by design).
@@ -10,9 +11,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { b64u, unb64u, lp, sigin, H } from './env.ts';
-import { hostile, raw, fp, newKey, type UpdatePlan } from './hostile.ts';
-import { createAuthFetchFromConfig } from '../../../src/mcp/client.ts';
+import { b64u, lp, sigin, H } from './env.js';
+import { hostile, raw, fp, newKey, type UpdatePlan } from './hostile.js';
+import { createAuthFetchFromConfig } from '../../../src/mcp/client.js';
 
 type Key = crypto.KeyObject;
 void H;
@@ -64,7 +65,7 @@ test('property 16: only the holder of the pinned key (with its successor) moves 
       ['stolen retired key announces its own successor A', fp(N), A, ({ T4 }) => update(T4, P, A, P, A).u],
       // attacker without any server key, victim pinned to P
       ['replayed genuine update from another handshake', fp(P), A, () => genuine!.u],
-      ['genuine from_signature replayed into a new update to A', fp(P), A, ({ T4 }) => ({ ...update(T4, P, A, null, A).u, from_signature: genuine!.u.from_signature })],
+      ['genuine from_signature replayed into a new update to A', fp(P), A, ({ T4 }) => ({ ...update(T4, P, A, null, A).u, from_signature: genuine!.u.from_signature! })],
       ['update whose from is not the pin', fp(P), A, ({ T4 }) => update(T4, N, A, N, A).u],
       ['swapped contexts', fp(P), A, ({ T4 }) => update(T4, P, A, A, A, 'mcp-pki/2 server-key-prove', 'mcp-pki/2 server-key-update').u],
       ['to = from = attacker', fp(P), A, ({ T4 }) => update(T4, A, A, A, A).u],

@@ -4,7 +4,7 @@
 // a verified `session_expired` (which a createAuthFetch client would renew and re-send on).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeEnv, handshake, send, refusalMac, b64u } from './env.ts';
+import { makeEnv, handshake, send, refusalMac, b64u } from './env.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -13,7 +13,7 @@ function refusalCode(r: { headers: Headers }, s: Parameters<typeof refusalMac>[0
   if (!v) return undefined;
   const m = /^c=([a-z_]{1,32}), ?m=([A-Za-z0-9_-]{43})$/.exec(v.trim());
   assert.ok(m, 'refusal header well formed: ' + v);
-  assert.equal(m[2], b64u(refusalMac(s, m[1], mac)), 'refusal MAC verifies');
+  assert.equal(m[2], b64u(refusalMac(s, m[1]!, mac)), 'refusal MAC verifies');
   return m[1];
 }
 

@@ -4,7 +4,7 @@
 // no MCP-PKI-Epoch: the known residual risk of §"Still open" stays bounded by the window.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeEnv, handshake, send, staleMac, b64u, unb64u } from './env.ts';
+import { makeEnv, handshake, send, staleMac, b64u, unb64u } from './env.js';
 
 test('property 17: no stale answer outside the proof window; inside it the answer verifies for that proof only', async () => {
   const W = 4;
@@ -20,8 +20,8 @@ test('property 17: no stale answer outside the proof window; inside it the answe
     const inside = await send(env, s, { t: tIn, seq: '2' });
     assert.equal(inside.status, 401); assert.equal(inside.code, 'proof_stale');
     const v = /^e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/.exec(inside.headers.get('mcp-pki-epoch')!.trim())!;
-    assert.equal(v[2], b64u(staleMac(s, inside.mac, unb64u(v[1]))));
-    assert.notEqual(b64u(staleMac(s, Buffer.alloc(32), unb64u(v[1]))), v[2]);
+    assert.equal(v[2], b64u(staleMac(s, inside.mac, unb64u(v[1]!))));
+    assert.notEqual(b64u(staleMac(s, Buffer.alloc(32), unb64u(v[1]!))), v[2]);
     // outside the window, the held-back request that ran gets no stale answer
     await new Promise((r) => setTimeout(r, W * 1000 + 800));
     const late = await send(env, s, { t, seq: '1' });
@@ -29,7 +29,7 @@ test('property 17: no stale answer outside the proof window; inside it the answe
     assert.equal(late.headers.get('mcp-pki-epoch'), null, 'stale answer outside the window');
     assert.equal(late.code, 'proof_invalid');
     // and the new epoch works for a fresh proof
-    s.epoch = unb64u(v[1]);
+    s.epoch = unb64u(v[1]!);
     assert.equal((await send(env, s, { seq: '3' })).status, 200);
     assert.equal(env.calls.n, 2);
   } finally { await env.close(); }

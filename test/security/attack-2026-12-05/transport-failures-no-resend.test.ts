@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-misused-promises -- attack harness: peer messages are untyped JSON */
 // Property 21 (§8): "a request is sent again only on the server's word". A man in the middle lets a
 // tool call run, then answers the createAuthFetch client with something that is not an authenticated
 // refusal: a 503 server_busy with Retry-After, a 429, a 502/504, a reset connection, a timeout. The
@@ -8,8 +9,8 @@ import http from 'node:http';
 import path from 'node:path';
 import fs from 'node:fs';
 import type net from 'node:net';
-import { makeEnv } from './env.ts';
-import { createAuthFetchFromConfig } from '../../../src/mcp/client.ts';
+import { makeEnv } from './env.js';
+import { createAuthFetchFromConfig } from '../../../src/mcp/client.js';
 
 test('property 21: a call that ran is never re-sent on a transport failure or an unauthenticated 5xx/429', async () => {
   const env = await makeEnv({ auth: '  audience: "mcp-atk"\n' });
