@@ -1,7 +1,7 @@
 // Property 17 (§6 steps 7–8, §9): the authenticated proof_stale answer (on which a client re-sends)
 // is given only to a proof inside the proof window. A request held back by a man in the middle and
 // presented after a restart of the replay memory, once outside the window, gets proof_invalid with
-// no MCP-PKI-Epoch: the known residual risk of §"Still open" stays bounded by the window.
+// no MCP-PKI-Epoch; inside the window, a proof dated before the restart gets none either (§9).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeEnv, handshake, send, staleMac, b64u, unb64u } from './env.js';
@@ -16,8 +16,13 @@ test('property 17: no stale answer outside the proof window; inside it the answe
     assert.equal((await send(env, s, { t, seq: '1' })).status, 200);
     const tIn = String(Date.now() + s.offset);
     await env.stop(); await env.start();
-    // inside the window, a proof never presented gets the genuine stale answer
-    const inside = await send(env, s, { t: tIn, seq: '2' });
+    // inside the window, a proof dated before the restart (its request may have run) gets
+    // proof_stale with no answer to follow (§9, "Which stale proofs are answered")
+    const before = await send(env, s, { t: tIn, seq: '2' });
+    assert.equal(before.status, 401); assert.equal(before.code, 'proof_stale');
+    assert.equal(before.headers.get('mcp-pki-epoch'), null, 'no stale answer for a proof dated before the memory began');
+    // a proof dated after the restart, never presented, gets the genuine stale answer
+    const inside = await send(env, s, { t: String(Date.now() + s.offset), seq: '4' });
     assert.equal(inside.status, 401); assert.equal(inside.code, 'proof_stale');
     const v = /^e=([A-Za-z0-9_-]{11}), ?m=([A-Za-z0-9_-]{43})$/.exec(inside.headers.get('mcp-pki-epoch')!.trim())!;
     assert.equal(v[2], b64u(staleMac(s, inside.mac, unb64u(v[1]!))));
