@@ -6,24 +6,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, verify } from 'node:crypto'
+import { createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, verify } from 'node:crypto'
 import { CERT_VECTORS_PATH, generateCertificateVectors } from '../../vectors/generate-certificate.js'
+import { edPub, hex, lp, sha, u8, ub, unhex } from './independent-crypto.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const text = readFileSync(CERT_VECTORS_PATH, 'utf8')
 const V = JSON.parse(text) as any
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-const unhex = (s: string): Buffer => Buffer.from(s, 'hex')
-const ub = (s: string): Buffer => Buffer.from(s, 'base64url')
-const u8 = (s: string): Buffer => Buffer.from(s, 'utf8')
-const sha = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
-function lp(b: Uint8Array): Buffer {
-  const n = Buffer.alloc(4)
-  n.writeUInt32BE(b.byteLength)
-  return Buffer.concat([n, b])
-}
-const edPub = (raw: Uint8Array) => createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
 const edPrivSeed = (seed: Buffer) => createPrivateKey({ key: Buffer.concat([unhex('302e020100300506032b657004220420'), seed]), format: 'der', type: 'pkcs8' })
 
 /** A minimal reader of SSH wire strings (RFC 4251 §5). */

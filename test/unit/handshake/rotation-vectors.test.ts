@@ -6,29 +6,19 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { createHash, createPublicKey, verify } from 'node:crypto'
+import { verify } from 'node:crypto'
 import { createClientHandshake, createServerTrust } from '../../../src/handshake/client-handshake.js'
 import { ephemeralFromSeed } from '../../../src/handshake/common.js'
 import type { PinnedServerKey } from '../../../src/handshake/pinned-server-key.js'
 import { keyPairFromPrivateKey, privateKeyFromSeed } from '../../../src/keys/key-pair.js'
 import { generateRotationVectors, ROTATION_VECTORS_PATH } from '../../vectors/generate-rotation.js'
 import { INPUTS, presetRandom, VECTORS_PATH } from '../../vectors/generate.js'
+import { edPub, hex, lp, sha, u8, ub, unhex } from './independent-crypto.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const text = readFileSync(ROTATION_VECTORS_PATH, 'utf8')
 const V = JSON.parse(text) as any
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-const unhex = (s: string): Buffer => Buffer.from(s, 'hex')
-const ub = (s: string): Buffer => Buffer.from(s, 'base64url')
-const u8 = (s: string): Buffer => Buffer.from(s, 'utf8')
-const sha = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
-function lp(b: Uint8Array): Buffer {
-  const n = Buffer.alloc(4)
-  n.writeUInt32BE(b.byteLength)
-  return Buffer.concat([n, b])
-}
-const edPub = (raw: Uint8Array) => createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
 const sigin = (context: string, t: Uint8Array): Buffer => Buffer.concat([lp(u8(context)), sha(t)])
 
 function t4Of(m: any): Buffer {

@@ -11,22 +11,12 @@ import { publicKeyFromRaw, privateKeyFromSeed, keyPairFromPrivateKey, signBytes,
 import { createServerHandshake } from '../../../src/handshake/server-handshake.js'
 import { generateVectors, VECTORS_PATH } from '../../vectors/generate.js'
 import { TestAllowlist, TestNonceStore } from '../../helpers/fixtures.js'
+import { edPub, hex, lp, sha, u8, ub, unhex } from './independent-crypto.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const text = readFileSync(VECTORS_PATH, 'utf8')
 const V = JSON.parse(text) as any
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-const unhex = (s: string): Buffer => Buffer.from(s, 'hex')
-const ub = (s: string): Buffer => Buffer.from(s, 'base64url')
-const u8 = (s: string): Buffer => Buffer.from(s, 'utf8')
-const sha = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
-function lp(b: Uint8Array): Buffer {
-  const n = Buffer.alloc(4)
-  n.writeUInt32BE(b.byteLength)
-  return Buffer.concat([n, b])
-}
-const edPub = (raw: Uint8Array) => createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
 
 test('the generator reproduces handshake-v2.json byte for byte', async () => {
   const regenerated = JSON.stringify(await generateVectors(), null, 2) + '\n'
