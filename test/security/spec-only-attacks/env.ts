@@ -46,12 +46,6 @@ export async function makeEnv(opts: { auth?: string; gateway?: boolean } = {}): 
   run('mcp-keygen.js', ['--output-dir', './keys', '--key-name', 'client']);
   run('mcp-allowlist.js', ['add', '--config', 'server.yml', '--key-file', 'keys/client_public.pem']);
   run('mcp-allowlist.js', ['add', '--config', 'client.yml', '--key-file', 'keys/server_public.pem']);
-  const port = await freePort();
-  let cfg = fs.readFileSync(path.join(dir, 'server.yml'), 'utf8').replace('port: 8443', `port: ${port}`);
-  if (opts.auth) cfg = cfg.replace('auth:\n', `auth:\n${opts.auth}`);
-  cfg = cfg.replace(/audit:\n {2}enabled: true/, 'audit:\n  enabled: false');
-  fs.writeFileSync(path.join(dir, 'server.yml'), cfg);
-  fs.writeFileSync(path.join(dir, 'client.yml'), fs.readFileSync(path.join(dir, 'client.yml'), 'utf8').replace('8443', String(port)));
   const calls = { n: 0, bodies: [] as string[] };
   const up = http.createServer((req, res) => {
     let b = ''; req.on('data', (c) => (b += c)); req.on('end', () => {
@@ -61,6 +55,15 @@ export async function makeEnv(opts: { auth?: string; gateway?: boolean } = {}): 
     });
   });
   const upPort = await new Promise<number>((r) => up.listen(0, '127.0.0.1', () => r((up.address() as net.AddressInfo).port)));
+  // The upstream listens first: a port freed by freePort() could otherwise be handed straight back
+  // to it, and the server under attack would fail to bind while /health answered from the upstream.
+  let port = await freePort();
+  while (port === upPort) port = await freePort();
+  let cfg = fs.readFileSync(path.join(dir, 'server.yml'), 'utf8').replace('port: 8443', `port: ${port}`);
+  if (opts.auth) cfg = cfg.replace('auth:\n', `auth:\n${opts.auth}`);
+  cfg = cfg.replace(/audit:\n {2}enabled: true/, 'audit:\n  enabled: false');
+  fs.writeFileSync(path.join(dir, 'server.yml'), cfg);
+  fs.writeFileSync(path.join(dir, 'client.yml'), fs.readFileSync(path.join(dir, 'client.yml'), 'utf8').replace('8443', String(port)));
   let child: ChildProcess | undefined;
   const env: Env = {
     dir, port, upPort, calls, url: `http://127.0.0.1:${port}`,
@@ -74,7 +77,8 @@ export async function makeEnv(opts: { auth?: string; gateway?: boolean } = {}): 
       let errText = '';
       child.stderr!.on('data', (d) => (errText += d));
       for (let i = 0; i < 200; i++) {
-        try { const r = await fetch(`http://127.0.0.1:${port}/health`); if (r.ok) return; } catch { /* not yet */ }
+        // Ready when /health answers and the child still runs (another process may hold the port).
+        try { const r = await fetch(`http://127.0.0.1:${port}/health`); await r.text(); if (r.ok && child.exitCode === null) return; } catch { /* not yet */ }
         if (child.exitCode !== null) throw new Error('server exited: ' + errText);
         await new Promise((r) => setTimeout(r, 50));
       }
