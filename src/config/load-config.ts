@@ -252,6 +252,15 @@ function crossCheck(config: Config): { problems: string[]; warnings: string[] } 
         '(leave both ticket settings null to derive the ticket key from the server key, or set auth.ticket_key)',
     )
   }
+  // A server key in the agent has no seed to derive the ticket key from: without auth.ticket_key
+  // each process seals with random keys of its own (docs/operations.md, "Keys in ssh-agent").
+  const randomTicketKeys = config.keys.agent && config.auth.ticket_key === null
+  if (randomTicketKeys && t.workers !== 1) {
+    problems.push('keys.agent: a server key in the ssh-agent gives no ticket key the processes could share, so transport.workers other than 1 needs auth.ticket_key (32 random bytes, base64url)')
+  }
+  if (randomTicketKeys && config.auth.ticket_key_rotation === null && config.auth.nonce_store.type === 'redis') {
+    warnings.push('keys.agent without auth.ticket_key: each server process seals with random ticket keys of its own, so with several processes (nonce_store redis) a client must finish each handshake, and use its session, on the process that began it; set auth.ticket_key')
+  }
   const m = config.metrics
   if (m.enabled && m.port !== 0 && m.port === t.port) {
     problems.push(`metrics.port: must differ from transport.port (${t.port}); metrics are never served on the public port, got ${m.port}`)
