@@ -107,6 +107,7 @@ function resolveFilePaths(config: Config, baseDir: string): void {
   if (ssl.cert_file !== null) ssl.cert_file = r(ssl.cert_file)
   if (ssl.key_file !== null) ssl.key_file = r(ssl.key_file)
   if (ssl.ca_file !== null) ssl.ca_file = r(ssl.ca_file)
+  if (config.auth.revoked_keys_file !== null) config.auth.revoked_keys_file = r(config.auth.revoked_keys_file)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -179,15 +179,20 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
     // A key listed directly is judged on its entry; a certificate speaks only for an unlisted key.
     if (found.status === 'unknown' && certificate !== undefined && certificateCheck !== undefined) return certificateCheck(certificate, request.clientPublicKey, fingerprint, now)
-    return judgeClient(found, fingerprint)
+    return judgeClient(found, fingerprint, request.clientPublicKey)
   }
 
-  function judgeClient(found: LookupResult, fingerprint: string): Client {
+  function judgeClient(found: LookupResult, fingerprint: string, publicKeyRaw: Uint8Array): Client {
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
     // Folded into authentication_failed on the wire like unknown_key; the reason names it locally.
-    if (revocation?.isRevoked(fingerprint) === true) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is revoked`)
+    if (isKeyRevoked(fingerprint, publicKeyRaw)) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is revoked`)
     return { entry: found.entry, publicKey: found.publicKey, fingerprint }
+  }
+
+  /** Revoked by fingerprint, or (a KRL) by the key's bytes. */
+  function isKeyRevoked(fingerprint: string, publicKeyRaw: Uint8Array): boolean {
+    return revocation !== undefined && (revocation.isRevoked(fingerprint) || revocation.isPublicKeyRevoked?.(publicKeyRaw, fingerprint) === true)
   }
 
   // Verdicts of the default check by (port, address, audience): clients repeat the same few. The
@@ -319,7 +324,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       }
       // A fingerprint-only entry just completed: judged on the entry as the allowlist file has it now.
       const settling = allowlist.settle?.(client.fingerprint, now)
-      if (settling !== undefined) client = judgeClient(await settling, client.fingerprint)
+      if (settling !== undefined) client = judgeClient(await settling, client.fingerprint, request.clientPublicKey)
       // When a reload last removed this key (it is listed again now): sessions that began before
       // then are over (session-verifier.ts), so this one must carry a later start even if the clock
       // has not passed the removal time (stepped back, or coarse) — else the re-added key is locked out.
@@ -364,7 +369,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was removed from the allowlist during the handshake`)
       }
       const cert = client.certificate
-      if (revocation?.isRevoked(client.fingerprint) === true || (cert !== undefined && revocationReason(revocation, cert.caFingerprint, cert.serial, cert.keyId, client.fingerprint) !== undefined)) {
+      if (isKeyRevoked(client.fingerprint, request.clientPublicKey) || (cert !== undefined && revocationReason(revocation, cert.caFingerprint, cert.serial, cert.keyId, client.fingerprint) !== undefined)) {
         plain.fill(0)
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was revoked during the handshake`)
       }

@@ -2,7 +2,8 @@
  * Builds the server's {@link AuthService} from a loaded {@link Config}: the server key, the client
  * allowlist (watched: an edit is picked up without a restart, a broken edit keeps the last good
  * list and is audited as `allowlist.reload_failed`), the nonce store (memory, bounded by
- * `auth.nonce_cache_size`, or Redis shared by several processes), revocation (Redis), rate limits,
+ * `auth.nonce_cache_size`, or Redis shared by several processes), revocation (Redis, and the KRL of
+ * `auth.revoked_keys_file`, watched like the allowlist), rate limits,
  * the ticket key, session binding, proof window, audience and lifetimes.
  * @module
  */
@@ -23,6 +24,9 @@ import type { AuthMetrics } from '../metrics/auth-metrics.js'
 import { createReadiness, type Readiness, type ReadinessCheck } from '../metrics/readiness.js'
 import { RateLimiter } from '../ratelimit/token-bucket.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
+import { combineRevocationChecks } from '../revocation/krl-revocation.js'
+import { watchKrlFile } from '../revocation/krl-file.js'
+import type { RevocationCheck } from '../session/session-verifier.js'
 import { deriveTicketKey, rotatingTicketKeys, ticketKeyFrom, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { privateKeySeed } from '../keys/key-pair.js'
 import { describeServerKeys, loadServerKeys, serverKeyFilesOf, watchServerKeys, type ServerKeyLoader } from './server-keys.js'
@@ -205,6 +209,19 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       nonceStore = mem
     }
 
+    // auth.revoked_keys_file: an OpenSSH KRL beside (or instead of) the Redis list, reloaded on change.
+    const krlPath = config.auth.revoked_keys_file
+    let revocationCheck: RevocationCheck | undefined = revocation
+    if (krlPath !== null) {
+      const krl = await watchKrlFile(krlPath, {
+        pollIntervalMs: opts.allowlistPollMs ?? 500,
+        onReload: (r) => events.log('krl.reload', { path: krlPath, version: r.krl.version.toString() }),
+        onError: (err) => events.log('krl.reload_failed', { path: krlPath, reason: `${err.message}; keeping the last good revoked keys file` }, 'ERROR'),
+      })
+      closers.push(() => krl.close())
+      revocationCheck = combineRevocationChecks(revocation, krl.revocation)
+    }
+
     if (metrics !== undefined) {
       metrics.watchAllowlist(holder)
       nonceStore = metrics.instrumentNonceStore(nonceStore, 'handshake')
@@ -249,7 +266,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       maxMessageSize: config.transport.max_body_size,
       audit: events,
       ...(ticketKeys ? { ticketKeys } : {}),
-      ...(revocation ? { revocation } : {}),
+      ...(revocationCheck ? { revocation: revocationCheck } : {}),
       ...(perAddressLimiter ? { perAddressLimiter } : {}),
       ...(perAddressFailureLimiter ? { perAddressFailureLimiter } : {}),
       ...(perKeyLimiter ? { perKeyLimiter } : {}),
