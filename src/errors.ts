@@ -172,6 +172,8 @@ export function toWireError(err: unknown): WireError {
     if (FOLDED.has(err.code)) {
       return { code: 'authentication_failed', message: WIRE_MESSAGES.authentication_failed! }
     }
+    // Its message is for the audit log (it may name a socket or a key file), never for the peer.
+    if (err.code === 'internal_error') return { code: 'internal_error', message: WIRE_MESSAGES.internal_error! }
     // The message may quote the peer's text (an audience, a field name): nothing in it may act on a terminal.
     return { code: err.code as ProtocolErrorCode, message: printable(err.message) }
   }

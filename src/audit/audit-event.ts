@@ -23,6 +23,8 @@ export const AUDIT_EVENTS = [
   'server.stop',
   'server_key.reload',
   'server_key.reload_failed',
+  'krl.reload',
+  'krl.reload_failed',
   'authz.denied',
   'authz.allowed',
   'authz.reload',

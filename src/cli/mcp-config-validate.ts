@@ -11,7 +11,8 @@
  * Prints `ok: <file> is valid` (exit 0) or one `error: …` line per problem (exit 1); risky but
  * allowed settings print `warning: …`. Environment overrides (MCP_*) apply, as they would at
  * start-up. It finds what the server would refuse at start: TLS files are always checked (they
- * exist, parse, the key matches the certificate); --check-allowlist adds the allowlist's
+ * exist, parse, the key matches the certificate), and so is auth.revoked_keys_file (a KRL that
+ * loads); --check-allowlist adds the allowlist's
  * permissions; --check-redis, and --check-keys, connect to a configured Redis. Usage errors exit 2.
  * @module
  */
@@ -26,7 +27,7 @@ import { PASSPHRASE_ENV, loadPrivateKeyFile, loadPublicKeyFile } from '../keys/k
 import { fingerprintOf, opensshFingerprintOf } from '../keys/key-pair.js'
 import { checkAgent, checkCertificate } from './shared/check-key-sources.js'
 import { configureProgram, fail, printJson, printLine, runCli, UsageError, warn } from './shared/output.js'
-import { checkAllowlistPermissions, checkRedis, checkTlsFiles } from './shared/runtime-checks.js'
+import { checkAllowlistPermissions, checkRedis, checkRevokedKeysFile, checkTlsFiles } from './shared/runtime-checks.js'
 import { nextSteps, writeStarterConfig, type ConfigRole } from './shared/starter-config.js'
 
 interface ValidateOptions {
@@ -245,6 +246,7 @@ async function main(): Promise<void> {
       if (opts.checkKeys) await checkKeys(config, report)
       if (opts.checkAllowlist) await checkAllowlist(config, report, Date.now())
       await checkTlsFiles(config, report)
+      await checkRevokedKeysFile(config, report)
       if (opts.checkRedis || opts.checkKeys) await checkRedis(config, report)
     } catch (err) {
       if (!isAuthError(err) && !(err instanceof Error && 'code' in err)) throw err

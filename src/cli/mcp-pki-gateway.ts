@@ -23,7 +23,9 @@ import process from 'node:process'
 import { Command } from 'commander'
 import { loadConfig } from '../config/load-config.js'
 import type { Config } from '../config/types.js'
-import { privateKeySeed, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { randomBytes } from 'node:crypto'
+import { privateKeySeed } from '../keys/key-pair.js'
+import type { ServerKey } from '../handshake/server-key.js'
 import { createMcpGateway, splitCommand, type Upstream } from '../mcp/gateway.js'
 import { createMcpAuth } from '../mcp/server.js'
 import { isClusterWorker, labelResponses, onPrimaryStop, reportReady, runPrimary, workerReplayStore } from '../server/cluster.js'
@@ -95,14 +97,16 @@ function positiveInt(value: string, flag: string): number {
 /**
  * The root of the sealed session ids: `auth.ticket_key` when set (shared by a fleet), else the
  * server key's private seed. (With `auth.ticket_key_rotation` the ticket keys are random per
- * process, so the server key is used: sessions then survive restarts of the same server.)
+ * process, so the server key is used: sessions then survive restarts of the same server.) A server
+ * key in the ssh-agent has no seed to give: random, so MCP sessions end with the process (as its
+ * ticket keys do then).
  */
-function sessionIdRoot(config: Config, keyPair: Ed25519KeyPair): Buffer {
+function sessionIdRoot(config: Config, keyPair: ServerKey): Buffer {
   if (config.auth.ticket_key !== null) {
     const raw = Buffer.from(config.auth.ticket_key, 'base64url')
     if (raw.byteLength === 32) return raw
   }
-  return privateKeySeed(keyPair.privateKey)
+  return keyPair.privateKey === undefined ? randomBytes(32) : privateKeySeed(keyPair.privateKey)
 }
 
 async function main(): Promise<void> {

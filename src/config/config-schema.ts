@@ -41,6 +41,8 @@
  * | auth.ticket_key                    | null                       | base64url of exactly 32 bytes when set           |
  * | auth.ticket_key_rotation           | null                       | seconds; random rotating ticket keys (forward    |
  * |                                    |                            | secrecy; one process only, not with ticket_key)  |
+ * | auth.revoked_keys_file             | null                       | OpenSSH KRL (ssh-keygen -k), like sshd's         |
+ * |                                    |                            | RevokedKeys; reloaded when it changes            |
  * | auth.rate_limit.per_address        | 50                         | per second, 0 = off                              |
  * | auth.rate_limit.per_key            | 20                         | per second, 0 = off                              |
  * | auth.rate_limit.burst              | 100                        |                                                  |
@@ -302,6 +304,7 @@ const authSchema = z.strictObject(
     nonce_store: nonceStoreSchema.prefault({}),
     ticket_key: ticketKeySchema.default(null),
     ticket_key_rotation: positiveInt().nullable().default(null),
+    revoked_keys_file: nullablePath().default(null),
     rate_limit: rateLimitSchema.prefault({}),
   },
   section('key: value pairs'),

@@ -107,6 +107,7 @@ function resolveFilePaths(config: Config, baseDir: string): void {
   if (ssl.cert_file !== null) ssl.cert_file = r(ssl.cert_file)
   if (ssl.key_file !== null) ssl.key_file = r(ssl.key_file)
   if (ssl.ca_file !== null) ssl.ca_file = r(ssl.ca_file)
+  if (config.auth.revoked_keys_file !== null) config.auth.revoked_keys_file = r(config.auth.revoked_keys_file)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,6 +252,15 @@ function crossCheck(config: Config): { problems: string[]; warnings: string[] } 
       'auth.ticket_key_rotation: keeps ticket keys in one process, so it cannot be combined with transport.workers other than 1 ' +
         '(leave both ticket settings null to derive the ticket key from the server key, or set auth.ticket_key)',
     )
+  }
+  // A server key in the agent has no seed to derive the ticket key from: without auth.ticket_key
+  // each process seals with random keys of its own (docs/operations.md, "Keys in ssh-agent").
+  const randomTicketKeys = config.keys.agent && config.auth.ticket_key === null
+  if (randomTicketKeys && t.workers !== 1) {
+    problems.push('keys.agent: a server key in the ssh-agent gives no ticket key the processes could share, so transport.workers other than 1 needs auth.ticket_key (32 random bytes, base64url)')
+  }
+  if (randomTicketKeys && config.auth.ticket_key_rotation === null && config.auth.nonce_store.type === 'redis') {
+    warnings.push('keys.agent without auth.ticket_key: each server process seals with random ticket keys of its own, so with several processes (nonce_store redis) a client must finish each handshake, and use its session, on the process that began it; set auth.ticket_key')
   }
   const m = config.metrics
   if (m.enabled && m.port !== 0 && m.port === t.port) {

@@ -91,6 +91,11 @@ export interface Config {
      * them (forward secrecy). null = a key derived from the server key (or ticket_key).
      */
     ticket_key_rotation: number | null
+    /**
+     * An OpenSSH key revocation list (`ssh-keygen -k`), as sshd's RevokedKeys: client keys and
+     * certificates it revokes are refused, and their sessions end. Reloaded when the file changes.
+     */
+    revoked_keys_file: string | null
     rate_limit: {
       /** Handshake starts allowed per remote address per second (token bucket); 0 = off. */
       per_address: number

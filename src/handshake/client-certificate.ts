@@ -63,7 +63,7 @@ export function createClientCertificateCheck(o: ClientCertificateCheckOptions): 
     if (checked.role !== undefined && Buffer.byteLength(checked.role, 'utf8') > MAX_CERTIFICATE_ROLE_BYTES) {
       throw new CertificateRefusedError('cert_role_missing', `certificate "${printable(cert.keyId)}" maps to a role longer than ${MAX_CERTIFICATE_ROLE_BYTES} bytes`, ids)
     }
-    const revoked = revocationReason(o.revocation, checked.authority.fingerprint, cert.serial, cert.keyId, fingerprint)
+    const revoked = revocationReason(o.revocation, checked.authority.fingerprint, cert.serial, cert.keyId, fingerprint, subjectPublicKey)
     if (revoked !== undefined) throw new CertificateRefusedError(revoked, `client key ${fingerprint.slice(0, 16)}…: certificate "${printable(cert.keyId)}" (serial ${cert.serial}) is revoked (${revoked})`, ids)
     const notAfter = Number.isFinite(cert.validBefore) ? cert.validBefore + o.toleranceSeconds * 1000 : undefined
     const entry = certifiedEntry(checked.authority, { fingerprint, publicKeyRaw: Buffer.from(subjectPublicKey) }, { keyId: cert.keyId, serial: cert.serial, role: checked.role, notAfter })
@@ -82,13 +82,19 @@ export function createClientCertificateCheck(o: ClientCertificateCheckOptions): 
   }
 }
 
-/** Revoked by serial, by key id (both scoped to the CA) or by the key itself; undefined = not revoked. */
-export function revocationReason(revocation: RevocationCheck | undefined, caFingerprint: string, serial: string, keyId: string, fingerprint: string): string | undefined {
+/**
+ * Revoked by serial, by key id (both scoped to the CA) or by the key itself (by fingerprint, or by
+ * its bytes when `publicKeyRaw` is given: a KRL); undefined = not revoked.
+ */
+export function revocationReason(revocation: RevocationCheck | undefined, caFingerprint: string, serial: string, keyId: string, fingerprint: string, publicKeyRaw?: Uint8Array): string | undefined {
   if (revocation === undefined) return undefined
   const ids = certificateRevocationIds(caFingerprint, serial, keyId)
   if (revocation.isRevoked(ids.serial)) return 'cert_revoked_serial'
   if (revocation.isRevoked(ids.keyId)) return 'cert_revoked_key_id'
+  const listed = revocation.certificateRevocation?.(caFingerprint, serial, ids.keyId)
+  if (listed !== undefined) return listed === 'serial' ? 'cert_revoked_serial' : 'cert_revoked_key_id'
   if (revocation.isRevoked(fingerprint)) return 'cert_revoked_key'
+  if (publicKeyRaw !== undefined && revocation.isPublicKeyRevoked?.(publicKeyRaw, fingerprint) === true) return 'cert_revoked_key'
   return undefined
 }
 

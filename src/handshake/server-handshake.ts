@@ -13,7 +13,7 @@ import { AuthError } from '../errors.js'
 import { b64u, constantTimeEqual, readU64, writeU64 } from '../internal/bytes.js'
 import { formatTimestamp, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js'
 import { ed25519PublicKeyProblem, ed25519PublicKeyProblemFast, type Ed25519KeyProblem } from '../keys/point-check.js'
-import { fingerprintOf, privateKeySeed, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { fingerprintOf, privateKeySeed, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
 import { CONTEXT, EPOCH_SIZE, MAX_TOKEN_LENGTH, NONCE_SIZE, PROTOCOL_VERSION, SESSION_KEY_SIZE } from '../protocol/constants.js'
 import {
@@ -42,15 +42,21 @@ import type { RevocationCheck } from '../session/session-verifier.js'
 import { localHostNames, namesThisServer } from './local-audience.js'
 import { checkWindow, deriveSessionKeys, takeEphemeral, type EphemeralSource } from './common.js'
 import { heldServerKey, serverKeyUpdateFor, type ServerKeySource } from './server-key-rotation.js'
+import { signWithServerKey, type ServerKey } from './server-key.js'
 import { certificateCheckFor, hostCertificateOf, revocationReason, type CertifiedClient } from './client-certificate.js'
 
-export interface ServerHandshakeOptions {
-  keyPair: Ed25519KeyPair
+export interface ServerHandshakeOptions<K extends ServerKey = ServerKey> {
+  /**
+   * The server key: a key pair in this process, or a key that signs elsewhere (externalServerKey
+   * over an ssh-agent signer; message 2 is then answered through a promise, and `ticketKeys` is
+   * required: there is no private seed to derive the default from).
+   */
+  keyPair: K
   /**
    * The keys to present, read per message (a server-key rotation, server-key-rotation.ts). Default:
    * always `keyPair`. `keyPair` still derives the default ticket key.
    */
-  serverKeys?: ServerKeySource
+  serverKeys?: ServerKeySource<K>
   /** Which client keys may authenticate. */
   allowlist: KeyLookup
   /** Revoked keys (e.g. RedisRevocationList, shared by a fleet): refused like unlisted ones. */
@@ -91,13 +97,19 @@ export interface HandshakeResult {
   certificate?: CertifiedClient['certificate']
 }
 
-export interface ServerHandshake {
+/** Message 2 as a server answers it: at once with its key in this process, else a promise (agent). */
+export type ChallengeAnswer = AuthChallengeWire | Promise<AuthChallengeWire>
+
+export interface ServerHandshake<M2 extends ChallengeAnswer = AuthChallengeWire> {
   readonly fingerprint: string
   /** The keys that open this server's tickets now (the first seals). */
   readonly ticketKeys: readonly TicketKey[]
   readonly ticketKeyRing: TicketKeyRing
-  /** Message 1 → message 2. Throws AuthError. */
-  handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire
+  /**
+   * Message 1 → message 2. Throws AuthError. Synchronous for a key pair in this process; a
+   * promise (rejecting with AuthError) when the key signs elsewhere.
+   */
+  handleRequest(message: unknown, ctx?: HandshakeContext): M2
   /** Message 3 → message 4. Throws AuthError. */
   handleResponse(message: unknown, ctx?: HandshakeContext): Promise<HandshakeResult>
   /** The audience check of messages 1 and 3, for the session verifier to repeat on each request. */
@@ -127,9 +139,11 @@ const KEY_PROBLEM_WORDS: Record<Ed25519KeyProblem, string> = {
 }
 const EPOCH_AT = KEYS_AT + 2 * SESSION_KEY_SIZE
 
-export function createServerHandshake(options: ServerHandshakeOptions): ServerHandshake {
+export function createServerHandshake(options: ServerHandshakeOptions<Ed25519KeyPair>): ServerHandshake
+export function createServerHandshake(options: ServerHandshakeOptions): ServerHandshake<ChallengeAnswer>
+export function createServerHandshake(options: ServerHandshakeOptions): ServerHandshake<ChallengeAnswer> {
   const { keyPair, allowlist, nonceStore, revocation } = options
-  if (!keyPair?.privateKey || !allowlist || typeof allowlist.lookup !== 'function') throw new TypeError('keyPair and allowlist are required')
+  if (!(keyPair?.privateKey ?? keyPair?.signer) || !allowlist || typeof allowlist.lookup !== 'function') throw new TypeError('keyPair and allowlist are required')
   if (!nonceStore || typeof nonceStore.checkAndInsert !== 'function') throw new TypeError('nonceStore is required')
   const toleranceMs = seconds(options.timestampTolerance, 300, 'timestampTolerance') * 1000
   const challengeTtlMs = seconds(options.challengeTtl, 60, 'challengeTtl') * 1000
@@ -138,14 +152,12 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   const random = options.random ?? systemRandom
   const newEphemeral = options.ephemeral ?? takeEphemeral
   const audiences = options.audience == null ? [] : typeof options.audience === 'string' ? [options.audience] : [...options.audience]
-  const ring: TicketKeyRing = isTicketKeyRing(options.ticketKeys)
-    ? options.ticketKeys
-    : staticTicketKeys(options.ticketKeys?.length ? options.ticketKeys : [deriveTicketKey(privateKeySeed(keyPair.privateKey))])
+  const ring: TicketKeyRing = isTicketKeyRing(options.ticketKeys) ? options.ticketKeys : staticTicketKeys(options.ticketKeys?.length ? options.ticketKeys : [defaultTicketKey(keyPair)])
   const extraNames = new Set((options.localNames ?? []).map((n) => n.toLowerCase()).map((n) => (n.includes(':') && !n.startsWith('[') ? `[${n}]` : n)))
   const staticKeys = { current: keyPair }
   const serverKeys: ServerKeySource = options.serverKeys ?? (() => staticKeys)
-  const b64Of = new WeakMap<Ed25519KeyPair, string>()
-  const b64uOf = (k: Ed25519KeyPair): string => {
+  const b64Of = new WeakMap<ServerKey, string>()
+  const b64uOf = (k: ServerKey): string => {
     let text = b64Of.get(k)
     if (text === undefined) b64Of.set(k, (text = b64u(k.publicKeyRaw)))
     return text
@@ -153,7 +165,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
   // The host certificate speaks for the key it certifies: sent only while that key is the one presented.
   const hostCertificate = hostCertificateOf(options.certificate, keyPair.publicKeyRaw)
   const hostCertificateText = hostCertificate === undefined ? undefined : b64u(hostCertificate)
-  const hostCertificateFor = (k: Ed25519KeyPair): Buffer | undefined => (hostCertificate !== undefined && k.publicKeyRaw.equals(keyPair.publicKeyRaw) ? hostCertificate : undefined)
+  const hostCertificateFor = (k: ServerKey): Buffer | undefined => (hostCertificate !== undefined && k.publicKeyRaw.equals(keyPair.publicKeyRaw) ? hostCertificate : undefined)
 
   const certificateCheck = certificateCheckFor(allowlist, revocation, toleranceMs / 1000)
 
@@ -167,15 +179,20 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     const found = allowlist.lookup(fingerprint, now, request.clientPublicKey)
     // A key listed directly is judged on its entry; a certificate speaks only for an unlisted key.
     if (found.status === 'unknown' && certificate !== undefined && certificateCheck !== undefined) return certificateCheck(certificate, request.clientPublicKey, fingerprint, now)
-    return judgeClient(found, fingerprint)
+    return judgeClient(found, fingerprint, request.clientPublicKey)
   }
 
-  function judgeClient(found: LookupResult, fingerprint: string): Client {
+  function judgeClient(found: LookupResult, fingerprint: string, publicKeyRaw: Uint8Array): Client {
     if (found.status === 'unknown') throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is not on the allowlist`)
     if (found.status === 'expired') throw new AuthError('key_expired', `client key ${fingerprint.slice(0, 16)}… has an expired allowlist entry`)
     // Folded into authentication_failed on the wire like unknown_key; the reason names it locally.
-    if (revocation?.isRevoked(fingerprint) === true) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is revoked`)
+    if (isKeyRevoked(fingerprint, publicKeyRaw)) throw new AuthError('unknown_key', `client key ${fingerprint.slice(0, 16)}… is revoked`)
     return { entry: found.entry, publicKey: found.publicKey, fingerprint }
+  }
+
+  /** Revoked by fingerprint, or (a KRL) by the key's bytes. */
+  function isKeyRevoked(fingerprint: string, publicKeyRaw: Uint8Array): boolean {
+    return revocation !== undefined && (revocation.isRevoked(fingerprint) || revocation.isPublicKeyRevoked?.(publicKeyRaw, fingerprint) === true)
   }
 
   // Verdicts of the default check by (port, address, audience): clients repeat the same few. The
@@ -236,7 +253,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
     ticketKeyRing: ring,
     acceptsAudience,
 
-    handleRequest(message: unknown, ctx?: HandshakeContext): AuthChallengeWire {
+    handleRequest(message: unknown, ctx?: HandshakeContext): ChallengeAnswer {
       const request = parseAuthRequest(message)
       // A malformed key (small-order, non-canonical, or no point at all) is refused like any
       // malformed field, before anything is signed: it depends on the bytes alone, never on the
@@ -276,8 +293,8 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       keys.finishedKey.fill(0)
       plain.fill(0)
       const presentedCertificate = hostCertificateFor(presented)
-      const signature = signBytes(presented.privateKey, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token, presentedCertificate)))
-      return {
+      const signature = signWithServerKey(presented, signingInput(CONTEXT.serverChallenge, transcript2(t2pre, token, presentedCertificate)))
+      const answer = (sig: Buffer): AuthChallengeWire => ({
         type: 'auth_challenge',
         version: PROTOCOL_VERSION,
         server_public_key: b64uOf(presented),
@@ -286,9 +303,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         timestamp,
         expires_at: expiresAt,
         challenge_token: b64u(token),
-        signature: b64u(signature),
+        signature: b64u(sig),
         ...(presentedCertificate === undefined || hostCertificateText === undefined ? {} : { certificate: hostCertificateText }),
-      }
+      })
+      return signature instanceof Promise ? signature.then(answer) : answer(signature)
     },
 
     async handleResponse(message: unknown, ctx?: HandshakeContext): Promise<HandshakeResult> {
@@ -306,7 +324,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       }
       // A fingerprint-only entry just completed: judged on the entry as the allowlist file has it now.
       const settling = allowlist.settle?.(client.fingerprint, now)
-      if (settling !== undefined) client = judgeClient(await settling, client.fingerprint)
+      if (settling !== undefined) client = judgeClient(await settling, client.fingerprint, request.clientPublicKey)
       // When a reload last removed this key (it is listed again now): sessions that began before
       // then are over (session-verifier.ts), so this one must carry a later start even if the clock
       // has not passed the removal time (stepped back, or coarse) — else the re-added key is locked out.
@@ -351,7 +369,7 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was removed from the allowlist during the handshake`)
       }
       const cert = client.certificate
-      if (revocation?.isRevoked(client.fingerprint) === true || (cert !== undefined && revocationReason(revocation, cert.caFingerprint, cert.serial, cert.keyId, client.fingerprint) !== undefined)) {
+      if (isKeyRevoked(client.fingerprint, request.clientPublicKey) || (cert !== undefined && revocationReason(revocation, cert.caFingerprint, cert.serial, cert.keyId, client.fingerprint) !== undefined)) {
         plain.fill(0)
         throw new AuthError('unknown_key', `client key ${client.fingerprint.slice(0, 16)}… was revoked during the handshake`)
       }
@@ -385,8 +403,10 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
         replayEpoch,
       })
       const finished = finishedMac(finishedKey, t4)
-      const keyUpdate = serverKeyUpdateFor(keys, presented, t4)
+      const update = serverKeyUpdateFor(keys, presented, t4)
       plain.fill(0)
+      // Only a key in an agent makes this a promise: the in-process path takes no extra turn.
+      const keyUpdate = update instanceof Promise ? await update : update
       return {
         message: {
           type: 'auth_complete',
@@ -409,6 +429,12 @@ export function createServerHandshake(options: ServerHandshakeOptions): ServerHa
       }
     },
   }
+}
+
+/** The ticket key derived from the server's private seed; a key held elsewhere has none to give. */
+function defaultTicketKey(key: ServerKey): TicketKey {
+  if (key.privateKey === undefined) throw new TypeError('a server key that signs outside this process (ssh-agent) has no private seed to derive a ticket key from: pass ticketKeys')
+  return deriveTicketKey(privateKeySeed(key.privateKey))
 }
 
 function seconds(value: number | undefined, fallback: number, name: string): number {

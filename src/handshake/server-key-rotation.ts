@@ -13,40 +13,48 @@
  */
 import { AuthError } from '../errors.js'
 import { b64u } from '../internal/bytes.js'
-import { fingerprintOf, publicKeyFromRaw, signBytes, verifyBytes, type Ed25519KeyPair } from '../keys/key-pair.js'
+import { fingerprintOf, publicKeyFromRaw, verifyBytes } from '../keys/key-pair.js'
 import { weakEd25519KeyReason } from '../keys/point-check.js'
 import { CONTEXT } from '../protocol/constants.js'
 import { keyUpdateTranscript, type ServerKeyUpdate, type ServerKeyUpdateWire } from '../protocol/server-key-update.js'
 import { signingInput } from '../protocol/transcript.js'
+import { signWithServerKey, type ServerKey } from './server-key.js'
 
-/** The keys a server holds at one instant. */
-export interface ServerKeys {
+/** The keys a server holds at one instant (key pairs in this process, or keys in an agent). */
+export interface ServerKeys<K extends ServerKey = ServerKey> {
   /** The key message 2 presents. */
-  current: Ed25519KeyPair
+  current: K
   /** During a rotation: the retiring key and its successor; `current` is one of the two. */
-  rotation?: { from: Ed25519KeyPair; to: Ed25519KeyPair } | undefined
+  rotation?: { from: K; to: K } | undefined
 }
 
 /** Read once per handshake message, so a server can move through a rotation while it runs. */
-export type ServerKeySource = () => ServerKeys
+export type ServerKeySource<K extends ServerKey = ServerKey> = () => ServerKeys<K>
 
-/** The key pair the server holds whose raw public key is `raw` (a challenge it issued before a switch), if any. */
-export function heldServerKey(keys: ServerKeys, raw: Uint8Array): Ed25519KeyPair | undefined {
+/** The key the server holds whose raw public key is `raw` (a challenge it issued before a switch), if any. */
+export function heldServerKey<K extends ServerKey>(keys: ServerKeys<K>, raw: Uint8Array): K | undefined {
   const candidates = [keys.current, keys.rotation?.from, keys.rotation?.to]
   return candidates.find((k) => k !== undefined && k.publicKeyRaw.equals(raw))
 }
 
-/** Message 4's `server_key_update` when the handshake's key (`presented`) is part of a rotation; else undefined. */
-export function serverKeyUpdateFor(keys: ServerKeys, presented: Ed25519KeyPair, t4: Uint8Array): ServerKeyUpdateWire | undefined {
+/**
+ * Message 4's `server_key_update` when the handshake's key (`presented`) is part of a rotation;
+ * else undefined. A promise only when one of the two keys signs outside this process (an agent).
+ */
+export function serverKeyUpdateFor(keys: ServerKeys, presented: ServerKey, t4: Uint8Array): ServerKeyUpdateWire | undefined | Promise<ServerKeyUpdateWire> {
   const r = keys.rotation
   if (r === undefined || (presented !== r.from && presented !== r.to)) return undefined
   const tu = keyUpdateTranscript(t4, r.from.publicKeyRaw, r.to.publicKeyRaw)
-  return {
+  const fromSignature = signWithServerKey(r.from, signingInput(CONTEXT.serverKeyUpdate, tu))
+  const toSignature = signWithServerKey(r.to, signingInput(CONTEXT.serverKeyProve, tu))
+  const wire = (from: Buffer, to: Buffer): ServerKeyUpdateWire => ({
     from_public_key: b64u(r.from.publicKeyRaw),
     to_public_key: b64u(r.to.publicKeyRaw),
-    from_signature: b64u(signBytes(r.from.privateKey, signingInput(CONTEXT.serverKeyUpdate, tu))),
-    to_signature: b64u(signBytes(r.to.privateKey, signingInput(CONTEXT.serverKeyProve, tu))),
-  }
+    from_signature: b64u(from),
+    to_signature: b64u(to),
+  })
+  if (!(fromSignature instanceof Promise) && !(toSignature instanceof Promise)) return wire(fromSignature, toSignature)
+  return Promise.all([fromSignature, toSignature]).then(([from, to]) => wire(from, to))
 }
 
 /** Both signatures of an update verify over TU (this handshake's T4 and the two keys). */

@@ -72,7 +72,8 @@ export async function loadClientCredentials(keys: ClientKeySettings, options: Lo
   return { signer, fingerprint, source, certificate }
 }
 
-async function publicKeyIfPresent(path: string): Promise<Buffer | undefined> {
+/** The raw key of the public key file `path`; undefined when there is no such file. @throws AuthError for a file that is there but bad */
+export async function publicKeyIfPresent(path: string): Promise<Buffer | undefined> {
   try {
     return (await loadPublicKeyFile(path)).publicKeyRaw
   } catch (err) {

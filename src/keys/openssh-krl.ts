@@ -23,7 +23,8 @@ const CERT_SERIAL_RANGE = 0x21
 const CERT_SERIAL_BITMAP = 0x22
 const CERT_KEY_ID = 0x23
 
-interface CaRevocations {
+/** What a KRL revokes under one CA. */
+export interface CaRevocations {
   serials: Set<bigint>
   ranges: [bigint, bigint][]
   keyIds: Set<string>
@@ -37,6 +38,8 @@ export class OpenSshKrl {
   readonly #byCa = new Map<string, CaRevocations>()
   /** Hex SHA-256 of revoked key blobs (explicit keys are stored hashed too). */
   readonly #keyHashes = new Set<string>()
+  /** Raw ed25519 keys revoked explicitly (what a fingerprint-keyed revocation check can use). */
+  readonly #explicitKeys: Buffer[] = []
 
   constructor(version: bigint, comment: string) {
     this.version = version
@@ -59,6 +62,31 @@ export class OpenSshKrl {
     return this.#keyHashes.has(sha256Hex(ed25519KeyBlob(publicKey)))
   }
 
+  /** The raw ed25519 keys revoked explicitly (not by hash). */
+  explicitEd25519Keys(): readonly Buffer[] {
+    return this.#explicitKeys
+  }
+
+  /** Per CA: its raw ed25519 key (undefined = any CA) and what it revokes. CAs of other key types are left out. */
+  certificateRevocations(): Array<{ caPublicKey: Buffer | undefined; revoked: Readonly<CaRevocations> }> {
+    const out: Array<{ caPublicKey: Buffer | undefined; revoked: Readonly<CaRevocations> }> = []
+    for (const [blob, revoked] of this.#byCa) {
+      if (blob === '') out.push({ caPublicKey: undefined, revoked })
+      else {
+        const raw = ed25519RawOf(Buffer.from(blob, 'base64'))
+        if (raw !== undefined) out.push({ caPublicKey: raw, revoked })
+      }
+    }
+    return out
+  }
+
+  /** @internal */
+  addExplicitKey(blob: Buffer): void {
+    this.#keyHashes.add(sha256Hex(blob))
+    const raw = ed25519RawOf(blob)
+    if (raw !== undefined) this.#explicitKeys.push(raw)
+  }
+
   /** @internal */
   caRevocations(caBlob: Buffer): CaRevocations {
     const k = caBlob.toString('base64')
@@ -70,6 +98,18 @@ export class OpenSshKrl {
   /** @internal */
   addKeyHash(hex: string): void {
     this.#keyHashes.add(hex)
+  }
+}
+
+/** The raw key of an `ssh-ed25519` key blob; undefined for any other blob. */
+function ed25519RawOf(blob: Buffer): Buffer | undefined {
+  try {
+    const r = new SshReader(blob)
+    if (r.string().toString('latin1') !== 'ssh-ed25519') return undefined
+    const raw = r.string()
+    return raw.length === 32 && r.atEnd() ? Buffer.from(raw) : undefined
+  } catch {
+    return undefined
   }
 }
 
@@ -110,7 +150,7 @@ function readSection(krl: OpenSshKrl, type: number, data: Buffer): void {
       return
     }
     case SECTION_EXPLICIT_KEY:
-      while (!r.atEnd()) krl.addKeyHash(sha256Hex(r.string('key')))
+      while (!r.atEnd()) krl.addExplicitKey(Buffer.from(r.string('key')))
       return
     case SECTION_FINGERPRINT_SHA256:
       while (!r.atEnd()) {

@@ -89,6 +89,7 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
   const requestSeconds = new DeferredHistogram({ name: 'mcp_pki_request_verification_duration_seconds', help: `Time to verify one request made with a session (token, proof, nonce, revocation); one request in ${REQUEST_SAMPLE} is timed.`, buckets: REQUEST_BUCKETS, registers })
   new Counter({ name: 'mcp_pki_rate_limit_refusals_total', help: 'Handshake messages refused by a rate limiter (address, key, failures).', labelNames: ['limiter'] as const, registers, collect() { rateLimitCounts.flush(this) } })
   const reloads = new Counter({ name: 'mcp_pki_allowlist_reloads_total', help: 'Allowlist file reloads by result (success/failure; a failure keeps the last good list).', labelNames: ['result'] as const, registers })
+  const keyUpdates = new Counter({ name: 'mcp_pki_server_key_updates_total', help: 'Handshakes whose message 4 announced a server-key rotation (server_key_update), i.e. while the server holds a next or previous key.', registers })
   const redisErrors = new Counter({ name: 'mcp_pki_redis_errors_total', help: 'Redis connection and command errors (nonce store and revocation list).', registers })
   const sessions = createSessionsSeen(options.maxSessionsSeen ?? 100_000)
   new Gauge({ name: 'mcp_pki_sessions_live', help: 'Sessions this process issued or saw used that have not expired yet (counts up to a bound; requests are sampled).', registers, collect() { this.set(sessions.live()) } })
@@ -140,6 +141,7 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
       else if (result !== undefined) {
         handshakeOk.n++
         sessions.saw(result.sessionId, result.expiresAt)
+        if (result.message.server_key_update !== undefined) keyUpdates.inc()
       }
     },
     get sampleRequest() {

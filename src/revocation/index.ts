@@ -11,3 +11,5 @@ export {
   type RevocationList,
 } from './revocation-list.js'
 export { RedisRevocationList, type RedisRevocationListOptions } from './redis-revocation-list.js'
+export { KrlRevocation, combineRevocationChecks } from './krl-revocation.js'
+export { watchKrlFile, type KrlFileWatcher, type WatchKrlFileOptions } from './krl-file.js'

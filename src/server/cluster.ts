@@ -51,6 +51,9 @@ export function workerCountFor(flag: string | undefined, config: Config, port: n
   if (config.auth.ticket_key_rotation !== null) {
     throw new RangeError('workers cannot be combined with auth.ticket_key_rotation (its keys live in one process); leave it null or set auth.ticket_key')
   }
+  if (config.keys.agent && config.auth.ticket_key === null) {
+    throw new RangeError('workers with keys.agent need auth.ticket_key: a server key in the ssh-agent gives no ticket key the processes could share')
+  }
   return workers
 }
 

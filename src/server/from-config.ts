@@ -2,7 +2,8 @@
  * Builds the server's {@link AuthService} from a loaded {@link Config}: the server key, the client
  * allowlist (watched: an edit is picked up without a restart, a broken edit keeps the last good
  * list and is audited as `allowlist.reload_failed`), the nonce store (memory, bounded by
- * `auth.nonce_cache_size`, or Redis shared by several processes), revocation (Redis), rate limits,
+ * `auth.nonce_cache_size`, or Redis shared by several processes), revocation (Redis, and the KRL of
+ * `auth.revoked_keys_file`, watched like the allowlist), rate limits,
  * the ticket key, session binding, proof window, audience and lifetimes.
  * @module
  */
@@ -23,10 +24,18 @@ import type { AuthMetrics } from '../metrics/auth-metrics.js'
 import { createReadiness, type Readiness, type ReadinessCheck } from '../metrics/readiness.js'
 import { RateLimiter } from '../ratelimit/token-bucket.js'
 import { RedisRevocationList } from '../revocation/redis-revocation-list.js'
+import { combineRevocationChecks } from '../revocation/krl-revocation.js'
+import { watchKrlFile } from '../revocation/krl-file.js'
+import type { RevocationCheck } from '../session/session-verifier.js'
 import { deriveTicketKey, rotatingTicketKeys, ticketKeyFrom, type TicketKey, type TicketKeyRing } from '../session/ticket.js'
 import { privateKeySeed } from '../keys/key-pair.js'
-import { describeServerKeys, loadServerKeys, serverKeyFilesOf, watchServerKeys } from './server-keys.js'
+import { describeServerKeys, loadServerKeys, serverKeyFilesOf, watchServerKeys, type ServerKeyLoader } from './server-keys.js'
+import { agentServerKey } from './agent-server-key.js'
+import type { ServerKey } from '../handshake/server-key.js'
 import { createAuthService, type AuditSink, type AuthService } from '../transport/auth-service.js'
+
+/** Seconds each random ticket key seals for when the server key is in an agent and no ticket key is set. */
+export const AGENT_TICKET_KEY_ROTATION = 3600
 
 export interface FromConfigOptions {
   clock?: Clock
@@ -48,7 +57,8 @@ export interface FromConfigOptions {
 
 export interface ConfiguredAuthService {
   service: AuthService
-  keyPair: Ed25519KeyPair
+  /** The server key at start: a key pair, or (keys.agent) a key the ssh-agent holds. */
+  keyPair: ServerKey
   allowlist: AllowlistHolder
   audit: AuditLogger
   /** The audit sink the service writes to (audit plus onEvent). */
@@ -77,12 +87,20 @@ async function loadOrCreateKey(config: Config): Promise<Ed25519KeyPair> {
 }
 
 /**
- * Creates what every process of a `--workers` server reads, once, before any is forked: the
- * server key (when `keys.auto_generate`) and the allowlist file (when `acl.auto_create`).
- * Returns the server key.
+ * The server key: from its file (made when `keys.auto_generate`), or in the agent (`keys.agent`;
+ * then also how to load a rotation's keys through that agent).
  */
-export async function prepareServerFiles(config: Config): Promise<Ed25519KeyPair> {
-  const keyPair = await loadOrCreateKey(config)
+async function loadServerKey(config: Config): Promise<{ key: ServerKey; load?: ServerKeyLoader }> {
+  return config.keys.agent ? agentServerKey(config.keys.public_key_path) : { key: await loadOrCreateKey(config) }
+}
+
+/**
+ * Creates what every process of a `--workers` server reads, once, before any is forked: the
+ * server key (when `keys.auto_generate`; with `keys.agent`, checks the agent holds it) and the
+ * allowlist file (when `acl.auto_create`). Returns the server key.
+ */
+export async function prepareServerFiles(config: Config): Promise<ServerKey> {
+  const { key: keyPair } = await loadServerKey(config)
   await loadAllowlistFile(config.acl.allowlist_path, { autoCreate: config.acl.auto_create })
   await assertNotWritableByOthers(config.acl.allowlist_path)
   return keyPair
@@ -119,7 +137,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
   }
 
   try {
-    const keyPair = await loadOrCreateKey(config)
+    const { key: keyPair, load } = await loadServerKey(config)
     const allowlistPath = config.acl.allowlist_path
     const initial = await loadAllowlistFile(allowlistPath, { autoCreate: config.acl.auto_create })
     await assertNotWritableByOthers(allowlistPath)
@@ -140,10 +158,11 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
 
     // Server-key rotation: the next / previous key files are watched like the allowlist (server-keys.ts).
     const keyFiles = serverKeyFilesOf(config)
-    const startKeys = await loadServerKeys(keyFiles, keyPair)
+    const startKeys = await loadServerKeys(keyFiles, keyPair, load)
     if (startKeys.rotation !== undefined) events.log('server_key.reload', describeServerKeys(startKeys))
     const keyWatcher = watchServerKeys(keyFiles, startKeys, {
       pollIntervalMs: opts.allowlistPollMs ?? 500,
+      ...(load === undefined ? {} : { load }),
       onReload: (keys) => events.log('server_key.reload', describeServerKeys(keys)),
       onError: (err) => events.log('server_key.reload_failed', { reason: `${err.message}; keeping the last good keys` }, 'ERROR'),
     })
@@ -190,6 +209,19 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       nonceStore = mem
     }
 
+    // auth.revoked_keys_file: an OpenSSH KRL beside (or instead of) the Redis list, reloaded on change.
+    const krlPath = config.auth.revoked_keys_file
+    let revocationCheck: RevocationCheck | undefined = revocation
+    if (krlPath !== null) {
+      const krl = await watchKrlFile(krlPath, {
+        pollIntervalMs: opts.allowlistPollMs ?? 500,
+        onReload: (r) => events.log('krl.reload', { path: krlPath, version: r.krl.version.toString() }),
+        onError: (err) => events.log('krl.reload_failed', { path: krlPath, reason: `${err.message}; keeping the last good revoked keys file` }, 'ERROR'),
+      })
+      closers.push(() => krl.close())
+      revocationCheck = combineRevocationChecks(revocation, krl.revocation)
+    }
+
     if (metrics !== undefined) {
       metrics.watchAllowlist(holder)
       nonceStore = metrics.instrumentNonceStore(nonceStore, 'handshake')
@@ -208,7 +240,11 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
     } else if (config.auth.ticket_key_rotation !== null) {
       const rotateEvery = config.auth.ticket_key_rotation
       ticketKeys = rotatingTicketKeys({ rotateEvery, keepFor: config.auth.session_ttl + config.auth.challenge_ttl, ...(clock ? { clock } : {}) })
-    } else if (startKeys.rotation?.to === keyPair) {
+    } else if (keyPair.privateKey === undefined) {
+      // A key in the agent gives no seed to derive a ticket key from: random ones in this process,
+      // as auth.ticket_key_rotation would (sessions end with the process; see docs/operations.md).
+      ticketKeys = rotatingTicketKeys({ rotateEvery: AGENT_TICKET_KEY_ROTATION, keepFor: config.auth.session_ttl + config.auth.challenge_ttl, ...(clock ? { clock } : {}) })
+    } else if (startKeys.rotation?.to === keyPair && startKeys.rotation.from.privateKey !== undefined) {
       // Restarted after a switch: sessions sealed under the previous key's derived ticket key still open.
       ticketKeys = [deriveTicketKey(privateKeySeed(keyPair.privateKey)), deriveTicketKey(privateKeySeed(startKeys.rotation.from.privateKey))]
     }
@@ -230,7 +266,7 @@ export async function createAuthServiceFromConfig(config: Config, opts: FromConf
       maxMessageSize: config.transport.max_body_size,
       audit: events,
       ...(ticketKeys ? { ticketKeys } : {}),
-      ...(revocation ? { revocation } : {}),
+      ...(revocationCheck ? { revocation: revocationCheck } : {}),
       ...(perAddressLimiter ? { perAddressLimiter } : {}),
       ...(perAddressFailureLimiter ? { perAddressFailureLimiter } : {}),
       ...(perKeyLimiter ? { perKeyLimiter } : {}),

@@ -11,14 +11,17 @@
  * The files are polled; a change is loaded whole and checked (the current key loads, next and
  * previous are not both there, no key twice) before it is used, so a half-done switch (seen
  * between two renames) or a broken file keeps the last good keys and is reported.
+ *
+ * With `keys.agent` the files are public key files (`keys.public_key_path` and its `.next` /
+ * `.previous` siblings) whose keys the ssh-agent holds (agent-server-key.ts).
  * @module
  */
 import { stat } from 'node:fs/promises'
 import type { Config } from '../config/types.js'
 import { AuthError } from '../errors.js'
 import type { ServerKeys } from '../handshake/server-key-rotation.js'
+import type { ServerKey } from '../handshake/server-key.js'
 import { loadPrivateKeyFile } from '../keys/key-file.js'
-import type { Ed25519KeyPair } from '../keys/key-pair.js'
 
 export interface ServerKeyFiles {
   current: string
@@ -26,13 +29,21 @@ export interface ServerKeyFiles {
   previous: string
 }
 
-/** `server.pem` → `server.next.pem` (a name without `.pem` gets `.next` appended). */
+/** `server.pem` → `server.next.pem`, `server.pub` → `server.next.pub` (other names get `.next` appended). */
 export function siblingKeyPath(path: string, tag: 'next' | 'previous'): string {
-  return path.endsWith('.pem') ? `${path.slice(0, -4)}.${tag}.pem` : `${path}.${tag}`
+  const ext = ['.pem', '.pub'].find((e) => path.endsWith(e))
+  return ext !== undefined ? `${path.slice(0, -4)}.${tag}${ext}` : `${path}.${tag}`
 }
 
-/** The three key files a config names (next/previous default to siblings of `keys.private_key_path`). */
+/**
+ * The three key files a config names: next/previous default to siblings of `keys.private_key_path`;
+ * with `keys.agent`, the public key files (siblings of `keys.public_key_path`).
+ */
 export function serverKeyFilesOf(config: Config): ServerKeyFiles {
+  if (config.keys.agent) {
+    const pub = config.keys.public_key_path
+    return { current: pub, next: siblingKeyPath(pub, 'next'), previous: siblingKeyPath(pub, 'previous') }
+  }
   const current = config.keys.private_key_path
   return {
     current,
@@ -41,9 +52,14 @@ export function serverKeyFilesOf(config: Config): ServerKeyFiles {
   }
 }
 
-async function loadOptional(path: string): Promise<Ed25519KeyPair | undefined> {
+/** Loads the key a file names: the private key file itself, or (keys.agent) its key in the agent. */
+export type ServerKeyLoader = (path: string) => Promise<ServerKey>
+
+const loadKeyFile: ServerKeyLoader = (path) => loadPrivateKeyFile(path, { noPrompt: true })
+
+async function loadOptional(path: string, load: ServerKeyLoader): Promise<ServerKey | undefined> {
   try {
-    return await loadPrivateKeyFile(path, { noPrompt: true })
+    return await load(path)
   } catch (err) {
     if (err instanceof AuthError && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return undefined
     throw err
@@ -51,9 +67,9 @@ async function loadOptional(path: string): Promise<Ed25519KeyPair | undefined> {
 }
 
 /** Loads and checks the key set the files describe now (`current` given: the key already loaded). Throws AuthError. */
-export async function loadServerKeys(files: ServerKeyFiles, current?: Ed25519KeyPair): Promise<ServerKeys> {
-  const cur = current ?? (await loadPrivateKeyFile(files.current, { noPrompt: true }))
-  const [next, previous] = await Promise.all([loadOptional(files.next), loadOptional(files.previous)])
+export async function loadServerKeys(files: ServerKeyFiles, current?: ServerKey, load: ServerKeyLoader = loadKeyFile): Promise<ServerKeys> {
+  const cur = current ?? (await load(files.current))
+  const [next, previous] = await Promise.all([loadOptional(files.next, load), loadOptional(files.previous, load)])
   if (next !== undefined && previous !== undefined) {
     throw new AuthError('config_invalid', `both ${files.next} and ${files.previous} exist: finish one rotation (mcp-keygen rotate end) before starting the next`)
   }
@@ -82,6 +98,8 @@ export interface ServerKeyWatcher {
 
 export interface WatchServerKeysOptions {
   pollIntervalMs?: number
+  /** Default: private key files. */
+  load?: ServerKeyLoader
   onReload?: (keys: ServerKeys) => void
   onError?: (err: Error) => void
 }
@@ -104,7 +122,7 @@ export function watchServerKeys(files: ServerKeyFiles, initial: ServerKeys, o: W
     const now = await stamps()
     if (now === last) return
     try {
-      const loaded = await loadServerKeys(files)
+      const loaded = await loadServerKeys(files, undefined, o.load)
       if ((await stamps()) !== now) return // changed while loading: the next check takes it
       last = now
       const changed = describeKey(loaded) !== describeKey(keys)

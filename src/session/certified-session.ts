@@ -15,6 +15,7 @@ import type { SessionCertificate } from './session-token.js'
 interface Revocations {
   isRevoked(id: string): boolean
   liftedRevocationAt?(fingerprint: string): number | undefined
+  certificateRevocation?(caFingerprint: string, serial: string, keyIdRevocationId: string): 'serial' | 'key_id' | undefined
 }
 
 /** Why a certified session is over, or undefined when it still stands. */
@@ -31,6 +32,8 @@ export function certifiedSessionProblem(
   if (revocation.isRevoked(fingerprint)) return 'the client key of this session is revoked'
   if (revocation.isRevoked(certificateRevocationIds(c.caFingerprint, c.serial, '').serial)) return 'the certificate of this session is revoked (serial)'
   if (revocation.isRevoked(c.keyIdRevocationId)) return 'the certificate of this session is revoked (key id)'
+  const listed = revocation.certificateRevocation?.(c.caFingerprint, c.serial, c.keyIdRevocationId)
+  if (listed !== undefined) return `the certificate of this session is revoked (${listed === 'serial' ? 'serial' : 'key id'}, revoked keys file)`
   const liftedAt = revocation.liftedRevocationAt?.(fingerprint)
   if (liftedAt !== undefined && liftedAt >= issuedAt) return 'the client key of this session was revoked after the session began'
   return undefined

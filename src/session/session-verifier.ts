@@ -43,12 +43,20 @@ export interface RequestContext {
 /** Whether an audience names this server for a request that arrived on `ctx` (ServerHandshake.acceptsAudience). */
 export type AudienceCheck = (audience: string, ctx: RequestContext | undefined) => boolean
 
-/** Anything that can say a key or a session was revoked (e.g. RedisRevocationList). */
+/** Anything that can say a key or a session was revoked (e.g. RedisRevocationList, KrlRevocation). */
 export interface RevocationCheck {
   isRevoked(fingerprint: string): boolean
   isSessionRevoked?(sessionId: string): boolean
   /** When the last lifted revocation of the key began: sessions older than it stay refused. */
   liftedRevocationAt?(fingerprint: string): number | undefined
+  /**
+   * A client key revoked by what only its bytes tell (an OpenSSH KRL lists keys by the hash of
+   * their blob), asked at message 3 where the key is at hand; a key found so is then also
+   * `isRevoked` by its fingerprint, so its sessions end too.
+   */
+  isPublicKeyRevoked?(publicKeyRaw: Uint8Array, fingerprint: string): boolean
+  /** A certificate revoked (by serial or key id) by what a session still knows of it; undefined = not revoked. */
+  certificateRevocation?(caFingerprint: string, serial: string, keyIdRevocationId: string): 'serial' | 'key_id' | undefined
 }
 
 export interface SessionVerifierOptions {

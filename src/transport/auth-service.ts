@@ -12,7 +12,7 @@ import { printable } from '../internal/text.js'
 import { fingerprintOf } from '../keys/key-pair.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION } from '../protocol/constants.js'
 import { messageTypeOf, parseJsonMessage, type AuthChallengeWire, type AuthCompleteWire, type AuthErrorWire } from '../protocol/messages.js'
-import { createServerHandshake, type HandshakeResult, type ServerHandshake, type ServerHandshakeOptions } from '../handshake/server-handshake.js'
+import { createServerHandshake, type ChallengeAnswer, type HandshakeResult, type ServerHandshake, type ServerHandshakeOptions } from '../handshake/server-handshake.js'
 import {
   createSessionVerifier,
   type RequestToVerify,
@@ -96,7 +96,8 @@ export interface AuthReply {
 
 export interface AuthService {
   readonly fingerprint: string
-  readonly handshake: ServerHandshake
+  /** Its handleRequest answers with a promise only when the server key signs elsewhere (ssh-agent). */
+  readonly handshake: ServerHandshake<ChallengeAnswer>
   readonly verifier: SessionVerifier
   readonly binding: SessionBinding
   /** One handshake message (parsed JSON, or raw text/bytes to size-check and parse). Never throws. */
@@ -144,7 +145,9 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
       {
         step,
         code: error.code,
-        reason: error.code === 'internal_error' ? 'internal error' : error.message,
+        // An internal_error of ours (err itself) says what failed (e.g. the ssh-agent would not sign);
+        // anything else unexpected is not described (it may quote anything).
+        reason: error.code === 'internal_error' && error !== err ? 'internal error' : error.message,
         ...(error as { auditFields?: Record<string, string> }).auditFields,
         client_fingerprint: clientFingerprint,
         server_fingerprint: handshake.fingerprint,
@@ -195,7 +198,9 @@ export function createAuthService(options: AuthServiceOptions): AuthService {
         step = messageTypeOf(message)
         if (step === 'auth_request') {
           limit(options.perAddressLimiter, remote, 'address')
-          const body = handshake.handleRequest(message, ctx)
+          const answer = handshake.handleRequest(message, ctx)
+          // A key in this process answers at once: no extra turn on the hot path.
+          const body = answer instanceof Promise ? await answer : answer
           observer?.handshake(step, undefined, (performance.now() - started) / 1000)
           return { status: 200, headers: {}, body }
         }

@@ -100,3 +100,49 @@ test('mcp-pki-server: missing --config is a usage error (exit 2); a broken confi
   assert.equal(bad.status, 1)
   assert.match(bad.stderr, /transport\.ssl\.cert_file/)
 })
+
+test('mcp-pki-server with keys.agent: serves with the key the ssh-agent holds (no private key file); without SSH_AUTH_SOCK it exits 1 naming the fix', async () => {
+  const { rm: remove, mkdir } = await import('node:fs/promises')
+  const { writeOpenSshPrivateKeyFile } = await import('../../src/keys/key-file.js')
+  const { startSshAgent, sshAdd } = await import('../helpers/openssh.js')
+  const dir = await mkdtemp(join(tmpdir(), 'mcp-server-cli-agent-'))
+  dirs.push(dir)
+  const sb = await createSandbox(dir, { server: { keys: { agent: true } } })
+  await writeOpenSshPrivateKeyFile(join(dir, 'keys/server_ssh'), sb.serverKey.privateKey)
+  await remove(join(dir, 'keys/server_private.pem'))
+  await mkdir(join(dir, 'agent'), { mode: 0o700 })
+  const agent = await startSshAgent(join(dir, 'agent'))
+  try {
+    assert.equal((await sshAdd(agent, [join(dir, 'keys/server_ssh')])).code, 0)
+    const env: NodeJS.ProcessEnv = { ...process.env, MCP_DEBUG: '' }
+    delete env.SSH_AUTH_SOCK
+    const noAgent = spawnSync(process.execPath, [BIN, '--config', sb.serverConfigPath, '--port', '0'], { cwd: dir, env, encoding: 'utf8' })
+    assert.equal(noAgent.status, 1)
+    assert.match(noAgent.stderr, /SSH_AUTH_SOCK is not set.*ssh-add/s)
+
+    const child = spawn(process.execPath, [BIN, '--config', sb.serverConfigPath, '--port', '0'], { cwd: dir, env: { ...env, SSH_AUTH_SOCK: agent.socket }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+    try {
+      const url = await new Promise<string>((resolveUrl, reject) => {
+        child.stdout.on('data', (d: Buffer) => {
+          stdout += d.toString()
+          const m = /listening on (http:\/\/127\.0\.0\.1:\d+\/auth)/.exec(stdout)
+          if (m) resolveUrl(m[1]!)
+        })
+        child.once('exit', () => reject(new Error(`server exited early; stderr: ${stderr}`)))
+      })
+      assert.match(stdout, new RegExp(`server key fingerprint: ${sb.serverKey.fingerprint}`))
+      const r = spawnSync(process.execPath, [AUTH_TEST, '--config', sb.clientConfigPath, '--server-url', url, '--format', 'json'], { cwd: dir, encoding: 'utf8' })
+      assert.equal(r.status, 0, r.stderr)
+      assert.equal((JSON.parse(r.stdout) as { success: boolean }).success, true)
+    } finally {
+      child.kill('SIGTERM')
+    }
+    assert.equal(await exited, 0, stderr)
+  } finally {
+    await agent.stop()
+  }
+})

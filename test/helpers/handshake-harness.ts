@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { AuthError } from '../../src/errors.js'
 import { createClientHandshake, createServerTrust, type ClientHandshake, type ClientHandshakeOptions, type ClientSession } from '../../src/handshake/client-handshake.js'
 import { createServerHandshake, type HandshakeResult, type ServerHandshake, type ServerHandshakeOptions } from '../../src/handshake/server-handshake.js'
+import type { Ed25519KeyPair } from '../../src/keys/key-pair.js'
 import type { NonceStore } from '../../src/nonce/nonce-store.js'
 import type { AuthChallengeWire, AuthCompleteWire, AuthRequestWire, AuthResponseWire } from '../../src/protocol/messages.js'
 import { createSessionVerifier, type SessionVerifier, type SessionVerifierOptions } from '../../src/session/session-verifier.js'
@@ -46,7 +47,7 @@ export interface HarnessOptions {
   nonceStore?: NonceStore
   serverClock?: TestClock
   clientClock?: TestClock
-  server?: Partial<ServerHandshakeOptions>
+  server?: Partial<ServerHandshakeOptions<Ed25519KeyPair>>
   verifier?: Partial<SessionVerifierOptions>
 }
 

@@ -22,7 +22,7 @@ test('every source file named by package.json exports and bin exists, and the ro
     assert.ok(text.startsWith('#!/usr/bin/env node'), `bin ${name} starts with a node shebang`)
   }
   const api = await import('../../src/index.js')
-  for (const name of ['createAuthService', 'createServerHandshake', 'createClientHandshake', 'createSessionVerifier', 'loadConfig', 'Allowlist', 'AuthError', 'createMcpAuth', 'createAuthFetch', 'KeyManager', 'ACLManager', 'AuthenticationEngine']) {
+  for (const name of ['createAuthService', 'createServerHandshake', 'createClientHandshake', 'createSessionVerifier', 'loadConfig', 'Allowlist', 'AuthError', 'createMcpAuth', 'createAuthFetch', 'KeyManager', 'ACLManager', 'AuthenticationEngine', 'externalServerKey', 'KrlRevocation', 'watchKrlFile']) {
     assert.equal(typeof (api as Record<string, unknown>)[name], 'function', name)
   }
 })

@@ -51,7 +51,7 @@ interface Run {
 }
 
 /** One handshake with INPUTS, the server holding `keys`, the client pinned to `pinned`. */
-async function run(keys: ServerKeys, pinned: string, audience = INPUTS.audience): Promise<Run> {
+async function run(keys: ServerKeys<Ed25519KeyPair>, pinned: string, audience = INPUTS.audience): Promise<Run> {
   const I = INPUTS
   const clientKp = kp(I.client_seed_hex)
   let ms = I.clock.client_start

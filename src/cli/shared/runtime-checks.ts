@@ -1,7 +1,7 @@
 /**
  * What `mcp-config-validate` checks beyond the file itself, the way the server (or client) would
  * at start: TLS certificate files that exist, parse and match, an allowlist no other user can
- * write, and a Redis that answers. Each problem is one line naming the config key and the fix.
+ * write, a revoked keys file (KRL) that loads, and a Redis that answers. Each problem is one line naming the config key and the fix.
  * @module
  */
 import { readFile } from 'node:fs/promises'
@@ -10,6 +10,7 @@ import type { Config } from '../../config/types.js'
 import { AuthError } from '../../errors.js'
 import { RedisNonceStore, redactRedisUrl, scrubCredentials } from '../../nonce/redis-nonce-store.js'
 import { assertNotWritableByOthers } from '../../server/from-config.js'
+import { loadOpenSshKrlFile } from '../../keys/openssh-krl.js'
 
 export interface CheckFindings {
   errors: string[]
@@ -107,5 +108,19 @@ export async function checkRedis(config: Config, found: CheckFindings, timeoutMs
     found.errors.push(`auth.nonce_store.url: cannot use Redis at ${shown}: ${why}. The server refuses to start without it: start Redis there, or fix the url`)
   } finally {
     await store.close().catch(() => undefined)
+  }
+}
+
+/** `auth.revoked_keys_file` as the server loads it at start: it exists and is a KRL read whole. */
+export async function checkRevokedKeysFile(config: Config, found: CheckFindings): Promise<void> {
+  const path = config.auth.revoked_keys_file
+  if (path === null) return
+  try {
+    const krl = await loadOpenSshKrlFile(path)
+    const cas = krl.certificateRevocations().length
+    const keys = krl.explicitEd25519Keys().length
+    found.info.push(`revoked keys: ${path}: KRL version ${krl.version}, ${keys} ${keys === 1 ? 'key' : 'keys'} listed explicitly, certificate revocations under ${cas} ${cas === 1 ? 'CA' : 'CAs'}`)
+  } catch (err) {
+    found.errors.push(`auth.revoked_keys_file: ${messageOf(err)}; the server refuses to start without it (write one with ssh-keygen -k -f ${path} …)`)
   }
 }

@@ -31,3 +31,15 @@ test('wrong types are errors naming the key', () => {
   assert.throws(() => parseConfig('keys:\n  agent: "sometimes"\n', { env: {} }), (err: unknown) => err instanceof ConfigError && /keys\.agent/.test(err.message))
   assert.throws(() => parseConfig('keys:\n  certificate_path: 7\n', { env: {} }), (err: unknown) => err instanceof ConfigError && /keys\.certificate_path/.test(err.message))
 })
+
+test('keys.agent on a server: several workers need auth.ticket_key (no seed to derive one from); a Redis fleet without it is a warning', () => {
+  assert.throws(
+    () => parseConfig('keys:\n  agent: true\ntransport:\n  workers: 2\n', { env: {} }),
+    (err: unknown) => err instanceof ConfigError && /keys\.agent: .*transport\.workers other than 1 needs auth\.ticket_key/.test(err.message),
+  )
+  const key = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff)).toString('base64url')
+  assert.equal(parseConfig(`keys:\n  agent: true\ntransport:\n  workers: 2\nauth:\n  ticket_key: ${key}\n`, { env: {} }).config.transport.workers, 2)
+  const { warnings } = parseConfig('keys:\n  agent: true\nauth:\n  nonce_store:\n    type: redis\n', { env: {} })
+  assert.ok(warnings.some((w) => /keys\.agent without auth\.ticket_key: .*random ticket keys.*set auth\.ticket_key/.test(w)), warnings.join('\n'))
+  assert.deepEqual(parseConfig('keys:\n  agent: true\n', { env: {} }).warnings, [])
+})

@@ -45,6 +45,7 @@ test('empty text gives every default', () => {
     nonce_store: { type: 'memory', url: 'redis://127.0.0.1:6379', key_prefix: 'mcp-pki:', eviction_checked: false },
     ticket_key: null,
     ticket_key_rotation: null,
+    revoked_keys_file: null,
     rate_limit: { per_address: 50, per_key: 20, burst: 100 },
   })
   assert.deepEqual(config.audit, {
@@ -370,4 +371,9 @@ test('transport.workers: 1 by default, a positive integer or "auto"; refused wit
     () => parseConfig('transport: {workers: 2}\nauth: {ticket_key_rotation: 3600}', { env: NO_ENV }),
     (err: ConfigError) => err.problems.some((p) => p.startsWith('auth.ticket_key_rotation') && p.includes('transport.workers')),
   )
+})
+
+test('auth.revoked_keys_file resolves against the config folder; a non-string is an error naming the key', () => {
+  assert.equal(parseConfig('auth:\n  revoked_keys_file: keys/revoked.krl\n', { env: {}, baseDir: '/cfg' }).config.auth.revoked_keys_file, '/cfg/keys/revoked.krl')
+  assert.throws(() => parseConfig('auth:\n  revoked_keys_file: 7\n', { env: {} }), (err: unknown) => err instanceof ConfigError && /auth\.revoked_keys_file/.test(err.message))
 })

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { verify } from 'node:crypto'
 import { formatOpenSshPublicKey, writeOpenSshPrivateKeyFile } from '../../../src/keys/key-file.js'
 import { generateKeyPair, publicKeyFromRaw } from '../../../src/keys/key-pair.js'
@@ -221,5 +221,86 @@ describe('ssh-agent failures before any key', () => {
     } finally {
       liar.server.close()
     }
+  })
+})
+
+describe('keepAlive: one connection kept open for many signatures', () => {
+  test('40 signatures at once over one connection, answered in order: each verifies for its own data', async () => {
+    const signer = await createSshAgentSigner({ socketPath: agent.socket, publicKey: rawA, keepAlive: true })
+    const data = Array.from({ length: 40 }, (_, i) => Buffer.from(`transcript ${i}`))
+    const sigs = await Promise.all(data.map((d) => signer.sign(d)))
+    sigs.forEach((sig, i) => assert.ok(verifies(rawA, data[i]!, sig), `signature ${i}`))
+  })
+
+  test('the agent restarted between two signatures (the idle connection gone): the next one is sent again on a new connection', async () => {
+    const own = await startSshAgent(await mkdtemp(join(dir, 'k-')))
+    try {
+      assert.equal((await sshAdd(own, [keyA])).code, 0)
+      const signer = await createSshAgentSigner({ socketPath: own.socket, publicKey: rawA, keepAlive: true })
+      assert.ok(verifies(rawA, Buffer.from('one'), await signer.sign(Buffer.from('one'))))
+      await own.stop()
+      await rejectsWith(signer.sign(Buffer.from('nobody')), 'agent_unreachable', /cannot reach the ssh-agent|closed the connection/)
+      const again = await startSshAgent(dirname(own.socket))
+      try {
+        assert.equal((await sshAdd(again, [keyA])).code, 0)
+        assert.ok(verifies(rawA, Buffer.from('two'), await signer.sign(Buffer.from('two'))))
+      } finally {
+        await again.stop()
+      }
+    } finally {
+      await own.stop()
+    }
+  })
+
+  test('a stalled connection times out, and the next signature opens a new one', async () => {
+    const pair = generateKeyPair()
+    const blob = Buffer.concat([sshString('ssh-ed25519'), sshString(pair.publicKeyRaw)])
+    const frame = (b: Buffer): Buffer => Buffer.concat([sshU32(b.length), b])
+    const { sign } = await import('node:crypto')
+    let connections = 0
+    const path = join(dir, `stall-${Math.random().toString(36).slice(2)}.sock`)
+    const sockets: Socket[] = []
+    const server = createServer((s) => {
+      sockets.push(s)
+      connections++
+      const n = connections
+      s.on('data', (d: Buffer) => {
+        if (d[4] === 11) s.write(frame(Buffer.concat([Buffer.from([12]), sshU32(1), sshString(blob), sshString('c')])))
+        else if (n === 2) return // the signer's first connection: never answers
+        else {
+          // sign request: u8 13, string blob, string data, u32 flags
+          const body = d.subarray(4)
+          const blobLen = body.readUInt32BE(1)
+          const dataLen = body.readUInt32BE(5 + blobLen)
+          const data = body.subarray(9 + blobLen, 9 + blobLen + dataLen)
+          const sig = sign(null, data, pair.privateKey)
+          s.write(frame(Buffer.concat([Buffer.from([14]), sshString(Buffer.concat([sshString('ssh-ed25519'), sshString(sig)]))])))
+        }
+      })
+    })
+    await new Promise<void>((r) => server.listen(path, r))
+    try {
+      const signer = await createSshAgentSigner({ socketPath: path, keepAlive: true, timeoutMs: 300 })
+      await rejectsWith(signer.sign(Buffer.from('stalled')), 'agent_timeout', /did not answer within 300 ms/)
+      assert.ok(verifies(pair.publicKeyRaw, Buffer.from('fresh'), await signer.sign(Buffer.from('fresh'))))
+      assert.equal(connections, 3, 'listing, the stalled connection, a new one')
+    } finally {
+      for (const s of sockets) s.destroy() // the signer's kept connection is still open
+      server.close()
+    }
+  })
+
+  test('an idle kept connection does not keep the process alive', async () => {
+    const script = `
+      import { createSshAgentSigner } from ${JSON.stringify(join(import.meta.dirname, '../../../src/keys/ssh-agent.ts'))}
+      const s = await createSshAgentSigner({ socketPath: process.argv[1], keepAlive: true })
+      await s.sign(Buffer.from('x'))
+      console.log('signed')
+    `
+    const { execFile } = await import('node:child_process')
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, agent.socket], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)))
+    })
+    assert.equal(out.trim(), 'signed')
   })
 })

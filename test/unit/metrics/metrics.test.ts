@@ -149,3 +149,35 @@ test('readiness: every check must pass; a throwing check is unavailable; results
   assert.deepEqual(down, { ready: false, checks: { allowlist: 'ok', nonce_store: 'unavailable' } })
   assert.doesNotMatch(JSON.stringify(down), /secret/)
 })
+
+test('rotation announcements are counted: one per handshake whose message 4 carries server_key_update, none without a rotation', async () => {
+  const { createAuthService } = await import('../../../src/transport/auth-service.js')
+  const { createClientHandshake, createServerTrust } = await import('../../../src/handshake/client-handshake.js')
+  const { generateKeyPair } = await import('../../../src/keys/key-pair.js')
+  const { makeParties, TestNonceStore } = await import('../../helpers/fixtures.js')
+  const p = makeParties()
+  const next = generateKeyPair()
+  let rotating = true
+  const metrics = createAuthMetrics({ processMetrics: false })
+  const service = createAuthService({
+    keyPair: p.server,
+    serverKeys: () => (rotating ? { current: p.server, rotation: { from: p.server, to: next } } : { current: p.server }),
+    allowlist: p.serverAllowlist,
+    nonceStore: new TestNonceStore(100),
+    observer: metrics.observer,
+  })
+  const handshake = async (): Promise<void> => {
+    const c = createClientHandshake({ keyPair: p.client, audience: 'a', serverTrust: createServerTrust({ pinnedFingerprint: p.server.fingerprint, keyRotation: { log: () => undefined } }) })
+    const m2 = await service.handleMessage(c.start())
+    const m4 = await service.handleMessage(await c.handleChallenge(m2.body))
+    c.handleComplete(m4.body)
+  }
+  await handshake()
+  await handshake()
+  assert.equal(sample(await metrics.metrics(), 'mcp_pki_server_key_updates_total'), 2)
+  rotating = false
+  await handshake()
+  const text = await metrics.metrics()
+  assert.equal(sample(text, 'mcp_pki_server_key_updates_total'), 2)
+  assert.equal(sample(text, 'mcp_pki_handshakes_total{result="success",code="ok"}'), 3)
+})

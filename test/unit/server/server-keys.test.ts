@@ -20,9 +20,17 @@ async function files(): Promise<ServerKeyFiles> {
   return { current, next: siblingKeyPath(current, 'next'), previous: siblingKeyPath(current, 'previous') }
 }
 
-test('sibling paths: .next / .previous before .pem, else appended', () => {
+test('sibling paths: .next / .previous before .pem or .pub, else appended', () => {
   assert.equal(siblingKeyPath('/k/server_private.pem', 'next'), '/k/server_private.next.pem')
   assert.equal(siblingKeyPath('/k/id_ed25519', 'previous'), '/k/id_ed25519.previous')
+  assert.equal(siblingKeyPath('/k/id_ed25519.pub', 'next'), '/k/id_ed25519.next.pub')
+})
+
+test('with keys.agent the rotation files are the public key file and its siblings (the private key path is not used)', async () => {
+  const { parseConfig } = await import('../../../src/config/load-config.js')
+  const { serverKeyFilesOf } = await import('../../../src/server/server-keys.js')
+  const { config } = parseConfig('keys:\n  agent: true\n  private_key_path: /k/unused.pem\n  public_key_path: /k/server.pub\n  next_private_key_path: /k/unused.next.pem\n', { env: {} })
+  assert.deepEqual(serverKeyFilesOf(config), { current: '/k/server.pub', next: '/k/server.next.pub', previous: '/k/server.previous.pub' })
 })
 
 test('phases from the files present; both next and previous, or one key twice, are refused with the fix', async () => {
