@@ -480,22 +480,23 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   if (authorization !== undefined && typeof authorization.decide !== 'function') throw new TypeError('authorization must be an Authorizer: an object with decide(subject, request)')
 
   /**
-   * What a socket says about where requests arrive, kept on the socket (both frozen; a socket's
+   * What a socket says about where requests arrive, kept per socket (both frozen; a socket's
    * addresses do not change): the audit context and the audience-check context. Built once per
    * connection instead of twice per request, and the verifier recognises the same frozen context
-   * object to skip re-checking the audience on a keep-alive connection.
+   * object to skip re-checking the audience on a keep-alive connection. A WeakMap entry per
+   * connection rather than a property on Node's socket (which measured the same).
    */
-  const SOCKET = Symbol('mcp-pki-auth socket context')
+  const socketContexts = new WeakMap<object, SocketContexts>()
   interface SocketContexts {
     audit: RequestContext
     local: { localPort: number; localAddress?: string }
   }
   function contextsOf(req: IncomingMessage): SocketContexts {
-    const socket = req.socket as (IncomingMessage['socket'] & { [SOCKET]?: SocketContexts }) | undefined | null
-    const known = socket?.[SOCKET]
+    const socket = req.socket as object | undefined | null
+    const known = socket === undefined || socket === null ? undefined : socketContexts.get(socket)
     if (known !== undefined) return known
     const made: SocketContexts = { audit: Object.freeze(buildCtx(req)), local: Object.freeze(buildSocketContext(req)) }
-    if (socket !== undefined && socket !== null) socket[SOCKET] = made
+    if (socket !== undefined && socket !== null) socketContexts.set(socket, made)
     return made
   }
   function ctxOf(req: IncomingMessage): RequestContext {
