@@ -56,7 +56,7 @@ const ARRIVED = Symbol('arrived')
 /** Server wall time from the request event to the SDK handler, µs, by route (+proof: see serve). */
 const toHandler = new Map<string, number[]>()
 
-function statefulHandler(): (req: McpRequest, res: ServerResponse) => Promise<void> {
+export function statefulHandler(): (req: McpRequest, res: ServerResponse) => Promise<void> {
   const transports = new Map<string, StreamableHTTPServerTransport>()
   return async (req, res) => {
     const arrived = (req as unknown as Record<symbol, [number, string] | undefined>)[ARRIVED]
@@ -76,7 +76,7 @@ function statefulHandler(): (req: McpRequest, res: ServerResponse) => Promise<vo
   }
 }
 
-function readJson(req: IncomingMessage): Promise<unknown> {
+export function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))

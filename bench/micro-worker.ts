@@ -295,8 +295,8 @@ async function session(o: Opts): Promise<Record<string, unknown>> {
   const macText = parsed.mac.toString('base64url')
   const req = { method: 'POST', target: '/mcp', bodyDigest: digest }
   const tokenHash = tokenDigest(sess.token)
-  const hmacCached = timeSync(() => proofMacMatches(pads, tokenHash, parsed.epochText, req, parsed.timestamp, parsed.sequence, macText), n, o.runs)
-  const hmacWithBody = timeSync(() => proofMacMatches(pads, tokenHash, parsed.epochText, { method: 'POST', target: '/mcp', body }, parsed.timestamp, parsed.sequence, macText), n, o.runs)
+  const hmacCached = timeSync(() => proofMacMatches(pads, tokenHash, parsed.epochText, req, String(parsed.timestamp), String(parsed.sequence), macText), n, o.runs)
+  const hmacWithBody = timeSync(() => proofMacMatches(pads, tokenHash, parsed.epochText, { method: 'POST', target: '/mcp', body }, String(parsed.timestamp), String(parsed.sequence), macText), n, o.runs)
   const hmacOld = timeSync(
     () =>
       computeProofMac(ticket.sessionKey, {

@@ -19,6 +19,7 @@ import { runSustained, type SustainedResult } from './sustained.js'
 import { runWorkersBench, type WorkersResult } from './workers.js'
 import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } from './lib.js'
 import { toolsCallTable, type ToolsCallResult } from './mcp-tools-call.js'
+import { floorTable, runFloor, type FloorResult } from './tools-call-floor.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const GROUPS = ['floor', 'inprocess', 'session', 'network', 'memory', 'mcp', 'sustained', 'workers', 'authz', 'metrics'] as const
@@ -422,6 +423,16 @@ async function mcp(args: Args): Promise<Record<string, unknown> | null> {
   })
 }
 
+function printMcpFloor(floor: FloorResult, steps: FloorResult): void {
+  const how = (r: FloorResult): string => `${r.calls_per_kind} calls per path in rotating blocks of ${r.kinds.length} paths × 10 calls; "over plain" = median over block groups of (path − plain); CPU = process.cpuUsage of each process`
+  print(`\n### MCP tools/call: the floor of a proof-bound session check (bench/tools-call-floor.ts)\n\n${how(floor)}\n\n`)
+  print(floorTable(floor) + '\n')
+  const x = floor.rows
+  print(`  the floor (a minimal check with the proof MAC, nothing else): ${x.crypto?.over_plain_percent}% of CPU over plain; mcp-pki-auth: ${x.auth?.over_plain_percent}%\n`)
+  print(`\nStep by step (all five paths in one rotation, so each is colder than above: compare within this table)\n\n${how(steps)}\n\n`)
+  print(floorTable(steps) + '\n')
+}
+
 function printMcp(r: Record<string, unknown> | null): void {
   const title = '\n### MCP tools/call: plain SDK server vs bearer JWT vs mcp-pki-auth (bench/mcp-tools-call.ts)\n'
   if (r === null) {
@@ -589,6 +600,13 @@ async function main(): Promise<void> {
     const r = await mcp(args)
     results.mcp = r
     printMcp(r)
+    progress('MCP tools/call: the floor of a proof check')
+    // Three paths, as in the table above (as many paths between two calls of one path leave its
+    // code as cold), then all five: what the header bytes and the check's shape cost on their own.
+    const floor = await runFloor(args.quick ? 100 : 400, args.quick ? 2 : 4, ['plain', 'crypto', 'auth'])
+    const steps = await runFloor(args.quick ? 100 : 400, args.quick ? 2 : 4)
+    results.mcp_floor = { floor, steps }
+    printMcpFloor(floor, steps)
   }
   if (args.only.has('sustained')) {
     const seconds = args.quick ? 20 : 600

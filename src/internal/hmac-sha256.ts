@@ -69,7 +69,7 @@ export function hmacInPlace(pads: HmacPads, buf: Buffer, end: number, encoding: 
   const inner = hashOnce('sha256', buf.subarray(0, end), 'latin1')
   buf.fill(0, 0, BLOCK)
   outer.set(pads.opad, 0)
-  outer.write(inner, BLOCK, 'latin1')
+  putLatin1(outer, BLOCK, inner)
   const mac = hashOnce('sha256', outer, encoding)
   outer.fill(0)
   return mac
@@ -87,6 +87,27 @@ export function hmacSha256(key: Uint8Array, message: Uint8Array): Buffer {
 
 /** SHA-256 of `data` written at `buf[offset, offset + 32)` (no intermediate Buffer). */
 export function sha256Into(data: Uint8Array | string, buf: Buffer, offset: number): void {
-  if (hashOnce !== undefined) buf.write(hashOnce('sha256', data, 'latin1'), offset, 'latin1')
+  if (hashOnce !== undefined) putLatin1(buf, offset, hashOnce('sha256', data, 'latin1'))
   else createHash('sha256').update(data).digest().copy(buf, offset)
+}
+
+/**
+ * Writes a digest given as a latin1 string (one character per byte) at `buf[offset…]`. A loop over
+ * 32 characters instead of `Buffer#write(…, 'latin1')`, which is a call into C++ each time; with
+ * three such writes per proof it was a visible share of the proof's in-situ cost.
+ */
+function putLatin1(buf: Buffer, offset: number, text: string): void {
+  for (let i = 0; i < text.length; i++) buf[offset + i] = text.charCodeAt(i)
+}
+
+/**
+ * Whether two strings of the same length are equal, in time that depends only on their length (an
+ * XOR-accumulate over every character, as noble's `equalBytes`). For MACs compared as canonical
+ * text (the caller has checked the alphabet and canonical form, so equal text means equal bytes).
+ */
+export function textEqualConstantTime(a: string, b: string): boolean {
+  if (a.length !== b.length) return false
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i)
+  return diff === 0
 }

@@ -26,7 +26,7 @@ import { systemClock } from '../internal/clock.js'
 import { EPOCH_HEADER, PROOF_HEADER, REFUSAL_HEADER } from '../protocol/constants.js'
 import { verifiedRefusal } from '../session/refusal-answer.js'
 import { verifiedStaleEpoch } from '../session/stale-answer.js'
-import { createRequestProof, type CreateProofOptions } from '../session/session-token.js'
+import { requestProof } from '../session/session-token.js'
 import { holdController, requestSignal } from './request-signal.js'
 import { authenticate, authenticateOptionsFromConfig, safeUrl, type AuthenticateOptions, type ConfigClientOptions, type FetchLike as HandshakeFetch } from '../transport/http-client.js'
 import { tlsClientSettingsFromConfig } from '../transport/tls.js'
@@ -86,6 +86,11 @@ function held(res: Response, controller: AbortController | undefined): Response 
   return res
 }
 
+/** `Headers#forEach` callback with the record as `this`: no closure per request. */
+function copyHeader(this: Record<string, string>, value: string, name: string): void {
+  this[name] = value
+}
+
 /**
  * Header names and values as a plain record with lowercase names (a name given twice keeps the
  * fetch spec's combined `a, b`; `set-cookie` is not a request header).
@@ -93,15 +98,7 @@ function held(res: Response, controller: AbortController | undefined): Response 
 function headerRecord(init: RequestInit['headers']): Record<string, string> {
   const out: Record<string, string> = {}
   if (init === undefined) return out
-  if (init instanceof Headers) {
-    init.forEach((v, k) => {
-      out[k] = v
-    })
-    return out
-  }
-  new Headers(init).forEach((v, k) => {
-    out[k] = v
-  })
+  ;(init instanceof Headers ? init : new Headers(init)).forEach(copyHeader, out)
   return out
 }
 
@@ -174,8 +171,6 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     if (current === failed) current = undefined
   }
 
-  const proofExtras: Pick<CreateProofOptions, 'clock'> = options.clock === undefined ? {} : { clock: options.clock }
-
   // The last URL checked, by its text: the SDK sends every request to one URL object.
   let lastHref = ''
   let lastTarget = ''
@@ -190,6 +185,17 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     lastTarget = url.pathname + url.search
     lastHref = href
     return lastTarget
+  }
+
+  /**
+   * Sends one request under `s`: the token and a fresh proof in `headers` (the record handed to
+   * fetch, never the caller's), then `fetch`. A function of its arguments, not a closure made per
+   * request (docs/benchmarks.md, "tools/call").
+   */
+  function send(s: ClientSession, url: URL, rest: RequestInit, headers: Record<string, string>, target: string, body: BodyBytes): Promise<Response> {
+    headers.authorization = `Bearer ${s.token}`
+    headers[PROOF_HEADER] = requestProof(s, rest.method!, target, headers['mcp-session-id'] ?? '', body ?? null, clock() + s.clockOffsetMs)
+    return baseFetch(url, rest)
   }
 
   const authFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
@@ -220,20 +226,13 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     if (body !== undefined) rest.body = body as NonNullable<RequestInit['body']>
     rest.method = method
     rest.headers = headers
-    // Its own AbortController per request, following the caller's (the SDK's long-lived) signal:
-    // see request-signal.ts for what one undici listener per request on that signal costs.
+    // A signal of its own (shared with a few neighbouring requests), following the caller's (the
+    // SDK's long-lived) signal: see request-signal.ts for what one undici listener per request on
+    // that signal costs.
     const controller = rest.signal ? requestSignal(rest.signal) : undefined
     if (controller !== undefined) rest.signal = controller.signal
-    const mcpSessionId = headers['mcp-session-id']
-    const send = (s: ClientSession): Promise<Response> => {
-      headers.authorization = `Bearer ${s.token}`
-      headers[PROOF_HEADER] = createRequestProof({ session: s, method, target, body, mcpSessionId, ...proofExtras })
-      return baseFetch(url, rest)
-    }
-    /** The new epoch of a proof_stale answer to the proof just sent, only when its MAC verifies. */
-    const staleEpoch = (s: ClientSession, r: Response): string | undefined => verifiedStaleEpoch(s.sessionKey, headers[PROOF_HEADER]!, r.headers.get(EPOCH_HEADER))
     const s = pending === undefined && fresh(current) ? current : await session()
-    let res = await send(s)
+    let res = await send(s, url, rest, headers, target, body)
     if (res.status !== 401) return held(res, controller)
     // proof_stale: the server's replay memory restarted (new epoch). The session is still good:
     // one retry with a proof naming the new epoch, no new handshake — but only when the answer is
@@ -243,11 +242,11 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     if (res.headers.has(EPOCH_HEADER)) {
       // (Compared with the epoch the sent proof named, not s.replayEpoch: a concurrent request may
       // have taken the new epoch already.)
-      const epoch = staleEpoch(s, res)
+      const epoch = verifiedStaleEpoch(s.sessionKey, headers[PROOF_HEADER]!, res.headers.get(EPOCH_HEADER))
       if (epoch === undefined) return held(res, controller)
       await res.body?.cancel().catch(() => {})
       s.replayEpoch = epoch
-      res = await send(s)
+      res = await send(s, url, rest, headers, target, body)
       if (res.status !== 401) return held(res, controller)
     }
     // Any other 401: a new session and one re-send only on an authenticated session_expired for
@@ -261,7 +260,7 @@ export function createAuthFetch(options: AuthFetchOptions): AuthFetch {
     }
     await res.body?.cancel().catch(() => {})
     const renewed = await renew(s)
-    res = await send(renewed)
+    res = await send(renewed, url, rest, headers, target, body)
     if (res.status === 401) drop(renewed)
     return held(res, controller)
   }

@@ -10,9 +10,9 @@
  *                                lp(target) lp(Mcp-Session-Id) lp(SHA-256(body)) lp(t) lp(s))
  * @module
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { fromB64u, lp, readU64, utf8, writeU64 } from '../internal/bytes.js'
-import { hashOnce, hmacInPlace, hmacPads, newPads, sha256Into, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
+import { hashOnce, hmacInPlace, hmacPads, newPads, sha256Into, textEqualConstantTime, zeroPads, type HmacPads } from '../internal/hmac-sha256.js'
 import { systemClock, type Clock, type RandomSource } from '../internal/clock.js'
 import { CONTEXT, EPOCH_SIZE, MAX_SEQUENCE } from '../protocol/constants.js'
 import { openTicket, sealTicket, TICKET_KIND, type TicketKey } from './ticket.js'
@@ -162,11 +162,11 @@ export interface ProofCheck {
  * lp(body digest) lp(t) lp(s) — into the scratch buffer after the pad space; returns its end.
  * The epoch is given as bytes or, on the verifier, as its canonical 11-character base64url text.
  */
-function writeProofInput(tokenHash: Uint8Array, epoch: Uint8Array | string, req: ProofCheck, timestamp: number, sequence: number): number {
+function writeProofInput(tokenHash: Uint8Array, epoch: Uint8Array | string, req: ProofCheck, timestamp: number | string, sequence: number | string): number {
   const m = req.method.toUpperCase()
   const sid = req.mcpSessionId ?? ''
-  const ts = String(timestamp)
-  const seq = String(sequence)
+  const ts = typeof timestamp === 'string' ? timestamp : String(timestamp)
+  const seq = typeof sequence === 'string' ? sequence : String(sequence)
   // upper bound: at most 3 UTF-8 bytes per UTF-16 unit
   const need = PAD + PROOF_CONTEXT.byteLength + 36 + 12 + 36 + 3 * (m.length + req.target.length + sid.length) + 12 + ts.length + seq.length + 12
   if (need > scratch.byteLength) scratch = Buffer.alloc(Math.max(need, scratch.byteLength * 2))
@@ -174,11 +174,7 @@ function writeProofInput(tokenHash: Uint8Array, epoch: Uint8Array | string, req:
   buf.set(PROOF_CONTEXT, PAD)
   let o = PAD + PROOF_CONTEXT.byteLength
   o = putBytes(buf, o, tokenHash)
-  if (typeof epoch === 'string') {
-    buf.writeUInt32BE(EPOCH_SIZE, o)
-    if (buf.write(epoch, o + 4, 'base64url') !== EPOCH_SIZE) throw new RangeError('replay epoch must be 8 bytes')
-    o += 4 + EPOCH_SIZE
-  } else o = putBytes(buf, o, epoch)
+  o = putBytes(buf, o, typeof epoch === 'string' ? epochBytes(epoch) : epoch)
   o = putString(buf, o, m)
   o = putString(buf, o, req.target)
   o = putString(buf, o, sid)
@@ -202,20 +198,31 @@ export function computeProofMac(sessionKey: Uint8Array, p: ProofInput): Buffer {
   return Buffer.from(mac, 'latin1')
 }
 
-const expected = Buffer.alloc(32)
-const presented = Buffer.alloc(32)
+/** The epoch whose bytes were decoded last: one epoch serves a whole process (or session) until its replay memory restarts. */
+let lastEpochText = ''
+let lastEpochBytes = Buffer.alloc(EPOCH_SIZE)
+
+/** The 8 bytes of an epoch's base64url text (decoded once per epoch, not once per proof). */
+function epochBytes(text: string): Buffer {
+  if (text === lastEpochText) return lastEpochBytes
+  const bytes = Buffer.from(text, 'base64url')
+  if (bytes.byteLength !== EPOCH_SIZE) throw new RangeError('replay epoch must be 8 bytes')
+  lastEpochText = text
+  lastEpochBytes = bytes
+  return bytes
+}
 
 /**
- * Internal (verifier hot path): whether `macText` (the proof's 43-character base64url MAC) is the
- * MAC of this request under the session whose {@link hmacPads} are `pads`. Compared in constant
- * time; no Buffer allocated per call.
+ * Internal (verifier hot path): whether `macText` (the proof's 43-character base64url MAC, which
+ * {@link matchRequestProof} checked to be canonical) is the MAC of this request under the session
+ * whose {@link hmacPads} are `pads`. `timestamp` and `sequence` as the header's canonical digits.
+ * The expected MAC is made as base64url text and the two texts compared in constant time: for
+ * canonical encodings equal text is equal bytes, and this skips two Buffer writes and a
+ * `timingSafeEqual` call into C++ per request (docs/benchmarks.md, "tools/call").
  */
-export function proofMacMatches(pads: HmacPads, tokenHash: Uint8Array, epochText: string, req: ProofCheck, timestamp: number, sequence: number, macText: string): boolean {
+export function proofMacMatches(pads: HmacPads, tokenHash: Uint8Array, epochText: string, req: ProofCheck, timestamp: string, sequence: string, macText: string): boolean {
   const end = writeProofInput(tokenHash, epochText, req, timestamp, sequence)
-  expected.write(hmacInPlace(pads, scratch, end, 'latin1'), 0, 'latin1')
-  const ok = presented.write(macText, 0, 'base64url') === 32 && timingSafeEqual(expected, presented)
-  expected.fill(0)
-  return ok
+  return textEqualConstantTime(hmacInPlace(pads, scratch, end, 'base64url'), macText)
 }
 
 function putString(buf: Buffer, o: number, text: string): number {
@@ -274,27 +281,47 @@ export interface CreateProofOptions {
   timestamp?: number
 }
 
-const tokenHashes = new WeakMap<ProofSession, { token: string; hash: Buffer }>()
+/**
+ * What a client derives once per session for its proofs: the token's digest and the session key's
+ * HMAC pads (as secret as the key, and kept exactly as long: with the session object). Recomputing
+ * and zeroing the pads on every proof cost ~1.5 µs of a ~25 µs in-situ proof (docs/benchmarks.md).
+ */
+interface ProofKeys {
+  token: string
+  key: Uint8Array
+  hash: Buffer
+  pads: HmacPads
+}
 
-function tokenHashOf(s: ProofSession): Buffer {
-  const cached = tokenHashes.get(s)
-  if (cached !== undefined && cached.token === s.token) return cached.hash
-  const hash = tokenDigest(s.token)
-  tokenHashes.set(s, { token: s.token, hash })
-  return hash
+const proofKeys = new WeakMap<ProofSession, ProofKeys>()
+
+function proofKeysOf(s: ProofSession): ProofKeys {
+  const cached = proofKeys.get(s)
+  if (cached !== undefined && cached.token === s.token && cached.key === s.sessionKey) return cached
+  if (cached !== undefined) zeroPads(cached.pads)
+  const keys: ProofKeys = { token: s.token, key: s.sessionKey, hash: tokenDigest(s.token), pads: hmacPads(s.sessionKey) }
+  proofKeys.set(s, keys)
+  return keys
 }
 
 /** The value of the `MCP-PKI-Proof` header for one request (client side); uses the session's next sequence number. */
 export function createRequestProof(o: CreateProofOptions): string {
   const s = o.session
   const timestamp = o.timestamp ?? (o.clock ?? systemClock)() + s.clockOffsetMs
+  return requestProof(s, o.method, o.target, o.mcpSessionId ?? '', o.body ?? null, timestamp)
+}
+
+/**
+ * Internal: {@link createRequestProof} with positional arguments and `t` given (server clock), for
+ * createAuthFetch's per-request path (no options object per request).
+ */
+export function requestProof(s: ProofSession, method: string, target: string, mcpSessionId: string, body: Uint8Array | string | null, timestamp: number): string {
   if (s.lastSequence >= MAX_SEQUENCE) throw new RangeError('this session has used every sequence number; authenticate again')
   const sequence = ++s.lastSequence
   const epoch = s.replayEpoch
-  const pads = hmacPads(s.sessionKey, padScratch)
-  const end = writeProofInput(tokenHashOf(s), epoch, { method: o.method, target: o.target, mcpSessionId: o.mcpSessionId ?? '', body: o.body ?? null }, timestamp, sequence)
-  const mac = hmacInPlace(pads, scratch, end, 'base64url')
-  zeroPads(pads)
+  const keys = proofKeysOf(s)
+  const end = writeProofInput(keys.hash, epoch, { method, target, mcpSessionId, body }, timestamp, sequence)
+  const mac = hmacInPlace(keys.pads, scratch, end, 'base64url')
   return `t=${timestamp}, s=${sequence}, e=${epoch}, m=${mac}`
 }
 

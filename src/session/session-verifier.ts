@@ -103,16 +103,36 @@ export interface SessionVerifier {
   verifyNow(request: RequestToVerify): SessionInfo | Promise<SessionInfo>
   /** Token-only check (bearer mode, or a WebSocket already bound at handshake). */
   verifyToken(token: string, context?: RequestContext): SessionInfo
+  /**
+   * Whether a request bearing `token` on `context` deserves to have its body read: the token is
+   * one of this server's and its audience names this server (expired or revoked sessions
+   * included, since only the full check after the body gives their authenticated refusal). No
+   * allowlist or revocation look-up and no exception: the full check does both with the time then.
+   */
+  precheckToken?(token: string, context?: RequestContext): boolean
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]{16,1024})$/
+/** The longest token text BEARER accepts. */
+const MAX_TOKEN_TEXT = 1024
 const BEARER_PREFIX = 'Bearer '
 
 /**
  * A decoded token as cached: the ticket, its session id text, its digest (what proofs bind), the
  * socket its audience was last accepted on, and (once needed) its HMAC key pads.
  */
-type OpenTicket = SessionTicket & { id: string; digest: Buffer; audienceOkOn: string | undefined; pads: HmacPads | undefined; entry?: AllowlistEntry }
+type OpenTicket = SessionTicket & {
+  id: string
+  digest: Buffer
+  audienceOkOn: string | undefined
+  /** The frozen context object the audience was last accepted for (the transports keep one per socket). */
+  audienceOkCtx: RequestContext | undefined
+  pads: HmacPads | undefined
+  entry?: AllowlistEntry
+  /** The allowlist entry whose `added_at` is in {@link addedAt} (parsed once per entry, not per request). */
+  addedAtOf?: AllowlistEntry
+  addedAt?: number | undefined
+}
 
 export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifier {
   const given = isTicketKeyRing(o.ticketKeys) ? o.ticketKeys : o.ticketKeys?.length ? staticTicketKeys(o.ticketKeys) : undefined
@@ -138,7 +158,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   function decode(token: string): OpenTicket {
     const decoded = decodeSessionTicket(ring.all(), token)
     if (decoded === undefined) throw new AuthError('session_invalid', 'session token is not valid for this server')
-    const t: OpenTicket = { ...decoded, id: b64u(decoded.sessionId), digest: tokenDigest(token), audienceOkOn: undefined, pads: undefined }
+    const t: OpenTicket = { ...decoded, id: b64u(decoded.sessionId), digest: tokenDigest(token), audienceOkOn: undefined, audienceOkCtx: undefined, pads: undefined }
     if (cache.size >= cacheSize) evict(cache.keys().next().value as string)
     cache.set(token, t)
     return t
@@ -154,10 +174,14 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
   /** The token's audience must name this server, as at the handshake (cached per socket). */
   function checkAudience(ticket: OpenTicket, ctx: RequestContext | undefined): void {
     if (o.acceptsAudience === undefined) return
+    // The same frozen context object (one per socket) as last time: same socket, same verdict.
+    if (ctx !== undefined && ticket.audienceOkCtx === ctx) return
     const on = ctx === undefined ? '' : `${ctx.localPort ?? ''} ${ctx.localAddress ?? ''}`
-    if (ticket.audienceOkOn === on) return
-    if (!o.acceptsAudience(ticket.audience, ctx)) throw new AuthError('session_invalid', 'this session was made for another audience than this server')
-    ticket.audienceOkOn = on
+    if (ticket.audienceOkOn !== on) {
+      if (!o.acceptsAudience(ticket.audience, ctx)) throw new AuthError('session_invalid', 'this session was made for another audience than this server')
+      ticket.audienceOkOn = on
+    }
+    ticket.audienceOkCtx = ctx !== undefined && Object.isFrozen(ctx) ? ctx : undefined
   }
 
   /**
@@ -177,7 +201,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     const proof = req.proof === undefined || req.proof === '' ? undefined : matchRequestProof(req.proof)
     if (proof === undefined) return undefined
     const pads = ticket.pads ?? (ticket.pads = hmacPads(ticket.sessionKey))
-    return proofMacMatches(pads, ticket.digest, proof[3]!, req, Number(proof[1]), Number(proof[2]), proof[4]!) ? proof[4]! : undefined
+    return proofMacMatches(pads, ticket.digest, proof[3]!, req, proof[1]!, proof[2]!, proof[4]!) ? proof[4]! : undefined
   }
 
   /** Allowlist, revocation and audience of an opened, unexpired token; throws AuthError. */
@@ -201,7 +225,11 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     // Listed (again, or replaced) after this session began: the entry it was issued under is gone.
     // This also holds across restarts, where the in-memory removal record above is lost. An
     // `added_at` in this clock's future is not trusted (another machine's clock): no check then.
-    const addedAt = addedAtMs(found.entry)
+    if (ticket.addedAtOf !== found.entry) {
+      ticket.addedAt = addedAtMs(found.entry)
+      ticket.addedAtOf = found.entry
+    }
+    const addedAt = ticket.addedAt
     if (addedAt !== undefined && addedAt <= now && ticket.issuedAt < addedAt) {
       throw refuse(ticket, token, req, 'session_revoked', 'the allowlist entry of this client key was (re)added after the session began', true)
     }
@@ -296,7 +324,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     const sequence = Number(proof[2])
     const epochText = proof[3]!
     const pads = ticket.pads ?? (ticket.pads = hmacPads(ticket.sessionKey))
-    if (!proofMacMatches(pads, ticket.digest, epochText, req, timestamp, sequence, proof[4]!)) {
+    if (!proofMacMatches(pads, ticket.digest, epochText, req, proof[1]!, proof[2]!, proof[4]!)) {
       throw new AuthError('proof_invalid', 'request proof does not match this request and session')
     }
     const r = nonceStore.checkSequence(info.sessionId, sequence, timestamp + windowMs + 1, epochText)
@@ -345,6 +373,26 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
         throw new AuthError('session_expired', EXPIRED)
       }
       return checkTicket(ticket, token, now, context)
+    },
+
+    precheckToken(token, context) {
+      let ticket = cache.get(token)
+      if (ticket === undefined) {
+        if (token.length > MAX_TOKEN_TEXT) return false
+        try {
+          ticket = decode(token)
+        } catch {
+          return false
+        }
+      }
+      // Expired: the full check after the body answers it (authenticated when the proof verifies).
+      if (clock() >= ticket.expiresAt) return true
+      try {
+        checkAudience(ticket, context)
+        return true
+      } catch {
+        return false
+      }
     },
 
     verify(req) {

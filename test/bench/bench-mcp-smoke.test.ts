@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { toolsCallTable, type ToolsCallResult } from '../../bench/mcp-tools-call.js'
+import { FLOOR_KINDS, floorTable, type FloorResult } from '../../bench/tools-call-floor.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -34,4 +35,27 @@ test('bench/mcp-tools-call.ts: plain, JWT and mcp-pki-auth side by side, wall an
   assert.match(table[2]!, /^\| plain SDK server/)
   assert.match(table[3]!, /^\| bearer JWT/)
   assert.match(table[4]!, /^\| mcp-pki-auth/)
+})
+
+test('bench/tools-call-floor.ts: plain, header bytes, a minimal check without and with the proof MAC, and mcp-pki-auth, CPU per call of both sides', async () => {
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', 'bench/tools-call-floor.ts', '--calls', '20', '--rounds', '1', '--json'], { cwd: ROOT, timeout: 110_000, maxBuffer: 8 << 20 }, (err, out, errOut) => {
+      if (err !== null) reject(new Error(`${err.message}\n${errOut}`))
+      else resolve(out)
+    })
+  })
+  const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as FloorResult
+  assert.equal(r.calls_per_kind, 20)
+  assert.deepEqual(r.kinds, [...FLOOR_KINDS])
+  for (const kind of FLOOR_KINDS) {
+    // Every path answered every call (a refused proof would have thrown in the SDK client) and was measured on both sides.
+    assert.ok(r.rows[kind]!.client_us > 0, `${kind} client CPU measured`)
+    assert.ok(r.rows[kind]!.server_us > 0, `${kind} server CPU measured`)
+  }
+  assert.equal(r.rows.plain.client_over_plain_us, 0)
+  const table = floorTable(r).split('\n')
+  assert.equal(table.length, 2 + FLOOR_KINDS.length)
+  assert.match(table[2]!, /^\| plain SDK client and server/)
+  assert.match(table[5]!, /the floor/)
+  assert.match(table[6]!, /^\| mcp-pki-auth/)
 })

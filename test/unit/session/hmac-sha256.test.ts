@@ -6,7 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
-import { hmacInPlace, hmacPads, hmacSha256, newPads, sha256Into, zeroPads } from '../../../src/internal/hmac-sha256.js'
+import { hmacInPlace, hmacPads, hmacSha256, newPads, sha256Into, textEqualConstantTime, zeroPads } from '../../../src/internal/hmac-sha256.js'
 
 const KEY_LENGTHS = [0, 1, 2, 16, 31, 32, 33, 55, 63, 64, 65, 100, 128, 129, 200]
 const MESSAGE_LENGTHS = [0, 1, 3, 31, 32, 55, 56, 57, 63, 64, 65, 119, 120, 150, 191, 192, 255, 256, 1000, 4096]
@@ -67,4 +67,15 @@ test('sha256Into writes the digest of bytes and of UTF-8 strings at the offset',
     assert.deepEqual(buf.subarray(4, 36), createHash('sha256').update(data).digest())
     assert.ok(buf.subarray(0, 4).every((b) => b === 0xff) && buf.subarray(36).every((b) => b === 0xff))
   }
+})
+
+test('textEqualConstantTime: equal only for the same text; different lengths are unequal', () => {
+  const a = randomBytes(32).toString('base64url')
+  assert.equal(textEqualConstantTime(a, a.slice()), true)
+  for (let i = 0; i < a.length; i++) {
+    const b = a.slice(0, i) + (a[i] === 'A' ? 'B' : 'A') + a.slice(i + 1)
+    assert.equal(textEqualConstantTime(a, b), false, `differs at ${i}`)
+  }
+  assert.equal(textEqualConstantTime(a, a.slice(1)), false)
+  assert.equal(textEqualConstantTime('', ''), true)
 })
