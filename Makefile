@@ -1,9 +1,16 @@
 # mcp-pki-auth — every target installs what it needs from the lockfile first.
 SHELL := /bin/bash
 # Spec output, failures in full at the end, Node's closing counts, then one `N passed, N failed` line.
-NODE_TEST := node --import tsx --test --test-concurrency=2 --test-timeout=120000 --test-reporter=./scripts/test-reporter.mjs
+# The tests run as JavaScript from .test-tree (scripts/build-test-tree.mjs: the repository with each
+# .ts transpiled once), not through tsx in every test process; source maps give .ts stack lines.
+# Test files run at once. Many wait on sockets, timers and child processes, so more files than
+# cores keep both cores busy; override with `make test TEST_CONCURRENCY=2` on a slower machine.
+TEST_CONCURRENCY ?= 4
+NODE_TEST := node --enable-source-maps --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=120000 --test-reporter=./scripts/test-reporter.mjs
+# The test files under the given folders of .test-tree, in a stable order.
+tests_in = $$(find $(addprefix .test-tree/,$(1)) -name '*.test.js' | sort)
 
-.PHONY: install build demo test test-unit test-integration test-security test-cli test-performance test-cross-language setup-test-env lint typecheck bench pack redis clean
+.PHONY: install build test-tree demo test test-unit test-integration test-security test-cli test-performance test-cross-language setup-test-env lint typecheck bench pack redis clean
 
 # npm ci writes node_modules/.package-lock.json last: when it is newer than package-lock.json the
 # tree was installed from this lockfile (by us or by README's `npm ci`) and is not reinstalled.
@@ -18,6 +25,10 @@ install: node_modules/.install-stamp
 build: install
 	npx tsc -p tsconfig.json
 
+# The repository with every .ts transpiled once, which the test targets run (see NODE_TEST).
+test-tree: install
+	node scripts/build-test-tree.mjs
+
 # The main job: a whole mutual authentication on embedded defaults, in a temporary folder.
 demo: build
 	node dist/cli/demo.js
@@ -27,28 +38,28 @@ redis:
 	@for i in $$(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 0.1; done; echo "redis did not start" >&2; exit 1
 
 # Every test suite (unit, integration, security, CLI, MCP end to end).
-test: build redis
-	$(NODE_TEST) $$(find test -name '*.test.ts' | sort)
+test: build redis test-tree
+	$(NODE_TEST) $(call tests_in,test)
 
-test-unit: install
-	$(NODE_TEST) $$(find test/unit -name '*.test.ts' | sort)
+test-unit: test-tree
+	$(NODE_TEST) $(call tests_in,test/unit)
 
-test-integration: build redis
-	$(NODE_TEST) $$(find test/integration test/mcp -name '*.test.ts' 2>/dev/null | sort)
+test-integration: build redis test-tree
+	$(NODE_TEST) $(call tests_in,test/integration test/mcp)
 
-test-security: build
-	$(NODE_TEST) $$(find test/security -name '*.test.ts' | sort)
+test-security: build redis test-tree
+	$(NODE_TEST) $(call tests_in,test/security)
 
-test-cli: build
-	$(NODE_TEST) $$(find test/cli -name '*.test.ts' | sort)
+test-cli: build redis test-tree
+	$(NODE_TEST) $(call tests_in,test/cli)
 
 # The quick benchmark run (a few minutes; `make bench` is the full one, see docs/benchmarks.md).
 test-performance: build redis
 	node --import tsx bench/run.ts --quick
 
 # The handshake test vectors (test/vectors) checked by an independent node:crypto implementation.
-test-cross-language: install
-	$(NODE_TEST) test/unit/handshake/vectors.test.ts
+test-cross-language: test-tree
+	$(NODE_TEST) .test-tree/test/unit/handshake/vectors.test.js
 
 # What the tests need: the npm packages, a Redis on 127.0.0.1:6379 and Prometheus (installed with
 # apt-get when missing). CI (.ci/run) calls this target, and only this one, to prepare the machine.

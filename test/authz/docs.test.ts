@@ -16,6 +16,7 @@ import type { Authorizer } from '../../src/authz/types.js'
 import { createAuthFetchFromConfig } from '../../src/mcp/client.js'
 import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 import { closeServer, textOf } from '../mcp/fixtures/harness.js'
+import { importTypeScript } from '../helpers/import-typescript.js'
 
 const ROOT = resolve(import.meta.dirname, '..', '..')
 const DOC = join(ROOT, 'docs', 'authorization.md')
@@ -36,7 +37,7 @@ async function block(marker: string): Promise<string> {
 
 /** A TypeScript block with its package imports pointed at this checkout. */
 function localImports(code: string): string {
-  const ours: Record<string, string> = { 'mcp-pki-auth': 'src/index.ts', 'mcp-pki-auth/authz': 'src/authz/index.ts', 'mcp-pki-auth/mcp/server': 'src/mcp/server.ts' }
+  const ours: Record<string, string> = { 'mcp-pki-auth': 'src/index.js', 'mcp-pki-auth/authz': 'src/authz/index.js', 'mcp-pki-auth/mcp/server': 'src/mcp/server.js' }
   return code.replace(/from '([^']+)'/g, (_all, spec: string) => {
     if (spec.startsWith('node:')) return `from '${spec}'`
     return `from '${ours[spec] !== undefined ? pathToFileURL(join(ROOT, ours[spec])).href : import.meta.resolve(spec)}'`
@@ -79,8 +80,7 @@ test('the documented SDK server enforces the policy for a real SDK client', asyn
     assert.ok(code.includes(from), from)
     code = code.replace(from, to)
   }
-  await writeFile(join(sb.dir, 'server.mts'), localImports(code))
-  const mod = (await import(pathToFileURL(join(sb.dir, 'server.mts')).href)) as { server: Server; close(): Promise<void> }
+  const mod = await importTypeScript<{ server: Server; close(): Promise<void> }>(join(sb.dir, 'server.mts'), localImports(code))
   cleanups.push(() => mod.close())
   cleanups.push(() => closeServer(mod.server))
   if (!mod.server.listening) await new Promise((r) => mod.server.once('listening', r))
@@ -98,8 +98,7 @@ test('the documented SDK server enforces the policy for a real SDK client', asyn
 test('the documented custom Authorizer decides as its comment says', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'authz-docs-engine-'))
   cleanups.push(() => rm(dir, { recursive: true, force: true }))
-  await writeFile(join(dir, 'engine.mts'), localImports(await block('<!-- policy-engine-example -->')))
-  const { authorizer } = (await import(pathToFileURL(join(dir, 'engine.mts')).href)) as { authorizer: Authorizer }
+  const { authorizer } = await importTypeScript<{ authorizer: Authorizer }>(join(dir, 'engine.mts'), localImports(await block('<!-- policy-engine-example -->')))
   const reader = { fingerprint: 'a'.repeat(64), role: 'reader', org: undefined, scopes: [], metadata: {} }
   assert.equal(authorizer.decide(reader, { kind: 'tool', name: 'search_web', arguments: { query: 'mcp' } }).allowed, true)
   assert.equal(authorizer.decide(reader, { kind: 'tool', name: 'search_web' }).allowed, true, 'listed (no arguments)')

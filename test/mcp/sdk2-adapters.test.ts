@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, request as httpRequest, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -28,6 +28,7 @@ import { callerOf, createMcpAuth, mountMcpAuth, requireRole, type McpAuth, type 
 import { createSandbox } from '../../src/server/sandbox.js'
 import { createAuthService } from '../../src/transport/auth-service.js'
 import { makeParties, TestNonceStore, type Parties } from '../helpers/fixtures.js'
+import { importTypeScript } from '../helpers/import-typescript.js'
 import { collectReply, type JsonReply } from '../helpers/http-reply.js'
 import { closeServer, listen, textOf, type ToolCalls } from './fixtures/harness.js'
 
@@ -474,7 +475,7 @@ async function docSnippet(marker: string, replace: [string, string][]): Promise<
     assert.ok(code.includes(from), `the snippet contains ${from}`)
     code = code.replace(from, to)
   }
-  const ours: Record<string, string> = { 'mcp-pki-auth': 'src/index.ts', 'mcp-pki-auth/mcp/server': 'src/mcp/server.ts' }
+  const ours: Record<string, string> = { 'mcp-pki-auth': 'src/index.js', 'mcp-pki-auth/mcp/server': 'src/mcp/server.js' }
   return code.replace(/from '([^']+)'/g, (_all, spec: string) => {
     if (spec.startsWith('node:')) return `from '${spec}'`
     return `from '${ours[spec] !== undefined ? pathToFileURL(join(ROOT, ours[spec])).href : import.meta.resolve(spec)}'`
@@ -489,8 +490,7 @@ test('docs: the @modelcontextprotocol/node + express server of mcp-server.md run
     ["loadConfig('server_config.yml')", `loadConfig(${JSON.stringify(sb.serverConfigPath)})`],
     ["app.listen(8443, '127.0.0.1')", "app.listen(0, '127.0.0.1')"],
   ])
-  await writeFile(join(dir, 'server.mts'), code)
-  const mod = (await import(pathToFileURL(join(dir, 'server.mts')).href)) as { server: HttpServer; close(): Promise<void> }
+  const mod = await importTypeScript<{ server: HttpServer; close(): Promise<void> }>(join(dir, 'server.mts'), code)
   cleanups.push(() => mod.close())
   cleanups.push(() => closeServer(mod.server))
   if (!mod.server.listening) await new Promise((r) => mod.server.once('listening', r))

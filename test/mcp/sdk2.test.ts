@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, type Server as HttpServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -27,6 +27,7 @@ import { createSandbox } from '../../src/server/sandbox.js'
 import { createRequestProof } from '../../src/session/session-token.js'
 import { createAuthService, type AuthService, type AuthServiceOptions } from '../../src/transport/auth-service.js'
 import { makeParties, TestClock, TestNonceStore, type Parties } from '../helpers/fixtures.js'
+import { importTypeScript } from '../helpers/import-typescript.js'
 import { closeServer, connectClient as connectClient1, countingFetch, listen, startProtectedServer, whoami as whoami1, type ToolCalls } from './fixtures/harness.js'
 
 const ROOT = resolve(import.meta.dirname, '..', '..')
@@ -178,7 +179,7 @@ async function docSnippet(doc: string, marker: string, replace: [string, string]
     assert.ok(code.includes(from), `${doc} snippet contains ${from}`)
     code = code.replace(from, to)
   }
-  const ours: Record<string, string> = { 'mcp-pki-auth': 'src/index.ts', 'mcp-pki-auth/mcp/server': 'src/mcp/server.ts', 'mcp-pki-auth/mcp/client': 'src/mcp/client.ts' }
+  const ours: Record<string, string> = { 'mcp-pki-auth': 'src/index.js', 'mcp-pki-auth/mcp/server': 'src/mcp/server.js', 'mcp-pki-auth/mcp/client': 'src/mcp/client.js' }
   return code.replace(/from '([^']+)'/g, (_all, spec: string) => {
     if (spec.startsWith('node:')) return `from '${spec}'`
     const target = ours[spec] !== undefined ? pathToFileURL(join(ROOT, ours[spec])).href : import.meta.resolve(spec)
@@ -195,8 +196,7 @@ test('docs: the 2.x server and 2.x client of mcp-server.md / mcp-client.md run a
     ["loadConfig('server_config.yml')", `loadConfig(${JSON.stringify(sb.serverConfigPath)})`],
     ["server.listen(8443, '127.0.0.1')", "server.listen(0, '127.0.0.1')"],
   ])
-  await writeFile(join(dir, 'server.mts'), serverCode)
-  const mod = (await import(pathToFileURL(join(dir, 'server.mts')).href)) as { server: HttpServer; close(): Promise<void> }
+  const mod = await importTypeScript<{ server: HttpServer; close(): Promise<void> }>(join(dir, 'server.mts'), serverCode)
   cleanups.push(() => mod.close())
   cleanups.push(() => closeServer(mod.server))
   if (!mod.server.listening) await new Promise((r) => mod.server.once('listening', r))
@@ -207,9 +207,8 @@ test('docs: the 2.x server and 2.x client of mcp-server.md / mcp-client.md run a
     ["'http://127.0.0.1:8443/mcp'", JSON.stringify(url)],
     ["'client_config.yml'", JSON.stringify(sb.clientConfigPath)],
   ])
-  await writeFile(join(dir, 'client.mts'), clientCode)
   const log = t.mock.method(console, 'log', () => {})
-  await import(pathToFileURL(join(dir, 'client.mts')).href)
+  await importTypeScript(join(dir, 'client.mts'), clientCode)
   log.mock.restore()
   assert.equal(log.mock.callCount(), 1)
   const content = log.mock.calls[0]!.arguments[0] as { type: string; text: string }[]

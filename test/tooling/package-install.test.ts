@@ -8,12 +8,16 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+/**
+ * The checkout, which `npm pack` packs. The suite runs from .test-tree (scripts/build-test-tree.mjs),
+ * whose dist is a symlink to the checkout's, and npm pack does not follow a symlinked folder.
+ */
+const ROOT = dirname(await realpath(join(fileURLToPath(new URL('../..', import.meta.url)), 'dist')))
 const SDK = '@modelcontextprotocol/sdk'
 
 interface LockEntry {
