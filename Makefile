@@ -24,6 +24,7 @@ install: node_modules/.install-stamp
 
 build: install
 	npx tsc -p tsconfig.json
+	node scripts/bundle-cli.mjs
 
 # The repository with every .ts transpiled once, which the test targets run (see NODE_TEST).
 test-tree: install

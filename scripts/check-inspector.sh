@@ -8,7 +8,7 @@
 # Exit code 0 when both Inspector calls succeed and the tool saw the proxy's client key.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CLI="$ROOT/dist/cli"
+CLI="$ROOT/dist/bin"
 INSPECTOR="${INSPECTOR:-@modelcontextprotocol/inspector@2.12.0}"
 [ -f "$CLI/mcp-pki-proxy.js" ] || { echo "error: build first (npm run build)" >&2; exit 1; }
 

@@ -57,7 +57,7 @@ test('the mcp-policy session prints what the doc shows', async () => {
   const bin = join(sb.dir, 'bin')
   await mkdir(bin)
   for (const name of ['mcp-policy', 'mcp-keygen']) {
-    await writeFile(join(bin, name), `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'dist', 'cli', `${name}.js`)}" "$@"\n`)
+    await writeFile(join(bin, name), `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'dist', 'bin', `${name}.js`)}" "$@"\n`)
     await chmod(join(bin, name), 0o755)
   }
   const script = await block('<!-- policy-cli-example -->')

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path'
 import { after, before, test } from 'node:test'
 import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-policy.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-policy.js')
 let sb: Sandbox
 before(async () => {
   sb = await createSandbox(await mkdtemp(join(tmpdir(), 'mcp-policy-cli-')), { clientMetadata: { role: 'reader', org: 'acme', team: 'blue' } })

@@ -17,7 +17,7 @@ import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../integration/redis-helpers.js'
 import { rawKeyOfPub, sshCertify, sshKeygenKey } from '../helpers/openssh.js'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-allowlist.js')
 
 let root: string
 let n = 0

@@ -21,7 +21,7 @@ import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 import { createAuthServiceFromConfig, type ConfiguredAuthService } from '../../src/server/from-config.js'
 import { REDIS_URL, deletePrefix, freePort, uniquePrefix } from '../integration/redis-helpers.js'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-allowlist.js')
 
 interface Run {
   status: number | null

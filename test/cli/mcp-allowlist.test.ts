@@ -12,8 +12,8 @@ import { loadAllowlistFile, updateAllowlistFile } from '../../src/allowlist/allo
 import { fingerprintOf, rawPublicKey } from '../../src/keys/key-pair.js'
 
 const DIST = resolve(import.meta.dirname, '..', '..', 'dist')
-const BIN = join(DIST, 'cli', 'mcp-allowlist.js')
-const KEYGEN = join(DIST, 'cli', 'mcp-keygen.js')
+const BIN = join(DIST, 'bin', 'mcp-allowlist.js')
+const KEYGEN = join(DIST, 'bin', 'mcp-keygen.js')
 const LEGACY = resolve(import.meta.dirname, '..', 'fixtures', 'allowlist', 'python-legacy.json')
 
 // Step 3 of the product description, as written.

@@ -11,7 +11,7 @@ import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 import { startServerFromConfig, type RunningServer } from '../../src/server/start-server.js'
 import { updateAllowlistFile } from '../../src/allowlist/allowlist-file.js'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-auth-test.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-auth-test.js')
 let dir: string
 let sb: Sandbox
 let server: RunningServer

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { sshAdd, sshKeygen, sshKeygenKey, startSshAgent, type RunningAgent } from '../helpers/openssh.js'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-config-validate.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-config-validate.js')
 let dir: string
 let agent: RunningAgent
 

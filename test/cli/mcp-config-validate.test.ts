@@ -8,7 +8,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { makeCerts } from '../../bench/certs.js'
 
-const BIN = path.resolve('dist/cli/mcp-config-validate.js')
+const BIN = path.resolve('dist/bin/mcp-config-validate.js')
 let dir = ''
 
 interface Run {

@@ -10,7 +10,7 @@ import { generateKeyPair } from '../../src/keys/key-pair.js'
 import { verifyOpenSshCertificate } from '../../src/keys/openssh-cert.js'
 import { rawKeyOfPub, sshAdd, sshKeygen, sshKeygenKey, startSshAgent, type RunningAgent } from '../helpers/openssh.js'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-keygen.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-keygen.js')
 
 let dir: string
 let agent: RunningAgent

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-keygen.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-keygen.js')
 const FIXTURES = resolve(import.meta.dirname, '..', 'fixtures', 'keys')
 const LEGACY = '/work/shared/fixtures/reference-python-format'
 const HEX64 = /^[0-9a-f]{64}$/

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createSandbox } from '../../src/server/sandbox.js'
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-pki-server.js')
-const AUTH_TEST = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-auth-test.js')
+const BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-pki-server.js')
+const AUTH_TEST = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-auth-test.js')
 const dirs: string[] = []
 after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true })

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 
-const CLI = (name: string): string => path.resolve('dist/cli', `${name}.js`)
+const CLI = (name: string): string => path.resolve('dist/bin', `${name}.js`)
 
 function run(cwd: string, name: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const env = { PATH: process.env.PATH, HOME: process.env.HOME }

@@ -26,7 +26,7 @@ import { authenticate } from '../../src/transport/http-client.js'
 import { sshKeygenKey, startSshAgent, type RunningAgent } from '../helpers/openssh.js'
 
 const run = promisify(execFile)
-const KEYGEN = join(import.meta.dirname, '../../dist/cli/mcp-keygen.js')
+const KEYGEN = join(import.meta.dirname, '../../dist/bin/mcp-keygen.js')
 
 interface World {
   dir: string

@@ -28,7 +28,7 @@ import { loadPublicKeyFile } from '../../src/keys/key-file.js'
 import { sha256, signingInput } from '../../src/protocol/transcript.js'
 
 const run = promisify(execFile)
-const KEYGEN = join(import.meta.dirname, '../../dist/cli/mcp-keygen.js')
+const KEYGEN = join(import.meta.dirname, '../../dist/bin/mcp-keygen.js')
 const dirs: string[] = []
 const servers: RunningServer[] = []
 after(async () => {

@@ -19,7 +19,7 @@ import { createSandbox, type Sandbox } from '../../src/server/sandbox.js'
 import { sessionHeaders } from '../../src/server/whoami.js'
 import { makeDeployment, GATEWAY_BIN, PLAIN_SERVER } from '../mcp/fixtures/deployment.js'
 
-const DIST = resolve(import.meta.dirname, '..', '..', 'dist', 'cli')
+const DIST = resolve(import.meta.dirname, '..', '..', 'dist', 'bin')
 const SERVER_BIN = join(DIST, 'mcp-pki-server.js')
 const ALLOWLIST_BIN = join(DIST, 'mcp-allowlist.js')
 const dirs: string[] = []

@@ -334,7 +334,7 @@ test('11.4 the documented Inspector command line: the Inspector gets no --config
   assert.doesNotMatch(inspectorPart, /--config/)
   assert.match(inspectorPart, /--cli --method tools\/list$/)
   const argv = proxyPart.trim().split(/\s+/)
-  assert.deepEqual(argv.slice(0, 2), ['node', 'dist/cli/mcp-pki-proxy.js'])
+  assert.deepEqual(argv.slice(0, 2), ['node', 'dist/bin/mcp-pki-proxy.js'])
   assert.equal(argv[2], '--config')
   assert.equal(argv[4], '--server-url')
   // Run exactly that argv (the Inspector spawns it as is), with this test's config and server.

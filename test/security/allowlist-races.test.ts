@@ -90,7 +90,7 @@ test('fingerprint-only completion: an entry removed after loading refuses the ha
 
 // ------------------------------------------------------------------ concurrent and killed writers
 
-const ALLOWLIST_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
+const ALLOWLIST_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-allowlist.js')
 
 /** A 20,000-entry allowlist (fingerprint-only entries: no key generation needed). */
 async function bigAllowlist(path: string, entries = 20_000): Promise<void> {

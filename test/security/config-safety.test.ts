@@ -16,7 +16,7 @@ import { createAuthServiceFromConfig } from '../../src/server/from-config.js'
 import { createSandbox } from '../../src/server/sandbox.js'
 import { onCleanup } from './helpers/cleanup.js'
 
-const DIST_CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli')
+const DIST_CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'bin')
 
 async function tempDir(): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'mcp-security-cfg-'))

@@ -39,7 +39,7 @@ import { authenticate } from '../../src/transport/http-client.js'
 import { createAuthHttpServer } from '../../src/transport/http-server.js'
 import { TestNonceStore } from '../helpers/fixtures.js'
 
-const ALLOWLIST_CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
+const ALLOWLIST_CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-allowlist.js')
 const PYTHON_FIXTURES = '/work/shared/fixtures/reference-python-format'
 
 const cleanups: Array<() => Promise<unknown> | unknown> = []

@@ -24,7 +24,7 @@ import { createSandbox } from '../../src/server/sandbox.js'
 import { startServerFromConfig } from '../../src/server/start-server.js'
 import { freePort } from '../integration/redis-helpers.js'
 
-const VALIDATE_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-config-validate.js')
+const VALIDATE_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-config-validate.js')
 const EVICTING = ['volatile-lru', 'volatile-lfu', 'volatile-random', 'volatile-ttl', 'allkeys-lru', 'allkeys-lfu', 'allkeys-random']
 const PREFIX = 'evict-test:'
 

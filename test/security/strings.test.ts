@@ -20,8 +20,8 @@ import { generateKeyPair } from '../../src/keys/key-pair.js'
 import { createSandbox } from '../../src/server/sandbox.js'
 import { failureOf, hostile } from './helpers/hostile-server.js'
 
-const SERVER_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-pki-server.js')
-const ALLOWLIST_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
+const SERVER_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-pki-server.js')
+const ALLOWLIST_BIN = resolve(import.meta.dirname, '..', '..', 'dist', 'bin', 'mcp-allowlist.js')
 
 const cleanups: Array<() => Promise<unknown> | unknown> = []
 after(async () => {

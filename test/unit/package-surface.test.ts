@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile, access } from 'node:fs/promises'
+import { readFile, access, stat } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 
@@ -16,10 +17,19 @@ test('every source file named by package.json exports and bin exists, and the ro
     if (typeof target === 'string') continue
     await access(toSrc(target.default)).catch(() => assert.fail(`export ${name}: ${target.default} has no source`))
   }
+  // Commands are bundled by scripts/bundle-cli.mjs from src/cli/bin/<name>.ts or src/cli/<name>.ts.
+  const commandSource = (name: string) => {
+    const wrapper = join(root, 'src', 'cli', 'bin', `${name}.ts`)
+    return existsSync(wrapper) ? wrapper : join(root, 'src', 'cli', `${name}.ts`)
+  }
   for (const [name, target] of Object.entries(pkg.bin)) {
-    await access(toSrc(target)).catch(() => assert.fail(`bin ${name}: ${target} has no source`))
-    const text = await readFile(toSrc(target), 'utf8')
+    assert.equal(target, `./dist/bin/${name}.js`, `bin ${name} is the bundled command`)
+    await access(commandSource(name)).catch(() => assert.fail(`bin ${name}: ${target} has no source`))
+    const text = await readFile(commandSource(name), 'utf8')
     assert.ok(text.startsWith('#!/usr/bin/env node'), `bin ${name} starts with a node shebang`)
+    const built = join(root, target)
+    assert.ok((await readFile(built, 'utf8')).startsWith('#!/usr/bin/env node'), `${target} keeps the shebang`)
+    assert.ok(((await stat(built)).mode & 0o111) !== 0, `${target} is executable`)
   }
   const api = await import('../../src/index.js')
   for (const name of ['createAuthService', 'createServerHandshake', 'createClientHandshake', 'createSessionVerifier', 'loadConfig', 'Allowlist', 'AuthError', 'createMcpAuth', 'createAuthFetch', 'KeyManager', 'ACLManager', 'AuthenticationEngine', 'externalServerKey', 'KrlRevocation', 'watchKrlFile']) {

@@ -23,7 +23,7 @@ import { onCleanup } from './cleanup.js'
 import { quiet } from './loopback-http.js'
 import type { HostPort } from './session-calls.js'
 
-const ALLOWLIST_CLI = resolve(import.meta.dirname, '..', '..', '..', 'dist', 'cli', 'mcp-allowlist.js')
+const ALLOWLIST_CLI = resolve(import.meta.dirname, '..', '..', '..', 'dist', 'bin', 'mcp-allowlist.js')
 
 let root: string | undefined
 async function workDir(): Promise<string> {

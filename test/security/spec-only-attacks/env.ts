@@ -10,7 +10,7 @@ import path from 'node:path';
 import net from 'node:net';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
-export const CLI = (n: string) => path.join(ROOT, 'dist/cli', n);
+export const CLI = (n: string) => path.join(ROOT, 'dist/bin', n);
 
 export const b64u = (b: Buffer) => b.toString('base64url');
 export const unb64u = (s: string) => Buffer.from(s, 'base64url');
