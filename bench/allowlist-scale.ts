@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadAllowlistFile } from '../src/allowlist/allowlist-file.js'
 import { generateKeyPair } from '../src/keys/key-pair.js'
+import { TS_LOADER } from './lib.js'
 
 const CACHE = join(tmpdir(), 'mcp-allowlist-scale')
 const PROBES = 100
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
   for (const size of sizes) {
     const { file } = await ensureFile(size)
     const probesFile = join(CACHE, `allowlist-${size}.probes.json`)
-    const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--child', String(size), file, probesFile], {
+    const r = spawnSync(process.execPath, ['--expose-gc', ...TS_LOADER, fileURLToPath(import.meta.url), '--child', String(size), file, probesFile], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
     })

@@ -103,7 +103,19 @@ export function cpuMicros(): number {
 
 export type Message = { id?: number; cmd?: string; type?: string; [k: string]: unknown }
 
-/** A forked worker (TypeScript through tsx) with request/response over IPC. */
+/**
+ * How a bench file starts another: through tsx when it runs as TypeScript (`npm run bench`), with
+ * plain node when it runs as the transpiled JavaScript of .test-tree (the test suite's smoke runs,
+ * scripts/build-test-tree.mjs), where loading tsx in every child would cost ~0.5 s of CPU each.
+ */
+const RUNNING_AS_JS = import.meta.url.endsWith('.js')
+export const TS_LOADER: readonly string[] = RUNNING_AS_JS ? [] : ['--import', 'tsx']
+/** A bench file's name as this tree has it: `x.ts`, or `x.js` when transpiled. */
+export function benchFile(name: string): string {
+  return RUNNING_AS_JS ? name.replace(/\.ts$/, '.js') : name
+}
+
+/** A forked worker (a bench file, see TS_LOADER) with request/response over IPC. */
 export class Worker {
   readonly child: ChildProcess
   #next = 1
@@ -115,8 +127,8 @@ export class Worker {
   onEvent: ((m: Message) => void) | undefined
 
   constructor(script: string, args: string[] = [], execArgv: string[] = []) {
-    const path = fileURLToPath(new URL(script, import.meta.url))
-    this.child = fork(path, args, { execArgv: ['--import', 'tsx', ...execArgv], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] })
+    const path = fileURLToPath(new URL(benchFile(script), import.meta.url))
+    this.child = fork(path, args, { execArgv: [...TS_LOADER, ...execArgv], stdio: ['ignore', 'inherit', 'pipe', 'ipc'] })
     this.child.stderr?.on('data', (d: Buffer) => {
       this.stderr += d.toString()
       if (process.env.BENCH_DEBUG) process.stderr.write(d)
@@ -219,9 +231,9 @@ export function table(title: string, header: string[], rows: string[][]): string
   return [`\n### ${title}\n`, line(header), sep, ...rows.map(line)].join('\n') + '\n'
 }
 
-/** Forks `script` (a bench file run under tsx) with `args` and an IPC channel; output inherited. */
+/** Forks `script` (a bench file, see TS_LOADER) with `args` and an IPC channel; output inherited. */
 export function forkBench(script: string, args: string[]): ChildProcess {
-  return fork(script, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return fork(script, args, { execArgv: [...TS_LOADER], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 }
 
 /** The first IPC message of `p` that `pred` accepts; rejects if `p` exits first. */

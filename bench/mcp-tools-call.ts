@@ -41,6 +41,7 @@ import { createAuthFetch, type AuthFetch } from '../src/mcp/client.js'
 import { createMcpAuth, type McpAuthInfo, type McpRequest } from '../src/mcp/server.js'
 import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
 import { createAuthService } from '../src/transport/auth-service.js'
+import { TS_LOADER } from './lib.js'
 import { createRequestProof } from '../src/session/session-token.js'
 
 // ---------- server (child process) ----------
@@ -410,7 +411,7 @@ async function main(): Promise<void> {
     .sign(issuer.privateKey)
   const child = fork(fileURLToPath(import.meta.url), ['--serve'], {
     // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" profiles the server process.
-    execArgv: ['--import', 'tsx', ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+    execArgv: [...TS_LOADER, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     env: {
       ...process.env,
       BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)),

@@ -283,7 +283,7 @@ async function deletePrefix(client: Redis, pattern: string): Promise<void> {
 
 let baseline = { rss: 0, heapUsed: 0, external: 0, arrayBuffers: 0 }
 
-if (process.argv[1]?.endsWith('memory-worker.ts')) {
+if (/memory-worker\.[jt]s$/.test(process.argv[1] ?? '')) {
   const [mode, a, b] = process.argv.slice(2)
   if (mode !== 'generate' && mode !== 'redis-nonce') baseline = mem()
   let out: Record<string, unknown>

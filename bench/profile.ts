@@ -122,4 +122,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1]?.endsWith('profile.ts')) await main()
+if (/profile\.[jt]s$/.test(process.argv[1] ?? '')) await main()

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { makeCerts, type CertFiles } from './certs.js'
 import { runSustained, type SustainedResult } from './sustained.js'
 import { runWorkersBench, type WorkersResult } from './workers.js'
-import { fmt, fmtStat, round, statOf, table, Worker, type Message, type Stat } from './lib.js'
+import { benchFile, fmt, fmtStat, round, statOf, table, TS_LOADER, Worker, type Message, type Stat } from './lib.js'
 import { toolsCallTable, type ToolsCallResult } from './mcp-tools-call.js'
 import { floorTable, runFloor, type FloorResult } from './tools-call-floor.js'
 
@@ -275,7 +275,7 @@ function printNetwork(r: Record<string, unknown>): void {
 
 function runNode(script: string, argv: string[], execArgv: string[] = []): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [...execArgv, '--import', 'tsx', join(HERE, script), ...argv], { maxBuffer: 16 << 20, timeout: 300_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [...execArgv, ...TS_LOADER, join(HERE, benchFile(script)), ...argv], { maxBuffer: 16 << 20, timeout: 300_000 }, (err, stdout, stderr) => {
       if (err) {
         reject(new Error(`${script} ${argv.join(' ')}: ${err.message}\n${stderr.slice(-2000)}`))
         return
@@ -399,10 +399,10 @@ function printMemory(r: Record<string, unknown>): void {
 
 
 async function mcp(args: Args): Promise<Record<string, unknown> | null> {
-  const script = join(HERE, 'mcp-tools-call.ts')
+  const script = join(HERE, benchFile('mcp-tools-call.ts'))
   if (!existsSync(script)) return null
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', script, ...(args.quick ? ['--quick'] : []), '--json'], { maxBuffer: 16 << 20, timeout: 600_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [...TS_LOADER, script, ...(args.quick ? ['--quick'] : []), '--json'], { maxBuffer: 16 << 20, timeout: 600_000 }, (err, stdout, stderr) => {
       const lines = stdout.trim().split('\n')
       let parsed: Record<string, unknown> | undefined
       for (let i = lines.length - 1; i >= 0 && parsed === undefined; i--) {

@@ -44,6 +44,7 @@ import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
 import { SequenceWindows } from '../src/nonce/sequence-windows.js'
 import { createRequestProof, matchRequestProof, proofMacMatches, tokenDigest } from '../src/session/session-token.js'
 import { createAuthService } from '../src/transport/auth-service.js'
+import { TS_LOADER } from './lib.js'
 import { readJson, statefulHandler } from './mcp-tools-call.js'
 
 export const FLOOR_KINDS = ['plain', 'bytes', 'shape', 'crypto', 'auth'] as const
@@ -239,7 +240,7 @@ export async function runFloor(calls: number, rounds: number, kinds: readonly Fl
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
   const child = fork(fileURLToPath(import.meta.url), ['--serve'], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: [...TS_LOADER],
     env: { ...process.env, BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)), BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })

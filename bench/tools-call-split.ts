@@ -26,6 +26,7 @@ import { b64u } from '../src/internal/bytes.js'
 import { generateKeyPair, privateKeySeed } from '../src/keys/key-pair.js'
 import { createAuthFetch, type AuthFetch } from '../src/mcp/client.js'
 import { createRequestProof } from '../src/session/session-token.js'
+import { benchFile, TS_LOADER } from './lib.js'
 import { clientCpu, median, serverCpuPerCall, setPhase, timeCalls } from './mcp-tools-call.js'
 
 const SPLIT = ['plain', 'headers-only', 'client-only', 'auth'] as const
@@ -38,8 +39,8 @@ async function main(): Promise<void> {
   const rounds = num('--rounds', 8)
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
-  const child = fork(fileURLToPath(new URL('./mcp-tools-call.ts', import.meta.url)), ['--serve'], {
-    execArgv: ['--import', 'tsx', ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+  const child = fork(fileURLToPath(new URL(benchFile('./mcp-tools-call.ts'), import.meta.url)), ['--serve'], {
+    execArgv: [...TS_LOADER, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)), BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw), BENCH_JWT_PUBLIC_JWK: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: b64u(generateKeyPair().publicKeyRaw) }) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })

@@ -8,12 +8,13 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { toolsCallTable, type ToolsCallResult } from '../../bench/mcp-tools-call.js'
 import { FLOOR_KINDS, floorTable, type FloorResult } from '../../bench/tools-call-floor.js'
+import { benchCommand } from './bench-command.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 test('bench/mcp-tools-call.ts: plain, JWT and mcp-pki-auth side by side, wall and CPU per call of client and server', async () => {
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', 'bench/mcp-tools-call.ts', '--quick', '--calls', '20', '--rounds', '2', '--warmup', '20', '--concurrent-calls', '5', '--concurrent-rounds', '2', '--json'], { cwd: ROOT, timeout: 110_000, maxBuffer: 8 << 20 }, (err, out, errOut) => {
+    execFile(process.execPath, benchCommand('bench/mcp-tools-call.ts', ['--quick', '--calls', '20', '--rounds', '2', '--warmup', '20', '--concurrent-calls', '5', '--concurrent-rounds', '2', '--json']), { cwd: ROOT, timeout: 110_000, maxBuffer: 8 << 20 }, (err, out, errOut) => {
       if (err !== null) reject(new Error(`${err.message}\n${errOut}`))
       else resolve(out)
     })
@@ -39,7 +40,7 @@ test('bench/mcp-tools-call.ts: plain, JWT and mcp-pki-auth side by side, wall an
 
 test('bench/tools-call-floor.ts: plain, header bytes, a minimal check without and with the proof MAC, and mcp-pki-auth, CPU per call of both sides', async () => {
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', 'bench/tools-call-floor.ts', '--calls', '20', '--rounds', '1', '--json'], { cwd: ROOT, timeout: 110_000, maxBuffer: 8 << 20 }, (err, out, errOut) => {
+    execFile(process.execPath, benchCommand('bench/tools-call-floor.ts', ['--calls', '20', '--rounds', '1', '--json']), { cwd: ROOT, timeout: 110_000, maxBuffer: 8 << 20 }, (err, out, errOut) => {
       if (err !== null) reject(new Error(`${err.message}\n${errOut}`))
       else resolve(out)
     })

@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { benchCommand } from './bench-command.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -17,7 +18,7 @@ test('bench/run.ts --quick --only metrics prints off/on figures and ratios and w
   try {
     const out = join(dir, 'results.json')
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick', '--only', 'metrics', '--out', out], { cwd: ROOT, timeout: 170_000 }, (err, stdout, stderr) =>
+      execFile(process.execPath, benchCommand('bench/run.ts', ['--quick', '--only', 'metrics', '--out', out]), { cwd: ROOT, timeout: 170_000 }, (err, stdout, stderr) =>
         resolve({ code: err === null ? 0 : 1, stdout, stderr }),
       )
     })
