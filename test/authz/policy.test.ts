@@ -8,7 +8,7 @@ import { compilePolicy } from '../../src/authz/compile-policy.js'
 import { compileGlobs } from '../../src/authz/glob.js'
 import { startPolicyFromConfig } from '../../src/authz/policy-from-config.js'
 import { validatePolicyObject } from '../../src/authz/policy-schema.js'
-import { loadPolicy, policySourceOf } from '../../src/authz/policy-source.js'
+import { loadPolicy, policySourceOf, watchPolicy } from '../../src/authz/policy-source.js'
 import type { AuthzSubject } from '../../src/authz/types.js'
 import { parseConfig } from '../../src/config/load-config.js'
 import { ConfigError } from '../../src/errors.js'
@@ -167,5 +167,31 @@ test('inline policy in a config file: an edit is live within a second; a broken 
     assert.equal(holder.decide(who(), { kind: 'tool', name: 'c' }).allowed, false)
   } finally {
     holder.close()
+  }
+})
+
+test('an empty policy file is refused, and a hot reload that catches a save half done keeps the last good policy', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'authz-empty-'))
+  try {
+    const file = join(dir, 'policy.yml')
+    await writeFile(file, '')
+    await assert.rejects(loadPolicy({ file }), (err: unknown) => err instanceof ConfigError && /the file is empty: a policy needs at least `default: deny`/.test(err.problems[0]!))
+    await writeFile(file, 'default: allow\n')
+    const errors: ConfigError[] = []
+    const holder = await watchPolicy({ file }, { onError: (e) => errors.push(e), pollIntervalMs: 60_000 })
+    try {
+      // An editor's truncate-then-write, seen between the two steps.
+      await writeFile(file, '')
+      await holder.check()
+      assert.equal(holder.current.default, 'allow', 'the truncated file did not replace the policy')
+      assert.equal(errors.length, 1)
+      await writeFile(file, 'default: deny\n')
+      await holder.check()
+      assert.equal(holder.current.default, 'deny', 'the completed save is in force')
+    } finally {
+      holder.close()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 })
