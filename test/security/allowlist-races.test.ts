@@ -142,10 +142,12 @@ test('the next writer removes temp files left by writers killed mid-write (and o
     const liveTemp = join(dir, `.allowlist.json.${live.pid}.${'b'.repeat(12)}.tmp`)
     try {
       await writeFile(liveTemp, '{"in progress":')
-      const old = new Date(Date.now() - 60_000)
-      await utimes(deadTemp, old, old)
-      await utimes(liveTemp, old, old)
       const temps = async (): Promise<string[]> => (await readdir(dir)).filter((n) => n.endsWith('.tmp'))
+      // A dead writer's temp file is removed once it is 5 s old (a younger one may be a writer that
+      // just started): age them all, those of the writers killed above included, which may be
+      // younger than that when the commands start fast.
+      const old = new Date(Date.now() - 60_000)
+      for (const name of await temps()) await utimes(join(dir, name), old, old)
       assert.ok((await temps()).includes(basename(deadTemp)))
       // Dead writers' lock files are broken as before; a fresh writer succeeds and cleans up.
       const { done } = runAdd(path, randomBytes(32).toString('hex'))
