@@ -5,6 +5,7 @@ import { createServer } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
+import { snippetArgs } from '../helpers/node-snippet.js'
 
 export const REDIS_URL = 'redis://127.0.0.1:6379'
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -82,10 +83,10 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   }
 }
 
-/** Runs an ESM snippet under tsx in a child process; resolves with its stdout. */
+/** Runs an ESM snippet in a child process (see snippetArgs); resolves with its stdout. */
 export async function runChild(code: string, env: Record<string, string> = {}): Promise<string> {
   return await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    const child = spawn(process.execPath, snippetArgs(code), {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

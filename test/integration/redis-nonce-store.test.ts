@@ -4,6 +4,7 @@ import { Redis } from 'ioredis'
 import { AuthError } from '../../src/errors.js'
 import { RedisNonceStore } from '../../src/nonce/redis-nonce-store.js'
 import { REDIS_URL, deletePrefix, runChild, startPrivateRedis, uniquePrefix, freePort } from './redis-helpers.js'
+import { srcModule } from '../helpers/node-snippet.js'
 
 const prefix = uniquePrefix('nonce')
 after(async () => {
@@ -71,7 +72,7 @@ test('two connections share replay protection', async (t) => {
 
 test('two processes racing on the same nonces: each nonce is ok exactly once', async () => {
   const code = `
-    import { RedisNonceStore } from './src/nonce/redis-nonce-store.ts'
+    import { RedisNonceStore } from ${srcModule('nonce/redis-nonce-store.js')}
     const s = new RedisNonceStore({ redis: process.env.URL, keyPrefix: process.env.PREFIX })
     await s.ready()
     const exp = Date.now() + 20000

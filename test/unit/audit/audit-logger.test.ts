@@ -7,6 +7,7 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import { AuditLogger, isSecretFieldName, REDACTED } from '../../../src/audit/audit-logger.js'
 import { canonicalEventName, isKnownEventFilter } from '../../../src/audit/audit-event.js'
+import { snippetArgs, srcModule } from '../../helpers/node-snippet.js'
 
 const FIXED = Date.UTC(2025, 0, 2, 3, 4, 5, 678)
 
@@ -262,13 +263,13 @@ test('a write failure is reported, not thrown, and does not stop later events', 
 
 test('stdout mode writes one JSON line per event (child process)', async () => {
   const script = `
-    import { AuditLogger } from ${JSON.stringify(path.resolve('src/audit/audit-logger.ts'))}
+    import { AuditLogger } from ${srcModule('audit/audit-logger.js')}
     const logger = new AuditLogger({ log_file: null, clock: () => 0 })
     logger.log('server.start', { port: 8443 })
     logger.logAuthAttempt({ success: false, code: 'timestamp_skew', durationMs: 2, metadata: { token: 'NOPE' } })
     await logger.close()
   `
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, snippetArgs(script), { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout.on('data', (d: Buffer) => (out += d.toString()))

@@ -2,8 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createPublicKey, diffieHellman } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import { deriveSessionKeys, ephemeralFromSeed, generateEphemeral, takeEphemeral, x25519PublicFromRaw } from '../../../src/handshake/common.js'
+import { snippetArgs, srcModule } from '../../helpers/node-snippet.js'
 
 test('generateEphemeral: the public key is the one X25519 derives from the private key (same as ephemeralFromSeed)', () => {
   for (let i = 0; i < 50; i++) {
@@ -30,9 +30,8 @@ test('generateEphemeral: two parties agree on the shared secret and session key;
 test('generateEphemeral under allocation pressure keeps running (Node 20 keygen+JWK export deadlock is avoided)', async () => {
   // In a child: many ephemerals with garbage in between, so GCs land inside the key export. The
   // former generateKeyPairSync + export pair hung this loop in 2 of 3 runs here; a live child finishes.
-  const modulePath = fileURLToPath(new URL('../../../src/handshake/common.ts', import.meta.url))
   const script = `
-    const { generateEphemeral } = await import(${JSON.stringify(modulePath)})
+    const { generateEphemeral } = await import(${srcModule('handshake/common.js')})
     const junk = []
     for (let i = 0; i < 100000; i++) {
       generateEphemeral()
@@ -42,7 +41,7 @@ test('generateEphemeral under allocation pressure keeps running (Node 20 keygen+
     process.stdout.write('done')
   `
   const out = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 100_000 }, (err, stdout) => {
+    execFile(process.execPath, snippetArgs(script), { timeout: 100_000 }, (err, stdout) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, killed: err?.killed === true })
     })
   })

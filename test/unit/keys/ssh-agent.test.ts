@@ -10,6 +10,7 @@ import { generateKeyPair, publicKeyFromRaw } from '../../../src/keys/key-pair.js
 import { createSshAgentSigner, listSshAgentIdentities, SshAgentError } from '../../../src/keys/ssh-agent.js'
 import { sshString, sshU32 } from '../../../src/keys/ssh-wire.js'
 import { rawKeyOfPub, sshAdd, sshKeygen, sshKeygenKey, startSshAgent, type RunningAgent } from '../../helpers/openssh.js'
+import { snippetArgs, srcModule } from '../../helpers/node-snippet.js'
 
 let dir: string
 let agent: RunningAgent
@@ -292,14 +293,14 @@ describe('keepAlive: one connection kept open for many signatures', () => {
 
   test('an idle kept connection does not keep the process alive', async () => {
     const script = `
-      import { createSshAgentSigner } from ${JSON.stringify(join(import.meta.dirname, '../../../src/keys/ssh-agent.ts'))}
+      import { createSshAgentSigner } from ${srcModule('keys/ssh-agent.js')}
       const s = await createSshAgentSigner({ socketPath: process.argv[1], keepAlive: true })
       await s.sign(Buffer.from('x'))
       console.log('signed')
     `
     const { execFile } = await import('node:child_process')
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, agent.socket], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)))
+      execFile(process.execPath, snippetArgs(script, [agent.socket]), { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)))
     })
     assert.equal(out.trim(), 'signed')
   })
