@@ -11,6 +11,7 @@
  * Left outside the bundle, loaded from node_modules as before:
  *   - @modelcontextprotocol/* (an optional peer dependency: the user's own SDK version);
  *   - ioredis (loaded with createRequire only when a Redis store is configured);
+ *   (prom-client, ws and yaml are bundled, and still loaded on first use: see bundleLoadOnUse.)
  *   - optional native helpers of ws, and prom-client's optional OpenTelemetry API.
  * The library (dist/index.js and the other exports) is not bundled: importers get tsc's modules.
  *
@@ -29,6 +30,23 @@ const EXTERNAL = ['@modelcontextprotocol/*', 'ioredis', 'bufferutil', 'utf-8-val
  * PACKAGE_VERSION's require('../../package.json') resolves from dist/bin as it does from dist/transport.
  */
 const BANNER = "import { createRequire as __mcpPkiCreateRequire } from 'node:module'; const require = __mcpPkiCreateRequire(import.meta.url);"
+
+/**
+ * dist/internal/load-on-use.js requires prom-client, ws and yaml on first use, through a
+ * `require` made by createRequire, which esbuild cannot follow. Without that line its `require`
+ * calls are esbuild's own: the modules are bundled, and still run only when first required.
+ */
+const bundleLoadOnUse = {
+  name: 'bundle-load-on-use',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]internal[\\/]load-on-use\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8')
+      const line = 'const require = createRequire(import.meta.url);'
+      if (!text.includes(line)) throw new Error(`${args.path}: expected "${line}" (scripts/bundle-cli.mjs)`)
+      return { contents: text.replace(line, ''), loader: 'js' }
+    })
+  },
+}
 
 /** tsc's module for a command: dist/cli/bin/<name>.js (a wrapper that checks the SDK) or dist/cli/<name>.js. */
 function entryFor(name) {
@@ -59,6 +77,7 @@ async function main() {
     external: EXTERNAL,
     banner: { js: BANNER },
     legalComments: 'inline',
+    plugins: [bundleLoadOnUse],
     logLevel: 'warning',
   })
   for (const file of await readdir(OUT)) {

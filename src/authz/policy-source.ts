@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
-import { parseDocument } from 'yaml'
+import { loadYaml } from '../internal/load-on-use.js'
 import { ConfigError } from '../errors.js'
 import { fileSignature, watchFileChanges } from '../internal/file-watch.js'
 import { compilePolicy, type CompiledPolicy } from './compile-policy.js'
@@ -27,7 +27,7 @@ function policyError(file: string, problems: readonly string[], cause?: unknown)
 }
 
 function parseYaml(text: string, file: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  const doc = loadYaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!
     const pos = e.linePos?.[0]

@@ -36,7 +36,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
-import { parseDocument } from 'yaml'
+import { loadYaml } from '../internal/load-on-use.js'
 import { ConfigError } from '../errors.js'
 import { isKnownEventFilter } from '../audit/audit-event.js'
 import { TRANSPORT_TYPES, describeValue, isPort, isRedisUrl, validateConfigObject } from './config-schema.js'
@@ -79,7 +79,7 @@ function configError(source: string, problems: string[]): ConfigError {
 }
 
 function parseYaml(text: string, source: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  const doc = loadYaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
     // Only the first: later YAML errors are usually consequences of it.
     const e = doc.errors[0]!

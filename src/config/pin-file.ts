@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { access, constants, open, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { parseDocument } from 'yaml'
+import { loadYaml } from '../internal/load-on-use.js'
 import { AuthError } from '../errors.js'
 
 const MAX_CONFIG_SIZE = 1024 * 1024
@@ -33,7 +33,7 @@ export async function updatePinnedFingerprint(file: string, name: string, from: 
     if (err instanceof AuthError) throw err
     return fail(`it cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
-  const doc = parseDocument(text, { uniqueKeys: true })
+  const doc = loadYaml().parseDocument(text, { uniqueKeys: true })
   if (doc.errors.length > 0) fail(`it is not valid YAML (${(doc.errors[0]!.message.split('\n')[0] ?? '').slice(0, 200)}); fix the file or re-pin by hand`)
   const pinned = doc.getIn(['servers', name, 'fingerprint'])
   if (typeof pinned !== 'string') fail(`it has no servers.${name}.fingerprint`)

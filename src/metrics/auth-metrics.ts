@@ -14,7 +14,8 @@
  * const listener = await serveMetrics(metrics, { port: 9464 }) // GET http://127.0.0.1:9464/metrics
  * @module
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
+import { loadPromClient } from '../internal/load-on-use.js'
 import type { NonceStore } from '../nonce/nonce-store.js'
 import type { AuthObserver } from '../transport/auth-service.js'
 import { codeLabel, OK_CODE } from './labels.js'
@@ -71,6 +72,7 @@ export interface AuthMetrics {
 }
 
 export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics {
+  const { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } = loadPromClient()
   const registry = new Registry()
   if (options.processMetrics ?? true) {
     collectDefaultMetrics({ register: registry })

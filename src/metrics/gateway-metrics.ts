@@ -10,7 +10,7 @@
  * @module
  */
 import type { ServerResponse } from 'node:http'
-import { Counter, Gauge, Histogram } from 'prom-client'
+import { loadPromClient } from '../internal/load-on-use.js'
 import type { GatewayObserver } from '../mcp/gateway.js'
 import type { McpRequest } from '../mcp/server.js'
 import type { AuthMetrics } from './auth-metrics.js'
@@ -36,6 +36,7 @@ export interface GatewayMetrics {
  */
 export function addGatewayMetrics(metrics: AuthMetrics, openSessions: () => number): GatewayMetrics {
   const registers = [metrics.registry]
+  const { Counter, Gauge, Histogram } = loadPromClient()
   const upstream = new Counter({ name: 'mcp_pki_gateway_upstream_requests_total', help: 'Requests forwarded to the upstream MCP server, by its HTTP status (error = no answer).', labelNames: ['status'] as const, registers })
   const latency = new Histogram({ name: 'mcp_pki_gateway_upstream_duration_seconds', help: 'Upstream latency: until the response head (HTTP upstream) or the complete answer (stdio upstream).', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers })
   const toolCalls = new Counter({ name: 'mcp_pki_gateway_tool_calls_total', help: 'MCP tools/call requests by tool (names the upstream listed, else other) and result (ok, tool_error, error, unknown).', labelNames: ['tool', 'result'] as const, registers })

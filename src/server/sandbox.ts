@@ -6,7 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { stringify } from 'yaml'
+import { loadYaml } from '../internal/load-on-use.js'
 import { updateAllowlistFile } from '../allowlist/allowlist-file.js'
 import { writePrivateKeyFile, writePublicKeyFile } from '../keys/key-file.js'
 import { generateKeyPair, type Ed25519KeyPair } from '../keys/key-pair.js'
@@ -85,6 +85,7 @@ export async function createSandbox(dir: string, o: SandboxOptions = {}): Promis
   )
   const serverConfigPath = join(dir, 'server_config.yml')
   const clientConfigPath = join(dir, 'client_config.yml')
+  const { stringify } = loadYaml()
   await writeFile(serverConfigPath, stringify(server))
   await writeFile(clientConfigPath, stringify(client))
   return {

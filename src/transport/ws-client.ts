@@ -5,7 +5,8 @@
  * @module
  */
 import { classifyNetworkError, isTlsProblem } from './network-errors.js'
-import WebSocket from 'ws'
+import type WebSocket from 'ws'
+import { loadWs } from '../internal/load-on-use.js'
 import { AuthError } from '../errors.js'
 import type { Clock, RandomSource } from '../internal/clock.js'
 import type { Ed25519KeyPair } from '../keys/key-pair.js'
@@ -62,7 +63,7 @@ export async function authenticateWebSocket(o: AuthenticateWebSocketOptions): Pr
     ...(o.random === undefined ? {} : { random: o.random }),
   })
 
-  const socket = new WebSocket(o.url, {
+  const socket = new (loadWs().WebSocket)(o.url, {
     handshakeTimeout: timeoutMs,
     maxPayload: o.maxPayload ?? 1024 * 1024,
     perMessageDeflate: false,

@@ -14,7 +14,8 @@
  */
 import type * as http from 'node:http'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, WebSocket, type RawData } from 'ws'
+import type { WebSocket, WebSocketServer, RawData } from 'ws'
+import { loadWs } from '../internal/load-on-use.js'
 import { toWireError } from '../errors.js'
 import type { HandshakeResult } from '../handshake/server-handshake.js'
 import { PROTOCOL_VERSION } from '../protocol/constants.js'
@@ -77,6 +78,7 @@ export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocke
   const maxErrors = o.maxErrors ?? 3
   const maxConnections = o.maxConnections ?? 100
   const service = o.service
+  const { WebSocketServer, WebSocket: { OPEN } } = loadWs()
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessage * 2, perMessageDeflate: false, clientTracking: true })
   const authenticated = new Map<WebSocket, AuthenticatedConnection>()
 
@@ -87,7 +89,7 @@ export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocke
       } catch (err) {
         const wire = toWireError(err)
         authenticated.delete(ws)
-        if (ws.readyState === WebSocket.OPEN) ws.send(errorFrame(wire.code, wire.message))
+        if (ws.readyState === OPEN) ws.send(errorFrame(wire.code, wire.message))
         ws.close(1008, wire.code)
       }
     }
@@ -101,21 +103,21 @@ export function createAuthWebSocketServer(o: AuthWebSocketOptions): AuthWebSocke
     let busy = false
     const queue: RawData[] = []
     const timer = setTimeout(() => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(errorFrame('challenge_expired', `handshake not completed within ${handshakeTimeoutMs} ms`))
+      if (ws.readyState === OPEN) ws.send(errorFrame('challenge_expired', `handshake not completed within ${handshakeTimeoutMs} ms`))
       ws.close(1008, 'handshake timeout')
     }, handshakeTimeoutMs)
     timer.unref()
 
     const bad = (code: string, message: string): void => {
       errors++
-      if (ws.readyState === WebSocket.OPEN) ws.send(errorFrame(code, message))
+      if (ws.readyState === OPEN) ws.send(errorFrame(code, message))
       if (errors >= maxErrors) ws.close(1008, 'too many errors')
     }
 
     const handle = async (data: RawData): Promise<void> => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
       const reply = await service.handleMessage(buf, ctx)
-      if (ws.readyState !== WebSocket.OPEN) return
+      if (ws.readyState !== OPEN) return
       ws.send(JSON.stringify(reply.body))
       if (reply.error) {
         errors++
