@@ -2,11 +2,11 @@
 SHELL := /bin/bash
 # Spec output, failures in full at the end, Node's closing counts, then one `N passed, N failed` line.
 # The tests run as JavaScript from .test-tree (scripts/build-test-tree.mjs: the repository with each
-# .ts transpiled once), not through tsx in every test process; source maps give .ts stack lines.
+# .ts transpiled once), not through tsx in every test process; the reporter maps stack lines to .ts.
 # Test files run at once. Many wait on sockets, timers and child processes, so more files than
 # cores keep both cores busy; override with `make test TEST_CONCURRENCY=2` on a slower machine.
 TEST_CONCURRENCY ?= 4
-NODE_TEST := node --enable-source-maps --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=120000 --test-reporter=./scripts/test-reporter.mjs
+NODE_TEST := node --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=120000 --test-reporter=./scripts/test-reporter.mjs
 # The test files under the given folders of .test-tree, in a stable order.
 tests_in = $$(find $(addprefix .test-tree/,$(1)) -name '*.test.js' | sort)
 

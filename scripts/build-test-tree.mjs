@@ -12,8 +12,8 @@
  * docs, dist/cli/*.js) resolve as they do in the checkout:
  *   - every file is hard-linked (same bytes and mode: key fixtures stay 0600, O_NOFOLLOW opens work);
  *     the .ts files too, for the tests that start `node --import tsx <file>.ts`;
- *   - each .ts file also gets <name>.js, with an inline source map (run node with
- *     --enable-source-maps to see .ts lines in stack traces);
+ *   - each .ts file also gets <name>.js, with an inline source map, through which the test
+ *     reporter (scripts/test-reporter.mjs) shows stack locations as .ts lines;
  *   - node_modules and dist are symlinks to the checkout's, so the CLIs the tests spawn are the
  *     built product and `import 'mcp-pki-auth'` resolves through package.json as it does for users.
  *

@@ -57,6 +57,33 @@ test('the test reporter prints each test, failures in full, Node\'s closing coun
   }
 })
 
+test('the reporter shows a failure in .test-tree JavaScript at its TypeScript file, line and column', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'reporter-map-'))
+  try {
+    // A TypeScript test whose failing assertion is on line 7, transpiled as build-test-tree does.
+    const source = [
+      "import { test } from 'node:test'",
+      "import assert from 'node:assert/strict'",
+      'interface Pair {',
+      '  left: string',
+      '}',
+      "const pair: Pair = { left: 'left' }",
+      "test('breaks', () => assert.equal(pair.left, 'right'))",
+    ].join('\n')
+    const { transform } = await import('esbuild')
+    const js = await transform(source, { loader: 'ts', format: 'esm', sourcemap: 'inline', sourcefile: join(dir, 'sample.test.ts') })
+    await mkdir(join(dir, '.test-tree'))
+    await writeFile(join(dir, '.test-tree', 'sample.test.js'), js.code)
+    const r = await run(process.execPath, ['--test', `--test-reporter=${join(ROOT, 'scripts/test-reporter.mjs')}`, '.test-tree/sample.test.js'], dir)
+    assert.equal(r.code, 1)
+    assert.ok(r.stdout.includes(`${join(dir, 'sample.test.ts')}:7:`), r.stdout)
+    assert.ok(r.stdout.includes('test at sample.test.ts:7:'), r.stdout)
+    assert.ok(!/\.test-tree\/sample\.test\.js:\d+/.test(r.stdout), 'no transpiled location is left')
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
 /** A folder with the Makefile, a lockfile and an `npm` on PATH that only records its calls. */
 async function makeSandbox(): Promise<{ dir: string; env: NodeJS.ProcessEnv; npmCalls: () => Promise<string> }> {
   const dir = await mkdtemp(join(tmpdir(), 'make-stamp-'))
