@@ -12,7 +12,9 @@
  *   - @modelcontextprotocol/* (an optional peer dependency: the user's own SDK version);
  *   - ioredis (loaded with createRequire only when a Redis store is configured);
  *   (prom-client, ws and yaml are bundled, and still loaded on first use: see bundleLoadOnUse.)
- *   - optional native helpers of ws, and prom-client's optional OpenTelemetry API.
+ *   - ws's optional native helpers (required in a try/catch).
+ * Everything else is inside: a dependency of a dependency (prom-client's @opentelemetry/api) may be
+ * installed where dist/bin cannot resolve it.
  * The library (dist/index.js and the other exports) is not bundled: importers get tsc's modules.
  *
  * Usage: node scripts/bundle-cli.mjs   (`make build` and `npm run build` run it after tsc).
@@ -24,7 +26,7 @@ import { basename, join } from 'node:path'
 
 const ROOT = join(import.meta.dirname, '..')
 const OUT = join(ROOT, 'dist', 'bin')
-const EXTERNAL = ['@modelcontextprotocol/*', 'ioredis', 'bufferutil', 'utf-8-validate', '@opentelemetry/api']
+const EXTERNAL = ['@modelcontextprotocol/*', 'ioredis', 'bufferutil', 'utf-8-validate']
 /**
  * Bundled code still needs `require` for the CommonJS dependencies it carries (commander, ws…);
  * PACKAGE_VERSION's require('../../package.json') resolves from dist/bin as it does from dist/transport.
