@@ -92,4 +92,4 @@ pack: install
 	npm pack --loglevel=warn
 
 clean:
-	rm -rf dist mcp-pki-auth-*.tgz
+	rm -rf dist .test-tree mcp-pki-auth-*.tgz
