@@ -69,11 +69,13 @@ export async function policySourceOf(configFile: string): Promise<PolicySource |
 const EMPTY_POLICY_FILE =
   'the file is empty: a policy needs at least `default: deny` (or `default: allow`); a file caught mid-save is read again when the save completes'
 
+const EMPTY_CONFIG_FILE = 'the file is empty; a file caught mid-save is read again when the save completes'
+
 export async function loadPolicy(source: PolicySource): Promise<CompiledPolicy> {
   const raw = parseYaml(await readText(source.file), source.file)
   // An empty file is never taken as a policy: an editor that truncates and then writes is seen empty
   // for a moment, and a reload that applied it would make that emptiness the last good policy.
-  if (raw === null || raw === undefined) throw policyError(source.file, [EMPTY_POLICY_FILE])
+  if (raw === null || raw === undefined) throw policyError(source.file, [source.section === undefined ? EMPTY_POLICY_FILE : EMPTY_CONFIG_FILE])
   let doc: unknown = raw
   const prefix: string[] = []
   if (source.section !== undefined) {

@@ -176,6 +176,9 @@ test('an empty policy file is refused, and a hot reload that catches a save half
     const file = join(dir, 'policy.yml')
     await writeFile(file, '')
     await assert.rejects(loadPolicy({ file }), (err: unknown) => err instanceof ConfigError && /the file is empty: a policy needs at least `default: deny`/.test(err.problems[0]!))
+    const config = join(dir, 'server_config.yml')
+    await writeFile(config, '')
+    await assert.rejects(loadPolicy({ file: config, section: 'authorization' }), (err: unknown) => err instanceof ConfigError && /the file is empty; a file caught mid-save/.test(err.problems[0]!))
     await writeFile(file, 'default: allow\n')
     const errors: ConfigError[] = []
     const holder = await watchPolicy({ file }, { onError: (e) => errors.push(e), pollIntervalMs: 60_000 })
