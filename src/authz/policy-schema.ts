@@ -128,7 +128,10 @@ export function formatPolicyIssues(issues: readonly z.core.$ZodIssue[], prefix: 
 
 export type PolicyParseResult = { ok: true; policy: PolicyDocument } | { ok: false; problems: string[] }
 
-/** Validates a policy file's parsed YAML (null = empty file = deny everything). */
+/**
+ * Validates a policy's parsed YAML. null (an `authorization:` section with no value) is an empty
+ * policy: deny everything. loadPolicy refuses an empty file or a missing section before this.
+ */
 export function validatePolicyObject(raw: unknown, prefix: readonly PropertyKey[] = []): PolicyParseResult {
   const r = policyFileSchema.safeParse(raw ?? {})
   return r.success ? { ok: true, policy: r.data } : { ok: false, problems: formatPolicyIssues(r.error.issues, prefix) }

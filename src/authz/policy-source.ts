@@ -81,6 +81,9 @@ export async function loadPolicy(source: PolicySource): Promise<CompiledPolicy> 
   if (source.section !== undefined) {
     doc = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>)[source.section] : undefined
     prefix.push(source.section)
+    // Like an empty file: a config caught mid-save may lack the section for a moment, and turning
+    // authorization off is what a restart without the section does, not a reload.
+    if (doc === undefined) throw policyError(source.file, [`${source.section}: the section is gone; removing it needs a restart (a file caught mid-save is read again when the save completes)`])
     if (doc !== null && typeof doc === 'object' && 'policy_file' in doc) {
       throw policyError(source.file, [`${source.section}.policy_file: moving an inline policy to a policy file needs a restart`])
     }

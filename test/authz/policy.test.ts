@@ -179,6 +179,8 @@ test('an empty policy file is refused, and a hot reload that catches a save half
     const config = join(dir, 'server_config.yml')
     await writeFile(config, '')
     await assert.rejects(loadPolicy({ file: config, section: 'authorization' }), (err: unknown) => err instanceof ConfigError && /the file is empty; a file caught mid-save/.test(err.problems[0]!))
+    await writeFile(config, 'transport:\n  port: 8443\n')
+    await assert.rejects(loadPolicy({ file: config, section: 'authorization' }), (err: unknown) => err instanceof ConfigError && /authorization: the section is gone; removing it needs a restart/.test(err.problems[0]!))
     await writeFile(file, 'default: allow\n')
     const errors: ConfigError[] = []
     const holder = await watchPolicy({ file }, { onError: (e) => errors.push(e), pollIntervalMs: 60_000 })
