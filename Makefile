@@ -45,7 +45,7 @@ redis:
 test: build redis test-tree
 	$(NODE_TEST) $(call tests_in,test)
 
-test-unit: test-tree
+test-unit: build test-tree
 	$(NODE_TEST) $(call tests_in,test/unit)
 
 test-integration: build redis test-tree

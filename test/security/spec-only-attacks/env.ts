@@ -47,27 +47,29 @@ const SETUP_COMMANDS: [string, string[]][] = [
 ];
 
 /**
- * The folder the six set-up commands above leave (configs, keys, both allowlists), made once per
- * build of the commands and shared by every attack environment of the suite, which copies it: about
- * 1.2 s of CPU per environment, 17 of them. Made aside and renamed into place, so test processes
- * that race to make it all end with one complete copy; older builds' copies are removed.
+ * The folder the six set-up commands above leave (configs, keys, both allowlists), made once and
+ * copied by every attack environment: about 1.2 s of CPU per environment, 17 of them. It lives in
+ * the tree the tests run from (.test-tree, rebuilt by every `make test`), or under the system temp
+ * folder when they run from the checkout, named by a digest of the commands, their arguments and
+ * the Node version. It is made aside and renamed into place, so test processes racing to make it
+ * end with one complete copy.
  */
 function setupTemplate(): string {
-  const build = crypto.createHash('sha256');
-  for (const [cli] of SETUP_COMMANDS) build.update(fs.readFileSync(CLI(cli)));
-  const prefix = 'mcp-pki-atk-template-';
-  const template = path.join(os.tmpdir(), prefix + build.digest('hex').slice(0, 16));
+  const digest = crypto.createHash('sha256').update(JSON.stringify([SETUP_COMMANDS, process.version, ROOT]));
+  for (const [cli] of SETUP_COMMANDS) digest.update(fs.readFileSync(CLI(cli)));
+  const home = path.basename(ROOT) === '.test-tree' ? path.join(ROOT, '.attack-setup') : path.join(os.tmpdir(), 'mcp-pki-attack-setup');
+  const template = path.join(home, digest.digest('hex').slice(0, 16));
   if (fs.existsSync(path.join(template, '.complete'))) return template;
+  fs.mkdirSync(home, { recursive: true });
   const work = fs.mkdtempSync(`${template}.making-`);
-  for (const [cli, args] of SETUP_COMMANDS) execFileSync('node', [CLI(cli), ...args], { cwd: work, stdio: 'pipe' });
-  fs.writeFileSync(path.join(work, '.complete'), '');
   try {
+    for (const [cli, args] of SETUP_COMMANDS) execFileSync('node', [CLI(cli), ...args], { cwd: work, stdio: 'pipe' });
+    fs.writeFileSync(path.join(work, '.complete'), '');
     fs.renameSync(work, template);
-  } catch {
-    fs.rmSync(work, { recursive: true, force: true }); // another test process put its copy in place first
-  }
-  for (const name of fs.readdirSync(os.tmpdir())) {
-    if (name.startsWith(prefix) && !name.startsWith(path.basename(template))) fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+  } catch (err) {
+    fs.rmSync(work, { recursive: true, force: true });
+    // Another test process put its copy in place first; anything else is a real failure.
+    if (!fs.existsSync(path.join(template, '.complete'))) throw err;
   }
   return template;
 }
