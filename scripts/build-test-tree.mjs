@@ -60,7 +60,11 @@ async function main() {
   const files = await filesUnder(ROOT)
   await Promise.all(files.map(mirrorFile))
   for (const name of LINKED) await symlink(join(ROOT, name), join(OUT, name), 'dir')
-  const entryPoints = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => join(ROOT, f))
+  const sources = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+  // A source x.js beside x.ts would be overwritten through its hard link into the checkout.
+  const clashes = sources.filter((f) => files.includes(f.replace(/\.ts$/, '.js')))
+  if (clashes.length > 0) throw new Error(`${clashes.join(', ')}: a .js file of the same name exists beside it; rename one`)
+  const entryPoints = sources.map((f) => join(ROOT, f))
   await build({
     entryPoints,
     outdir: OUT,
