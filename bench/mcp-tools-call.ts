@@ -21,7 +21,7 @@
  * it moves far less than wall time when other work shares the machine.
  * @module
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -35,13 +35,12 @@ import { exportJWK, generateKeyPair as generateJwtKeyPair, importJWK, jwtVerify,
 import { z } from 'zod'
 import { Allowlist } from '../src/allowlist/allowlist.js'
 import { createServerTrust } from '../src/handshake/client-handshake.js'
-import { b64u, fromB64u } from '../src/internal/bytes.js'
-import { generateKeyPair, keyPairFromPrivateKey, privateKeyFromSeed, privateKeySeed, type Ed25519KeyPair } from '../src/keys/key-pair.js'
+import { generateKeyPair, type Ed25519KeyPair } from '../src/keys/key-pair.js'
 import { createAuthFetch, type AuthFetch } from '../src/mcp/client.js'
-import { createMcpAuth, type McpAuthInfo, type McpRequest } from '../src/mcp/server.js'
+import type { McpAuthInfo, McpRequest } from '../src/mcp/server.js'
 import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
 import { createAuthService } from '../src/transport/auth-service.js'
-import { TS_LOADER } from './lib.js'
+import { benchMcpAuth, forkBenchServer, serverNodeArgs } from './mcp-bench-server.js'
 import { createRequestProof } from '../src/session/session-token.js'
 
 // ---------- server (child process) ----------
@@ -122,11 +121,7 @@ function jwtProtect(key: Awaited<ReturnType<typeof importJWK>>, handler: (req: M
 }
 
 async function serve(): Promise<void> {
-  const server = keyPairFromPrivateKey(privateKeyFromSeed(fromB64u(process.env.BENCH_SERVER_SEED!)!))
-  const allowlist = new Allowlist()
-  allowlist.add({ publicKeyRaw: fromB64u(process.env.BENCH_CLIENT_PUB!)!, metadata: { role: 'bench' } })
-  const service = createAuthService({ keyPair: server, allowlist, nonceStore: new InMemoryNonceStore({ maxEntries: 1_000_000 }) })
-  const mcpAuth = createMcpAuth(service)
+  const mcpAuth = benchMcpAuth()
   const plain = statefulHandler()
   const authed = mcpAuth.protect(statefulHandler())
   const jwt = jwtProtect(await importJWK(JSON.parse(process.env.BENCH_JWT_PUBLIC_JWK!) as JWK, 'EdDSA'), statefulHandler())
@@ -409,22 +404,9 @@ async function main(): Promise<void> {
     .setIssuedAt()
     .setExpirationTime('1h')
     .sign(issuer.privateKey)
-  const child = fork(fileURLToPath(import.meta.url), ['--serve'], {
-    // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" profiles the server process.
-    execArgv: [...TS_LOADER, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
-    env: {
-      ...process.env,
-      BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)),
-      BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw),
-      BENCH_JWT_PUBLIC_JWK: JSON.stringify(await exportJWK(issuer.publicKey)),
-    },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port))
-    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)))
-  })
-  const origin = `http://127.0.0.1:${port}`
+  const keys = { server: serverKey, client: clientKey }
+  const jwk = { BENCH_JWT_PUBLIC_JWK: JSON.stringify(await exportJWK(issuer.publicKey)) }
+  const { child, origin } = await forkBenchServer(fileURLToPath(import.meta.url), keys, jwk, serverNodeArgs())
   try {
     const trusted = new Allowlist()
     trusted.add({ publicKeyRaw: serverKey.publicKeyRaw, metadata: { role: 'mcp_server' } })

@@ -26,7 +26,7 @@
  *   node --import tsx bench/tools-call-floor.ts [--calls 400] [--rounds 4] [--kinds plain,crypto,auth] [--json]
  * @module
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -36,15 +36,13 @@ import { Allowlist } from '../src/allowlist/allowlist.js'
 import { createServerTrust, type ClientSession } from '../src/handshake/client-handshake.js'
 import { b64u, fromB64u } from '../src/internal/bytes.js'
 import { hmacPads, type HmacPads } from '../src/internal/hmac-sha256.js'
-import { generateKeyPair, keyPairFromPrivateKey, privateKeyFromSeed, privateKeySeed } from '../src/keys/key-pair.js'
+import { generateKeyPair } from '../src/keys/key-pair.js'
 import { createAuthFetch, type FetchFunction } from '../src/mcp/client.js'
 import { holdController, requestSignal } from '../src/mcp/request-signal.js'
-import { createMcpAuth, type McpAuthInfo, type McpRequest } from '../src/mcp/server.js'
-import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
+import type { McpAuthInfo, McpRequest } from '../src/mcp/server.js'
 import { SequenceWindows } from '../src/nonce/sequence-windows.js'
 import { createRequestProof, matchRequestProof, proofMacMatches, tokenDigest } from '../src/session/session-token.js'
-import { createAuthService } from '../src/transport/auth-service.js'
-import { TS_LOADER } from './lib.js'
+import { benchMcpAuth, forkBenchServer } from './mcp-bench-server.js'
 import { readJson, statefulHandler } from './mcp-tools-call.js'
 
 export const FLOOR_KINDS = ['plain', 'bytes', 'shape', 'crypto', 'auth'] as const
@@ -107,11 +105,7 @@ function minimalCheck(sessions: Map<string, MinimalSession>, mac: boolean, handl
 }
 
 async function serve(): Promise<void> {
-  const server = keyPairFromPrivateKey(privateKeyFromSeed(fromB64u(process.env.BENCH_SERVER_SEED!)!))
-  const allowlist = new Allowlist()
-  allowlist.add({ publicKeyRaw: fromB64u(process.env.BENCH_CLIENT_PUB!)!, metadata: { role: 'bench' } })
-  const service = createAuthService({ keyPair: server, allowlist, nonceStore: new InMemoryNonceStore({ maxEntries: 1_000_000 }) })
-  const mcpAuth = createMcpAuth(service)
+  const mcpAuth = benchMcpAuth()
   const sessions = new Map<string, MinimalSession>()
   const plain = statefulHandler()
   const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>([
@@ -239,16 +233,7 @@ export async function runFloor(calls: number, rounds: number, kinds: readonly Fl
   const KINDS = (['plain', ...kinds.filter((k) => k !== 'plain')] as FloorKind[]).filter((k, i, a) => a.indexOf(k) === i)
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
-  const child = fork(fileURLToPath(import.meta.url), ['--serve'], {
-    execArgv: [...TS_LOADER],
-    env: { ...process.env, BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)), BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port))
-    child.once('exit', (code) => reject(new Error(`floor bench server exited with ${code}`)))
-  })
-  const origin = `http://127.0.0.1:${port}`
+  const { child, origin } = await forkBenchServer(fileURLToPath(import.meta.url), { server: serverKey, client: clientKey })
   try {
     const trusted = new Allowlist()
     trusted.add({ publicKeyRaw: serverKey.publicKeyRaw })

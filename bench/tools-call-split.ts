@@ -16,17 +16,17 @@
  * on tools/call". CPU per call is far less sensitive to other work on the machine than wall time.
  * @module
  */
-import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { Allowlist } from '../src/allowlist/allowlist.js'
 import { createServerTrust } from '../src/handshake/client-handshake.js'
 import { b64u } from '../src/internal/bytes.js'
-import { generateKeyPair, privateKeySeed } from '../src/keys/key-pair.js'
+import { generateKeyPair } from '../src/keys/key-pair.js'
 import { createAuthFetch, type AuthFetch } from '../src/mcp/client.js'
 import { createRequestProof } from '../src/session/session-token.js'
-import { benchFile, TS_LOADER } from './lib.js'
+import { benchFile } from './lib.js'
+import { forkBenchServer, serverNodeArgs } from './mcp-bench-server.js'
 import { clientCpu, median, serverCpuPerCall, setPhase, timeCalls } from './mcp-tools-call.js'
 
 const SPLIT = ['plain', 'headers-only', 'client-only', 'auth'] as const
@@ -39,16 +39,9 @@ async function main(): Promise<void> {
   const rounds = num('--rounds', 8)
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
-  const child = fork(fileURLToPath(new URL(benchFile('./mcp-tools-call.ts'), import.meta.url)), ['--serve'], {
-    execArgv: [...TS_LOADER, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
-    env: { ...process.env, BENCH_SERVER_SEED: b64u(privateKeySeed(serverKey.privateKey)), BENCH_CLIENT_PUB: b64u(clientKey.publicKeyRaw), BENCH_JWT_PUBLIC_JWK: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: b64u(generateKeyPair().publicKeyRaw) }) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port))
-    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)))
-  })
-  const origin = `http://127.0.0.1:${port}`
+  const script = fileURLToPath(new URL(benchFile('./mcp-tools-call.ts'), import.meta.url))
+  const jwk = { BENCH_JWT_PUBLIC_JWK: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: b64u(generateKeyPair().publicKeyRaw) }) }
+  const { child, origin } = await forkBenchServer(script, { server: serverKey, client: clientKey }, jwk, serverNodeArgs())
   try {
     const trusted = new Allowlist()
     trusted.add({ publicKeyRaw: serverKey.publicKeyRaw })
