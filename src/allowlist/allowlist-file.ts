@@ -9,7 +9,7 @@
 import { mkdir, open, readFile, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { AuthError } from '../errors.js'
-import { watchFileChanges } from '../internal/file-watch.js'
+import { reloadOnChange } from '../internal/file-watch.js'
 import { Allowlist, ENTRY_LINE_BYTES, LineLayoutReader, entryHasKey } from './allowlist.js'
 import { withFileLock, writeFileAtomic, type LockOptions } from './file-lock.js'
 import type { AllowlistEntry, KeyLookup, LookupResult } from './types.js'
@@ -330,26 +330,14 @@ export interface AllowlistWatcher {
  * every change. A broken or missing file keeps the last good list and is reported through `onError`.
  */
 export function watchAllowlistFile(path: string, holder: AllowlistHolder, options: WatchAllowlistOptions = {}): AllowlistWatcher {
-  let closed = false
-  const watcher = watchFileChanges(path, {
+  return reloadOnChange(path, {
     pollIntervalMs: options.pollIntervalMs ?? 1000,
     debounceMs: 25,
-    async onChange() {
-      try {
-        const next = await loadAllowlistFile(path)
-        if (closed) return
-        holder.current = next
-        options.onReload?.(next)
-      } catch (err) {
-        if (!closed) options.onError?.(err instanceof AuthError ? err : fileError(path, err))
-      }
+    load: () => loadAllowlistFile(path),
+    apply(next) {
+      holder.current = next
+      options.onReload?.(next)
     },
+    refused: (err) => options.onError?.(err instanceof AuthError ? err : fileError(path, err)),
   })
-  return {
-    close() {
-      closed = true
-      watcher.close()
-    },
-    check: watcher.check,
-  }
 }

@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { loadYaml } from '../internal/load-on-use.js'
 import { ConfigError } from '../errors.js'
-import { fileSignature, watchFileChanges } from '../internal/file-watch.js'
+import { fileSignature, reloadOnChange } from '../internal/file-watch.js'
 import { compilePolicy, type CompiledPolicy } from './compile-policy.js'
 import { authorizationSectionSchema, formatPolicyIssues, validatePolicyObject } from './policy-schema.js'
 import type { AuthzDecision, AuthzRequest, AuthzSubject, Authorizer } from './types.js'
@@ -115,21 +115,16 @@ export interface PolicyHolder extends Authorizer {
 export async function watchPolicy(source: PolicySource, options: WatchPolicyOptions = {}): Promise<PolicyHolder> {
   const initialSignature = await fileSignature(source.file)
   let current = await loadPolicy(source)
-  let closed = false
-  const watcher = watchFileChanges(source.file, {
+  const watcher = reloadOnChange(source.file, {
     initialSignature,
     pollIntervalMs: options.pollIntervalMs ?? 250,
     debounceMs: 20,
-    async onChange() {
-      try {
-        const next = await loadPolicy(source)
-        if (closed) return
-        current = next
-        options.onReload?.(next)
-      } catch (err) {
-        if (!closed) options.onError?.(err instanceof ConfigError ? err : policyError(source.file, [String(err)], err))
-      }
+    load: () => loadPolicy(source),
+    apply(next) {
+      current = next
+      options.onReload?.(next)
     },
+    refused: (err) => options.onError?.(err instanceof ConfigError ? err : policyError(source.file, [String(err)], err)),
   })
 
   return {
@@ -142,9 +137,6 @@ export async function watchPolicy(source: PolicySource, options: WatchPolicyOpti
     },
     decide: (subject: AuthzSubject, request: AuthzRequest): AuthzDecision => current.decide(subject, request),
     check: watcher.check,
-    close() {
-      closed = true
-      watcher.close()
-    },
+    close: watcher.close,
   }
 }

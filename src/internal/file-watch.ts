@@ -94,3 +94,41 @@ export function watchFileChanges(path: string, options: FileChangeWatchOptions):
     },
   }
 }
+
+export interface ReloadOnChangeOptions<T> {
+  /** Reads and checks a new version of the file; throws when it is refused. */
+  load(): Promise<T>
+  /** Puts a loaded version in force (never after close). */
+  apply(next: T): void
+  /** A version that was refused (or whose apply threw); the last good one stays (never after close). */
+  refused(err: unknown): void
+  initialSignature?: string
+  pollIntervalMs: number
+  debounceMs: number
+}
+
+/** Watches `path` and, for each new version, loads it and applies it, or reports it refused. */
+export function reloadOnChange<T>(path: string, options: ReloadOnChangeOptions<T>): FileChangeWatch {
+  let closed = false
+  const watcher = watchFileChanges(path, {
+    ...(options.initialSignature === undefined ? {} : { initialSignature: options.initialSignature }),
+    pollIntervalMs: options.pollIntervalMs,
+    debounceMs: options.debounceMs,
+    async onChange() {
+      try {
+        const next = await options.load()
+        if (closed) return
+        options.apply(next)
+      } catch (err) {
+        if (!closed) options.refused(err)
+      }
+    },
+  })
+  return {
+    check: watcher.check,
+    close() {
+      closed = true
+      watcher.close()
+    },
+  }
+}

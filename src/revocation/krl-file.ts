@@ -6,7 +6,7 @@
  * @module
  */
 import { AuthError } from '../errors.js'
-import { fileSignature, watchFileChanges } from '../internal/file-watch.js'
+import { fileSignature, reloadOnChange } from '../internal/file-watch.js'
 import { loadOpenSshKrlFile } from '../keys/openssh-krl.js'
 import { KrlRevocation } from './krl-revocation.js'
 
@@ -27,30 +27,18 @@ export interface WatchKrlFileOptions {
 export async function watchKrlFile(path: string, options: WatchKrlFileOptions = {}): Promise<KrlFileWatcher> {
   const initialSignature = await fileSignature(path)
   const revocation = new KrlRevocation(await loadKrl(path))
-  let closed = false
-  const watcher = watchFileChanges(path, {
+  const watcher = reloadOnChange(path, {
     initialSignature,
     pollIntervalMs: options.pollIntervalMs ?? 500,
     debounceMs: 20,
-    async onChange() {
-      try {
-        const krl = await loadKrl(path)
-        if (closed) return
-        revocation.replace(krl)
-        options.onReload?.(revocation)
-      } catch (err) {
-        if (!closed) options.onError?.(err instanceof AuthError ? err : new AuthError('key_file_invalid', `${path}: ${String(err)}`, { cause: err }))
-      }
+    load: () => loadKrl(path),
+    apply(krl) {
+      revocation.replace(krl)
+      options.onReload?.(revocation)
     },
+    refused: (err) => options.onError?.(err instanceof AuthError ? err : new AuthError('key_file_invalid', `${path}: ${String(err)}`, { cause: err })),
   })
-  return {
-    revocation,
-    check: () => watcher.check(),
-    close() {
-      closed = true
-      watcher.close()
-    },
-  }
+  return { revocation, check: watcher.check, close: watcher.close }
 }
 
 async function loadKrl(path: string): ReturnType<typeof loadOpenSshKrlFile> {
