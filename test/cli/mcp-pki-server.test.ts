@@ -1,6 +1,6 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -14,30 +14,41 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true })
 })
 
+/** A started mcp-pki-server: its handshake URL from the "listening on" line, and its output so far. */
+interface StartedServer {
+  child: ChildProcess
+  url: string
+  out: { stdout: string; stderr: string }
+  exited: Promise<number | null>
+}
+
+function startServer(args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<StartedServer> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const out = { stdout: '', stderr: '' }
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()))
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  return new Promise<StartedServer>((resolveStarted, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr: ${out.stderr}`)), 10_000)
+    child.stdout.on('data', (d: Buffer) => {
+      out.stdout += d.toString()
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+\/auth)/.exec(out.stdout)
+      if (m) {
+        clearTimeout(timer)
+        resolveStarted({ child, url: m[1]!, out, exited })
+      }
+    })
+    child.once('exit', () => reject(new Error(`server exited early; stderr: ${out.stderr}`)))
+  })
+}
+
 test('mcp-pki-server starts, answers /health and handshakes, logs audit events to stderr, exits 0 on SIGTERM', async () => {
   assert.ok(existsSync(BIN), `${BIN} is missing: build first (npx tsc -p tsconfig.json)`)
   const dir = await mkdtemp(join(tmpdir(), 'mcp-server-cli-'))
   dirs.push(dir)
   const sb = await createSandbox(dir, { server: { audit: { log_file: null } } })
-  const child = spawn(process.execPath, [BIN, '--config', sb.serverConfigPath], { cwd: dir, env: { ...process.env, MCP_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  const { child, url, out, exited } = await startServer(['--config', sb.serverConfigPath], dir, { ...process.env, MCP_DEBUG: '' })
   try {
-    const url = await new Promise<string>((resolveUrl, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr: ${stderr}`)), 10_000)
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString()
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+\/auth)/.exec(stdout)
-        if (m) {
-          clearTimeout(timer)
-          resolveUrl(m[1]!)
-        }
-      })
-      child.once('exit', () => reject(new Error(`server exited early; stderr: ${stderr}`)))
-    })
-    assert.match(stdout, new RegExp(`server key fingerprint: ${sb.serverKey.fingerprint}`))
+    assert.match(out.stdout, new RegExp(`server key fingerprint: ${sb.serverKey.fingerprint}`))
     const health = await fetch(url.replace('/auth', '/health'))
     assert.equal(health.status, 200)
     assert.equal(((await health.json()) as { fingerprint: string }).fingerprint, sb.serverKey.fingerprint)
@@ -45,42 +56,28 @@ test('mcp-pki-server starts, answers /health and handshakes, logs audit events t
     const r = spawnSync(process.execPath, [AUTH_TEST, '--config', sb.clientConfigPath, '--server-url', url, '--format', 'json'], { cwd: dir, encoding: 'utf8' })
     assert.equal(r.status, 0, r.stderr)
     assert.equal((JSON.parse(r.stdout) as { success: boolean }).success, true)
-    // the audit line of that handshake reached stderr
+    // the audit line of that handshake reached out.stderr
     await new Promise((res) => setTimeout(res, 200))
-    const success = stderr.split('\n').find((l) => l.includes('"handshake.success"'))
-    assert.ok(success, stderr)
+    const success = out.stderr.split('\n').find((l) => l.includes('"handshake.success"'))
+    assert.ok(success, out.stderr)
     assert.equal((JSON.parse(success) as { client_fingerprint: string }).client_fingerprint, sb.clientKey.fingerprint)
-    assert.ok(!/session_token|BEGIN PRIVATE KEY/.test(stderr))
+    assert.ok(!/session_token|BEGIN PRIVATE KEY/.test(out.stderr))
   } finally {
     child.kill('SIGTERM')
   }
-  assert.equal(await exited, 0, stderr)
-  assert.match(stderr, /SIGTERM: shutting down/)
-  assert.match(stderr, /"server\.stop"/)
+  assert.equal(await exited, 0, out.stderr)
+  assert.match(out.stderr, /SIGTERM: shutting down/)
+  assert.match(out.stderr, /"server\.stop"/)
 })
 
 test('mcp-pki-server writes JSON audit to the configured file and one summary line per event to stderr', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mcp-server-cli-'))
   dirs.push(dir)
   const sb = await createSandbox(dir)
-  const child = spawn(process.execPath, [BIN, '--config', sb.serverConfigPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
-  await new Promise<void>((res, rej) => {
-    const t = setTimeout(() => rej(new Error(stderr)), 10_000)
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-      if (stdout.includes('listening on')) {
-        clearTimeout(t)
-        res()
-      }
-    })
-  })
+  const { child, out, exited } = await startServer(['--config', sb.serverConfigPath], dir)
   child.kill('SIGTERM')
-  assert.equal(await exited, 0, stderr)
-  assert.match(stderr, /INFO {2}server\.start .*server_fingerprint=[0-9a-f]{64}/)
+  assert.equal(await exited, 0, out.stderr)
+  assert.match(out.stderr, /INFO {2}server\.start .*server_fingerprint=[0-9a-f]{64}/)
   const lines = (await readFile(join(dir, 'logs/server_audit.jsonl'), 'utf8')).trim().split('\n')
   assert.deepEqual(
     lines.map((l) => (JSON.parse(l) as { event: string }).event),
@@ -120,28 +117,16 @@ test('mcp-pki-server with keys.agent: serves with the key the ssh-agent holds (n
     assert.equal(noAgent.status, 1)
     assert.match(noAgent.stderr, /SSH_AUTH_SOCK is not set.*ssh-add/s)
 
-    const child = spawn(process.execPath, [BIN, '--config', sb.serverConfigPath, '--port', '0'], { cwd: dir, env: { ...env, SSH_AUTH_SOCK: agent.socket }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+    const { child, url, out, exited } = await startServer(['--config', sb.serverConfigPath, '--port', '0'], dir, { ...env, SSH_AUTH_SOCK: agent.socket })
     try {
-      const url = await new Promise<string>((resolveUrl, reject) => {
-        child.stdout.on('data', (d: Buffer) => {
-          stdout += d.toString()
-          const m = /listening on (http:\/\/127\.0\.0\.1:\d+\/auth)/.exec(stdout)
-          if (m) resolveUrl(m[1]!)
-        })
-        child.once('exit', () => reject(new Error(`server exited early; stderr: ${stderr}`)))
-      })
-      assert.match(stdout, new RegExp(`server key fingerprint: ${sb.serverKey.fingerprint}`))
+      assert.match(out.stdout, new RegExp(`server key fingerprint: ${sb.serverKey.fingerprint}`))
       const r = spawnSync(process.execPath, [AUTH_TEST, '--config', sb.clientConfigPath, '--server-url', url, '--format', 'json'], { cwd: dir, encoding: 'utf8' })
       assert.equal(r.status, 0, r.stderr)
       assert.equal((JSON.parse(r.stdout) as { success: boolean }).success, true)
     } finally {
       child.kill('SIGTERM')
     }
-    assert.equal(await exited, 0, stderr)
+    assert.equal(await exited, 0, out.stderr)
   } finally {
     await agent.stop()
   }
