@@ -20,7 +20,7 @@ import { isTicketKeyRing, staticTicketKeys, type TicketKey, type TicketKeyRing }
 
 export type SessionBinding = 'proof' | 'bearer'
 
-/** Who made a request: the result of a successful check. */
+/** Who made a request: the result of a successful check. Frozen; the same object for every request of a session while its allowlist entry is unchanged. */
 export interface SessionInfo {
   sessionId: string
   clientFingerprint: string
@@ -132,6 +132,13 @@ type OpenTicket = SessionTicket & {
   /** The allowlist entry whose `added_at` is in {@link addedAt} (parsed once per entry, not per request). */
   addedAtOf?: AllowlistEntry
   addedAt?: number | undefined
+  /**
+   * The SessionInfo last returned for this token, frozen: every field but `entry` is the ticket's
+   * own, so it is returned again while the allowlist entry is the same object. One object per
+   * session instead of one per request lets callers keep what they derive from it in a WeakMap
+   * (createMcpAuth's AuthInfo; docs/benchmarks.md, session 10).
+   */
+  info?: SessionInfo
 }
 
 export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifier {
@@ -240,7 +247,15 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
     } catch (err) {
       throw err instanceof AuthError ? refuse(ticket, token, req, err.code, err.message) : err
     }
-    return { sessionId, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: found.entry, token, audience: ticket.audience }
+    return infoOf(ticket, token, found.entry)
+  }
+
+  /** The ticket's frozen SessionInfo for `entry` (made again only when the entry changed). */
+  function infoOf(ticket: OpenTicket, token: string, entry: AllowlistEntry): SessionInfo {
+    const known = ticket.info
+    if (known !== undefined && known.entry === entry) return known
+    const info: SessionInfo = { sessionId: ticket.id, clientFingerprint: ticket.clientFingerprint, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry, token, audience: ticket.audience }
+    return (ticket.info = Object.freeze(info))
   }
 
   /** A session made with a certificate: its CA is still trusted, nothing of it revoked (certified-session.ts). */
@@ -255,7 +270,7 @@ export function createSessionVerifier(o: SessionVerifierOptions): SessionVerifie
       throw err instanceof AuthError ? refuse(ticket, token, req, err.code, err.message) : err
     }
     ticket.entry ??= certifiedSessionEntry(allowlist, fp, ticket.certificate!, ticket.expiresAt)
-    return { sessionId: ticket.id, clientFingerprint: fp, issuedAt: ticket.issuedAt, expiresAt: ticket.expiresAt, entry: ticket.entry, token, audience: ticket.audience }
+    return infoOf(ticket, token, ticket.entry)
   }
 
   const EXPIRED = 'the session expired; authenticate again'
