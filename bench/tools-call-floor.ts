@@ -24,6 +24,7 @@
  * the same group, so load changes on the machine cancel.
  *
  *   node --import tsx bench/tools-call-floor.ts [--calls 400] [--rounds 4] [--kinds plain,crypto,auth] [--json]
+ *   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR --cpu-prof-interval 25" … (profiles the server process)
  * @module
  */
 import type { ChildProcess } from 'node:child_process'
@@ -42,7 +43,7 @@ import { holdController, requestSignal } from '../src/mcp/request-signal.js'
 import type { McpAuthInfo, McpRequest } from '../src/mcp/server.js'
 import { SequenceWindows } from '../src/nonce/sequence-windows.js'
 import { createRequestProof, matchRequestProof, proofMacMatches, tokenDigest } from '../src/session/session-token.js'
-import { benchMcpAuth, forkBenchServer } from './mcp-bench-server.js'
+import { benchMcpAuth, forkBenchServer, serverNodeArgs } from './mcp-bench-server.js'
 import { readJson, statefulHandler } from './mcp-tools-call.js'
 
 export const FLOOR_KINDS = ['plain', 'bytes', 'shape', 'crypto', 'auth'] as const
@@ -233,7 +234,7 @@ export async function runFloor(calls: number, rounds: number, kinds: readonly Fl
   const KINDS = (['plain', ...kinds.filter((k) => k !== 'plain')] as FloorKind[]).filter((k, i, a) => a.indexOf(k) === i)
   const serverKey = generateKeyPair()
   const clientKey = generateKeyPair()
-  const { child, origin } = await forkBenchServer(fileURLToPath(import.meta.url), { server: serverKey, client: clientKey })
+  const { child, origin } = await forkBenchServer(fileURLToPath(import.meta.url), { server: serverKey, client: clientKey }, {}, serverNodeArgs())
   try {
     const trusted = new Allowlist()
     trusted.add({ publicKeyRaw: serverKey.publicKeyRaw })
@@ -321,7 +322,8 @@ export async function runFloor(calls: number, rounds: number, kinds: readonly Fl
   } finally {
     const exited = new Promise((resolve) => child.once('exit', resolve))
     child.disconnect()
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+    // A profiled server (BENCH_SERVER_NODE_ARGS) takes seconds to write its profile: give it time.
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, serverNodeArgs().length === 0 ? 2000 : 60_000).unref())])
     child.kill()
   }
 }
