@@ -497,14 +497,16 @@ export function createMcpAuth(service: AuthService, options: McpAuthOptions = {}
   /**
    * Each session's AuthInfo, frozen, made once: the verifier returns one frozen SessionInfo per
    * session (while its allowlist entry is unchanged), so this is a WeakMap hit per request instead
-   * of four objects made per request (~8 µs in situ, docs/benchmarks.md, session 10).
+   * of four objects made per request (~8 µs in situ, docs/benchmarks.md, session 10). Only with
+   * the default scopes: a `scopesOf` of the application's may read state of its own that changes,
+   * so it is asked on every request, as before.
    */
-  const authInfos = new WeakMap<SessionInfo, McpAuthInfo>()
+  const authInfos = options.scopesOf === undefined ? new WeakMap<SessionInfo, McpAuthInfo>() : undefined
   function authInfoOf(session: SessionInfo): McpAuthInfo {
-    const known = authInfos.get(session)
+    const known = authInfos?.get(session)
     if (known !== undefined) return known
     const made = frozenAuthInfo(authInfoFromSession(session, scopesOf))
-    if (Object.isFrozen(session)) authInfos.set(session, made)
+    if (authInfos !== undefined && Object.isFrozen(session)) authInfos.set(session, made)
     return made
   }
   interface SocketContexts {

@@ -54,3 +54,24 @@ test('a handler cannot change the AuthInfo of its session: the next request sees
     assert.deepEqual(refused, ['scopes', 'role', 'clientId'], 'every change is refused')
   }
 })
+
+test("an application's scopesOf is asked on every request: scopes it grants or takes back apply to the next request", async () => {
+  const p = makeParties()
+  let granted = ['tools:read']
+  const mcpAuth = createMcpAuth(createAuthService({ keyPair: p.server, allowlist: p.serverAllowlist, nonceStore: new TestNonceStore() }), { scopesOf: () => [...granted] })
+  const server = createServer()
+  mountMcpAuth(server, mcpAuth, { handler: tamperingHandler })
+  const url = `${await listen(server)}/mcp`
+  cleanups.push(() => closeServer(server))
+  const fetch = createAuthFetch({ url, keyPair: p.client, serverTrust: createServerTrust({ allowlist: p.clientAllowlist }), retryAttempts: 0 })
+  const scopesSeen = async (): Promise<string[]> => {
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) })
+    assert.equal(res.status, 200)
+    return ((await res.json()) as { seen: { scopes: string[] } }).seen.scopes
+  }
+  assert.deepEqual(await scopesSeen(), ['tools:read'])
+  granted = []
+  assert.deepEqual(await scopesSeen(), [], 'a scope taken back is gone from the next request')
+  granted = ['tools:read', 'tools:write']
+  assert.deepEqual(await scopesSeen(), ['tools:read', 'tools:write'])
+})
