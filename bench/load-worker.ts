@@ -6,7 +6,8 @@
  * Ours: the project's own client (`authenticate` over a keep-alive node:http(s) agent with
  * maxSockets = concurrency, or the WebSocket client). The peer: a fresh `tls.connect` per
  * handshake (no session offered, so every one is a full TLS 1.3 handshake with client certificate),
- * one tiny request and reply.
+ * one tiny request and reply. The floors: two bare keep-alive POSTs (`echo`), and the protocol's
+ * crypto over them with nothing else (`cryptofloor`, bench/handshake-floor.ts).
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -17,6 +18,7 @@ import { fingerprintOf, keyPairFromPrivateKey, privateKeyFromSeed, type Ed25519K
 import { authenticate } from '../src/transport/http-client.js'
 import { createNodeFetch } from '../src/transport/tls.js'
 import { authenticateWebSocket } from '../src/transport/ws-client.js'
+import { makeFloorClient } from './handshake-floor.js'
 import { latencySummary, serve, type Message } from './lib.js'
 
 export interface OursTarget {
@@ -37,7 +39,14 @@ export interface EchoTarget {
   kind: 'echo'
   port: number
 }
-export type Target = OursTarget | TlsTarget | EchoTarget
+/** The protocol's crypto over two keep-alive POSTs and nothing else (bench/handshake-floor.ts). */
+export interface CryptoFloorTarget {
+  kind: 'cryptofloor'
+  port: number
+  clientSeed: string
+  serverPublicKey: string
+}
+export type Target = OursTarget | TlsTarget | EchoTarget | CryptoFloorTarget
 
 type Handshake = () => Promise<void>
 
@@ -45,6 +54,7 @@ type Handshake = () => Promise<void>
 async function makeClient(t: Target, concurrency: number): Promise<{ run: Handshake; close: () => void }> {
   if (t.kind === 'tls') return makeTlsClient(t)
   if (t.kind === 'echo') return makeEchoClient(t, concurrency)
+  if (t.kind === 'cryptofloor') return makeFloorClient({ ...t, concurrency })
   const keyPair: Ed25519KeyPair = keyPairFromPrivateKey(privateKeyFromSeed(Buffer.from(t.clientSeed, 'base64url')))
   const serverTrust: ServerTrust = createServerTrust({ pinnedFingerprint: fingerprintOf(Buffer.from(t.serverPublicKey, 'base64url')) })
   if (t.transport === 'ws') {

@@ -2,8 +2,9 @@
  * Where the server spends its time: runs the benchmark server (HTTP by default) under
  * `--cpu-prof`, drives it with the load worker, and prints the functions with the most self time.
  *
- *   node --import tsx bench/profile.ts [http|https|ws] [--concurrency 10] [--seconds 5] [--top 30] [--by-category] [--client]
- * (--client profiles the load generator, i.e. the project's client, instead of the server)
+ *   node --import tsx bench/profile.ts [http|https|ws|cryptofloor] [--concurrency 10] [--seconds 5] [--top 30] [--by-category] [--client]
+ * (--client profiles the load generator, i.e. the project's client, instead of the server;
+ * cryptofloor is the network benchmark's floor, bench/handshake-floor.ts)
  * @module
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -59,7 +60,7 @@ export function categoryOf(name: string): string {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
-  const mode = (argv.find((a) => !a.startsWith('--') && !/^\d+$/.test(a)) ?? 'http') as 'http' | 'https' | 'ws'
+  const mode = (argv.find((a) => !a.startsWith('--') && !/^\d+$/.test(a)) ?? 'http') as 'http' | 'https' | 'ws' | 'cryptofloor'
   const opt = (name: string, d: number): number => {
     const i = argv.indexOf(`--${name}`)
     return i === -1 ? d : Number(argv[i + 1])
@@ -81,7 +82,12 @@ async function main(): Promise<void> {
     })
     const load = new Worker('./load-worker.ts', [], clientSide ? prof : [])
     await load.ready()
-    const target = {
+    const target = mode === 'cryptofloor' ? {
+      kind: 'cryptofloor',
+      port,
+      clientSeed: privateKeySeed(client.privateKey).toString('base64url'),
+      serverPublicKey: server.publicKeyRaw.toString('base64url'),
+    } : {
       kind: 'ours',
       transport: mode,
       url: mode === 'ws' ? `ws://127.0.0.1:${String(port)}/ws` : `${mode}://127.0.0.1:${String(port)}/auth`,

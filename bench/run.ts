@@ -114,9 +114,32 @@ function printSession(r: Record<string, unknown>): void {
 // ---------- network ----------
 
 interface NetTarget {
-  name: 'http' | 'https' | 'ws' | 'tls' | 'echo'
+  name: 'http' | 'https' | 'ws' | 'tls' | 'echo' | 'cryptofloor'
   server: Worker
   target: Record<string, unknown>
+}
+
+/** The two floors and the peer: every other target is ours. */
+const NOT_OURS: readonly string[] = ['tls', 'echo', 'cryptofloor']
+
+/** What the load worker is handed for `mode` (bench/load-worker.ts Target). */
+function netTarget(mode: NetTarget['name'], port: number, k: { certs: CertFiles; clientSeed: string; serverPublicKey: string }): Record<string, unknown> {
+  if (mode === 'tls') return { kind: 'tls', port, certs: k.certs }
+  if (mode === 'echo') return { kind: 'echo', port }
+  if (mode === 'cryptofloor') return { kind: 'cryptofloor', port, clientSeed: k.clientSeed, serverPublicKey: k.serverPublicKey }
+  const url = mode === 'ws' ? `ws://127.0.0.1:${port}/ws` : `${mode}://127.0.0.1:${port}/auth`
+  return { kind: 'ours', transport: mode, url, clientSeed: k.clientSeed, serverPublicKey: k.serverPublicKey, ca: k.certs.ca }
+}
+
+type NetRound = Record<string, { p50: number; p99: number; rate: Record<number, number>; cpu: Record<string, number>; coreUs?: number; errors: number }>
+
+/** Per-round pairs of `n` against `base` (×, >1 means `n` is faster or cheaper). */
+function pairRatios(rounds: readonly NetRound[], n: string, base: string, concurrencies: readonly number[]): Record<string, Stat> {
+  return {
+    seq_p50_speedup: statOf(rounds.map((r) => r[base]!.p50 / r[n]!.p50)),
+    ...Object.fromEntries(concurrencies.map((c) => [`throughput_c${c}`, statOf(rounds.map((r) => r[n]!.rate[c]! / r[base]!.rate[c]!))])),
+    server_cpu_c10: statOf(rounds.map((r) => r[base]!.cpu.c10! / r[n]!.cpu.c10!)),
+  }
 }
 
 async function network(args: Args): Promise<Record<string, unknown>> {
@@ -130,28 +153,15 @@ async function network(args: Args): Promise<Record<string, unknown>> {
     const serverSeed = privateKeySeed(server.privateKey).toString('base64url')
     const clientSeed = privateKeySeed(client.privateKey).toString('base64url')
     const wsAvailable = existsSync(join(HERE, '../src/transport/ws-client.ts')) && existsSync(join(HERE, '../src/transport/ws-server.ts'))
-    const modes: NetTarget['name'][] = [...(wsAvailable ? (['http', 'https', 'ws'] as const) : (['http', 'https'] as const)), 'tls', 'echo']
+    const modes: NetTarget['name'][] = [...(wsAvailable ? (['http', 'https', 'ws'] as const) : (['http', 'https'] as const)), 'tls', 'echo', 'cryptofloor']
+    const keys = { certs, clientSeed, serverPublicKey: server.publicKeyRaw.toString('base64url') }
     const targets: NetTarget[] = []
     for (const mode of modes) {
       const w = new Worker('./server-worker.ts')
       workers.push(w)
       await w.ready()
       const r = await w.request('start', { mode, serverSeed, clientPublicKey: client.publicKeyRaw.toString('base64url'), certs })
-      const port = Number(r.port)
-      const target =
-        mode === 'tls'
-          ? { kind: 'tls', port, certs }
-          : mode === 'echo'
-            ? { kind: 'echo', port }
-            : {
-              kind: 'ours',
-              transport: mode,
-              url: mode === 'ws' ? `ws://127.0.0.1:${port}/ws` : `${mode}://127.0.0.1:${port}/auth`,
-              clientSeed,
-              serverPublicKey: server.publicKeyRaw.toString('base64url'),
-              ca: certs.ca,
-            }
-      targets.push({ name: mode, server: w, target })
+      targets.push({ name: mode, server: w, target: netTarget(mode, Number(r.port), keys) })
     }
     const load = new Worker('./load-worker.ts')
     workers.push(load)
@@ -162,13 +172,12 @@ async function network(args: Args): Promise<Record<string, unknown>> {
     const durationMs = args.quick ? 400 : 2000
     const warmupMs = args.quick ? 150 : 400
     const concurrencies = [1, 10, 50]
-    type Round = Record<string, { p50: number; p99: number; rate: Record<number, number>; cpu: Record<string, number>; coreUs?: number; errors: number }>
-    const rounds: Round[] = []
+    const rounds: NetRound[] = []
     for (let r = 0; r < args.rounds; r++) {
-      const round: Round = {}
+      const round: NetRound = {}
       for (const t of targets) {
         progress(`round ${r + 1}/${args.rounds}: ${t.name}`)
-        const rec = { p50: 0, p99: 0, rate: {} as Record<number, number>, cpu: {} as Record<string, number>, errors: 0 } as Round[string]
+        const rec = { p50: 0, p99: 0, rate: {} as Record<number, number>, cpu: {} as Record<string, number>, errors: 0 } as NetRound[string]
         const c0 = await t.server.request('cpu')
         const sq = await load.request('seq', { target: t.target, n: seqN, warmup: seqWarm })
         const c1 = await t.server.request('cpu')
@@ -213,16 +222,10 @@ async function network(args: Args): Promise<Record<string, unknown>> {
         errors: recs.reduce((s, x) => s + x.errors, 0),
       }
     }
-    const ratios: Record<string, unknown> = {}
-    for (const n of names.filter((x) => x !== 'tls' && x !== 'echo')) {
-      ratios[n] = {
-        // >1 means ours is faster
-        seq_p50_speedup: statOf(rounds.map((r) => r.tls!.p50 / r[n]!.p50)),
-        ...Object.fromEntries(concurrencies.map((c) => [`throughput_c${c}`, statOf(rounds.map((r) => r[n]!.rate[c]! / r.tls!.rate[c]!))])),
-        server_cpu_c10: statOf(rounds.map((r) => r.tls!.cpu.c10! / r[n]!.cpu.c10!)),
-      }
-    }
-    return { rounds: args.rounds, seq_n: seqN, duration_ms: durationMs, targets: perTarget, ours_vs_tls: ratios, ws_available: wsAvailable }
+    // ours and the crypto floor against TLS; ours against the crypto floor (>1: faster or cheaper)
+    const vsTls = Object.fromEntries(names.filter((x) => x !== 'tls' && x !== 'echo').map((n) => [n, pairRatios(rounds, n, 'tls', concurrencies)]))
+    const vsFloor = Object.fromEntries(names.filter((x) => !NOT_OURS.includes(x)).map((n) => [n, pairRatios(rounds, n, 'cryptofloor', concurrencies)]))
+    return { rounds: args.rounds, seq_n: seqN, duration_ms: durationMs, targets: perTarget, ours_vs_tls: vsTls, ours_vs_floor: vsFloor, ws_available: wsAvailable }
   } finally {
     for (const w of workers) await w.stop()
     rmSync(dir, { recursive: true, force: true })
@@ -241,7 +244,7 @@ function printNetwork(r: Record<string, unknown>): void {
     const tp = t.throughput as Record<string, Stat>
     const cpu = t.server_cpu_us as Record<string, Stat>
     rows.push([
-      n === 'tls' ? 'TLS 1.3 mutual (peer)' : n === 'echo' ? 'floor: 2 bare HTTP round trips' : `ours ${n}`,
+      targetLabel(n),
       fmtStat(t.seq_p50_ms as Stat, 3),
       fmtStat(t.seq_p99_ms as Stat, 3),
       fmtStat(tp.c1, 0),
@@ -258,17 +261,27 @@ function printNetwork(r: Record<string, unknown>): void {
       rows,
     ),
   )
-  const ratios = r.ours_vs_tls as Record<string, Record<string, Stat>>
-  print(
-    table('Ours vs TLS 1.3 mutual auth, per-round pairs (×, higher = ours better; target throughput ≥ 5×)', ['transport', 'p50 latency', 'throughput c=1', 'c=10', 'c=50', 'server CPU'], Object.entries(ratios).map(([n, x]) => [
-      n,
-      fmtStat(x.seq_p50_speedup, 2),
-      fmtStat(x.throughput_c1, 2),
-      fmtStat(x.throughput_c10, 2),
-      fmtStat(x.throughput_c50, 2),
-      fmtStat(x.server_cpu_c10, 2),
-    ])),
-  )
+  print(ratioTable('Ours (and the crypto floor) vs TLS 1.3 mutual auth, per-round pairs (×, higher = faster than TLS; target throughput ≥ 5×)', r.ours_vs_tls))
+  if (r.ours_vs_floor !== undefined) print(ratioTable('Ours vs the crypto floor (protocol crypto + 2 bare round trips), per-round pairs (× floor p50 / ours, ours hs/s / floor, floor CPU / ours; 1 = at the floor)', r.ours_vs_floor))
+}
+
+function targetLabel(n: string): string {
+  if (n === 'tls') return 'TLS 1.3 mutual (peer)'
+  if (n === 'echo') return 'floor: 2 bare HTTP round trips'
+  if (n === 'cryptofloor') return 'floor: protocol crypto + 2 bare round trips'
+  return `ours ${n}`
+}
+
+function ratioTable(title: string, ratios: unknown): string {
+  const rows = Object.entries(ratios as Record<string, Record<string, Stat>>).map(([n, x]) => [
+    n === 'cryptofloor' ? 'floor (crypto + 2 round trips)' : n,
+    fmtStat(x.seq_p50_speedup, 2),
+    fmtStat(x.throughput_c1, 2),
+    fmtStat(x.throughput_c10, 2),
+    fmtStat(x.throughput_c50, 2),
+    fmtStat(x.server_cpu_c10, 2),
+  ])
+  return table(title, ['transport', 'p50 latency', 'throughput c=1', 'c=10', 'c=50', 'server CPU'], rows)
 }
 
 // ---------- memory ----------

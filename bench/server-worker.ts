@@ -1,12 +1,14 @@
 /**
  * The server side of the network benchmarks, in its own process. Commands over IPC:
- *   start {mode: 'http'|'https'|'ws'|'tls', ...}  → {port}
+ *   start {mode: 'http'|'https'|'ws'|'tls'|'echo'|'cryptofloor', ...}  → {port}
  *   cpu                                          → {cpuUs, handshakes} (this process's own accounting)
  *   crypto {iterations}                          → µs of the handshake's core crypto, measured here
  *
  * Ours: the project's createAuthService behind its own HTTP(S)/WebSocket server, with an
  * in-memory allowlist and nonce store. The peer: a node:tls server requiring client certificates
- * (TLS 1.3 only, no session tickets) that answers one tiny request per connection.
+ * (TLS 1.3 only, no session tickets) that answers one tiny request per connection. The floors: a
+ * bare echo of two round trips (`echo`), and the protocol's crypto over those two round trips with
+ * nothing else (`cryptofloor`, bench/handshake-floor.ts).
  * @module
  */
 import { constants as cryptoConstants, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, sign, verify } from 'node:crypto'
@@ -21,12 +23,13 @@ import { InMemoryNonceStore } from '../src/nonce/memory-nonce-store.js'
 import { createAuthService } from '../src/transport/auth-service.js'
 import { createAuthHttpServer } from '../src/transport/http-server.js'
 import { createAuthWebSocketServer } from '../src/transport/ws-server.js'
+import { startHandshakeFloor } from './handshake-floor.js'
 import { cpuMicros, serve, timeSync, type Message } from './lib.js'
 
 let handshakes = 0
 
 interface StartArgs {
-  mode: 'http' | 'https' | 'ws' | 'tls' | 'echo'
+  mode: 'http' | 'https' | 'ws' | 'tls' | 'echo' | 'cryptofloor'
   serverSeed: string
   clientPublicKey: string
   certs: { ca: string; serverKey: string; serverCert: string }
@@ -36,6 +39,7 @@ async function start(m: Message): Promise<Record<string, unknown>> {
   const a = m as unknown as StartArgs
   if (a.mode === 'tls') return { port: await startTls(a) }
   if (a.mode === 'echo') return { port: await startEcho() }
+  if (a.mode === 'cryptofloor') return { port: (await startHandshakeFloor({ serverSeed: Buffer.from(a.serverSeed, 'base64url'), onHandshake: () => handshakes++ })).port }
   const keyPair = keyPairFromPrivateKey(privateKeyFromSeed(Buffer.from(a.serverSeed, 'base64url')))
   const allowlist = new Allowlist()
   allowlist.add({ publicKeyRaw: Buffer.from(a.clientPublicKey, 'base64url'), metadata: { role: 'trusted_client' } })
