@@ -26,6 +26,7 @@ import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createP
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { ed25519PublicKeyProblem } from '../src/keys/point-check.js'
+import type { AuthChallengeWire, AuthCompleteWire, AuthRequestWire, AuthResponseWire } from '../src/protocol/messages.js'
 
 const VERSION = 'mcp-pki/2'
 const CTX = {
@@ -42,46 +43,11 @@ const SESSION_TTL_MS = 900_000
 const KIND_CHALLENGE = 0x01
 const KIND_SESSION = 0x02
 
-interface M1 {
-  type: 'auth_request'
-  version: string
-  client_public_key: string
-  client_nonce: string
-  client_ephemeral: string
-  timestamp: string
-  audience: string
-}
-interface M2 {
-  type: 'auth_challenge'
-  version: string
-  server_public_key: string
-  server_nonce: string
-  server_ephemeral: string
-  timestamp: string
-  expires_at: string
-  challenge_token: string
-  signature: string
-}
-interface M3 {
-  type: 'auth_response'
-  version: string
-  request: M1
-  challenge: M2
-  timestamp: string
-  signature: string
-}
-interface M4 {
-  type: 'auth_complete'
-  version: string
-  success: true
-  session_token: string
-  expires_at: string
-  client_fingerprint: string
-  server_fingerprint: string
-  timestamp: string
-  replay_epoch: string
-  finished: string
-}
+// The wire messages of docs/PROTOCOL.md §3 (types only: nothing of src/ runs in the floor).
+type M1 = AuthRequestWire
+type M2 = AuthChallengeWire
+type M3 = AuthResponseWire
+type M4 = AuthCompleteWire
 
 // ---------- encodings and transcripts (§2, §4) ----------
 
