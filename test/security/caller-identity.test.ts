@@ -56,3 +56,23 @@ test('allowlist metadata with an own "__proto__" key does not give the caller th
   assert.equal(r.status, 200, r.text)
   assert.equal((JSON.parse(r.text) as { role: unknown }).role, null)
 })
+
+// Session 10: the AuthInfo of a session is made once and kept while its allowlist entry is unchanged.
+test('a role changed in the allowlist file reaches the next request of a session that is already open', async () => {
+  const s = await mcpListener('handler')
+  const session = await listenerSession(s)
+  const roleSeen = async (): Promise<unknown> => {
+    const proof = createRequestProof({ session, method: 'POST', target: '/mcp', body: MCP_BODY })
+    const r = await send({ port: s.port }, { body: MCP_BODY, headers: { authorization: `Bearer ${session.token}`, 'mcp-pki-proof': proof } })
+    assert.equal(r.status, 200, r.text)
+    return (JSON.parse(r.text) as { role: unknown }).role
+  }
+  const before = await roleSeen()
+  assert.equal(await roleSeen(), before, 'the same role on a second request')
+  const text = await readFile(s.sb.serverAllowlistPath, 'utf8')
+  const changed = text.replace(/"role":"[^"]*"/, '"role":"auditor"')
+  assert.notEqual(changed, text)
+  await writeFile(s.sb.serverAllowlistPath, changed)
+  await s.configured.reloadAllowlist()
+  assert.equal(await roleSeen(), 'auditor')
+})
