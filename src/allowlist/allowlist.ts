@@ -215,6 +215,19 @@ interface MetadataInfo {
 
 const NO_METADATA: MetadataInfo = Object.freeze({ text: '', expires: Number.NaN })
 
+/**
+ * `value` and every object and array in it, frozen: an entry's metadata is shared by every request
+ * of its key (AuthInfo.extra.metadata, the default scopes), so a handler must not be able to change
+ * a nested value (a `scopes` array) that a later request or session then reads.
+ */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value as object)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}
+
 /** Validates a metadata object; undefined when `expires` is present but not an expiry. */
 function metadataInfoOf(md: Record<string, unknown>): MetadataInfo | undefined {
   if (Object.keys(md).length === 0) return NO_METADATA
@@ -1078,7 +1091,7 @@ export class Allowlist implements KeyLookup, CertAuthorityLookup {
       t.fingerprintHex(i),
       (t.flags[i]! & HAS_KEY) !== 0 ? Buffer.from(t.key.subarray(i * 32, i * 32 + 32)) : undefined,
       t.description[i],
-      metadataText === '' ? EMPTY_METADATA : Object.freeze(JSON.parse(metadataText) as Record<string, unknown>),
+      metadataText === '' ? EMPTY_METADATA : deepFreeze(JSON.parse(metadataText) as Record<string, unknown>),
       t.addedAt[i]!,
       t.addedBy[i],
       Number.isNaN(notAfter) ? undefined : notAfter,

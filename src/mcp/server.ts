@@ -223,7 +223,8 @@ export function authInfoFromSession(session: SessionInfo, scopesOf: (s: SessionI
 
 /** `info` with its scopes and caller frozen too: one object shared by every request of a session, which no handler can change. */
 function frozenAuthInfo(info: McpAuthInfo): McpAuthInfo {
-  Object.freeze(info.scopes)
+  // A copy: the array may be the application's own (a `scopesOf` returning a shared list).
+  info.scopes = Object.freeze([...info.scopes]) as string[]
   if (info.extra !== undefined) Object.freeze(info.extra)
   return Object.freeze(info)
 }
