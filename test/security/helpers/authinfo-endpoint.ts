@@ -6,13 +6,14 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../../../src/config/load-config.js'
-import { createClientHandshake, type ClientSession } from '../../../src/handshake/client-handshake.js'
+import type { ClientSession } from '../../../src/handshake/client-handshake.js'
 import { createMcpAuth, mountMcpAuth, type McpRequest } from '../../../src/mcp/server.js'
 import { createAuthServiceFromConfig, type ConfiguredAuthService } from '../../../src/server/from-config.js'
 import { createSandbox, type Sandbox } from '../../../src/server/sandbox.js'
 import { createRequestProof } from '../../../src/session/session-token.js'
 import { onCleanup } from './cleanup.js'
 import { MCP_BODY, quiet, send } from './loopback-http.js'
+import { listenerSession } from './mcp-listener.js'
 
 export interface Setup {
   sb: Sandbox
@@ -76,13 +77,9 @@ export async function endpoint(metadata: Record<string, unknown>): Promise<Setup
   return { sb, configured, port: (server.address() as AddressInfo).port }
 }
 
-export async function handshake(s: Setup): Promise<ClientSession> {
-  const c = createClientHandshake({ keyPair: s.sb.clientKey, audience: `http://127.0.0.1:${s.port}/mcp`, serverTrust: () => ({}) })
-  const r2 = await send({ port: s.port }, { path: '/auth', body: JSON.stringify(c.start()) })
-  assert.equal(r2.status, 200, r2.text)
-  const r4 = await send({ port: s.port }, { path: '/auth', body: JSON.stringify(await c.handleChallenge(JSON.parse(r2.text))) })
-  assert.equal(r4.status, 200, r4.text)
-  return c.handleComplete(JSON.parse(r4.text))
+/** A session of the sandbox client with the endpoint (as mcp-listener.ts makes one). */
+export function handshake(s: Setup): Promise<ClientSession> {
+  return listenerSession(s)
 }
 
 export async function call(s: Setup, session: ClientSession, attack = false): Promise<Seen> {

@@ -55,7 +55,7 @@ export async function mcpListener(style: 'listener' | 'handler'): Promise<Listen
 }
 
 /** A session of the sandbox client, its audience the endpoint's /mcp URL. */
-export async function listenerSession(s: ListenerSetup): Promise<ClientSession> {
+export async function listenerSession(s: Pick<ListenerSetup, 'sb' | 'port'>): Promise<ClientSession> {
   const c = createClientHandshake({ keyPair: s.sb.clientKey, audience: `http://127.0.0.1:${s.port}/mcp`, serverTrust: () => ({}) })
   const r2 = await send({ port: s.port }, { path: '/auth', body: JSON.stringify(c.start()) })
   assert.equal(r2.status, 200, r2.text)
