@@ -1,8 +1,7 @@
 /** A protected endpoint whose handler reports the AuthInfo it was handed (and, on request, tries to change its nested metadata). */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import * as http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../../../src/config/load-config.js'
@@ -11,9 +10,8 @@ import { createMcpAuth, mountMcpAuth, type McpRequest } from '../../../src/mcp/s
 import { createAuthServiceFromConfig, type ConfiguredAuthService } from '../../../src/server/from-config.js'
 import { createSandbox, type Sandbox } from '../../../src/server/sandbox.js'
 import { createRequestProof } from '../../../src/session/session-token.js'
-import { onCleanup } from './cleanup.js'
 import { MCP_BODY, quiet, send } from './loopback-http.js'
-import { listenerSession } from './mcp-listener.js'
+import { listenerSession, listenUntilCleanup } from './mcp-listener.js'
 
 export interface Setup {
   sb: Sandbox
@@ -67,14 +65,7 @@ export async function endpoint(metadata: Record<string, unknown>): Promise<Setup
   }
   const server = http.createServer()
   mountMcpAuth(server, mcpAuth, { handler })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  onCleanup(async () => {
-    server.closeAllConnections()
-    await new Promise<void>((r) => server.close(() => r()))
-    await configured.close()
-    await rm(dir, { recursive: true, force: true })
-  })
-  return { sb, configured, port: (server.address() as AddressInfo).port }
+  return { sb, configured, port: await listenUntilCleanup(server, configured, dir) }
 }
 
 /** A session of the sandbox client with the endpoint (as mcp-listener.ts makes one). */

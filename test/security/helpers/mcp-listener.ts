@@ -44,6 +44,11 @@ export async function mcpListener(style: 'listener' | 'handler'): Promise<Listen
   const server = style === 'listener' ? http.createServer(mcp) : http.createServer()
   if (style === 'listener') mountMcpAuth(server, mcpAuth)
   else mountMcpAuth(server, mcpAuth, { handler: mcp })
+  return { sb, configured, port: await listenUntilCleanup(server, configured, dir), reached }
+}
+
+/** Listens on loopback; at clean-up closes the server and the service and removes `dir`. Returns the port. */
+export async function listenUntilCleanup(server: http.Server, configured: ConfiguredAuthService, dir: string): Promise<number> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   onCleanup(async () => {
     server.closeAllConnections()
@@ -51,7 +56,7 @@ export async function mcpListener(style: 'listener' | 'handler'): Promise<Listen
     await configured.close()
     await rm(dir, { recursive: true, force: true })
   })
-  return { sb, configured, port: (server.address() as AddressInfo).port, reached }
+  return (server.address() as AddressInfo).port
 }
 
 /** A session of the sandbox client, its audience the endpoint's /mcp URL. */
